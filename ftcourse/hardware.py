@@ -1,0 +1,165 @@
+"""Hardware detection and the course's named run profiles (smoke, cpu, gpu, auto)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import sys
+from dataclasses import dataclass, field, fields, replace
+from functools import cache
+from importlib.util import find_spec
+
+import psutil
+import torch
+
+from ftcourse.errors import CourseError
+
+
+@dataclass(frozen=True)
+class Environment:
+    """What this machine offers for training."""
+
+    platform: str  # "colab", "kaggle" or "local"
+    device: str  # "cuda", "mps" or "cpu"
+    device_name: str
+    bf16: bool  # bf16 (autocast on CPU, native on GPU) is supported and fast
+    fp16: bool
+    ram_gb: float
+    vram_gb: float | None
+    cpu_count: int
+    bitsandbytes: bool
+    python: str = field(default_factory=lambda: platform.python_version())
+    torch: str = field(default_factory=lambda: torch.__version__)
+
+    def __str__(self) -> str:
+        return _table("Environment", dataclasses.asdict(self))
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX), or is Apple silicon."""
+    if sys.platform == "darwin" and platform.machine() == "arm64":
+        return True
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def _platform_name() -> str:
+    if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG"):
+        return "colab"
+    if os.environ.get("KAGGLE_KERNEL_RUN_TYPE"):
+        return "kaggle"
+    return "local"
+
+
+@cache
+def detect_environment() -> Environment:
+    """Detect platform, accelerator, precision support, memory and bitsandbytes."""
+    ram_gb = round(psutil.virtual_memory().total / 2**30, 1)
+    common = dict(
+        platform=_platform_name(),
+        ram_gb=ram_gb,
+        cpu_count=os.cpu_count() or 1,
+        bitsandbytes=find_spec("bitsandbytes") is not None,
+    )
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        return Environment(
+            device="cuda",
+            device_name=props.name,
+            bf16=torch.cuda.is_bf16_supported(),
+            fp16=True,
+            vram_gb=round(props.total_memory / 2**30, 1),
+            **common,
+        )
+    if torch.backends.mps.is_available():
+        return Environment(device="mps", device_name="Apple MPS", bf16=False, fp16=True, vram_gb=None, **common)
+    return Environment(
+        device="cpu",
+        device_name=platform.processor() or platform.machine(),
+        bf16=cpu_supports_bf16(),
+        fp16=False,
+        vram_gb=None,
+        **common,
+    )
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The sizes a notebook runs at. Every field can be overridden: ``get_profile("cpu", max_steps=50)``."""
+
+    name: str
+    model: str
+    max_steps: int  # optimizer steps per training run; -1 means "train num_epochs"
+    num_epochs: float
+    batch_size: int
+    gradient_accumulation_steps: int
+    max_seq_length: int
+    n_train: int | None  # training examples used (None: all)
+    n_eval: int | None  # evaluation examples used (None: all)
+    eval_batch_size: int
+
+    def __str__(self) -> str:
+        return _table(f"Profile '{self.name}'", dataclasses.asdict(self))
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", model="embedded", max_steps=4, num_epochs=1, batch_size=4, gradient_accumulation_steps=1,
+        max_seq_length=256, n_train=32, n_eval=20, eval_batch_size=20,
+    ),
+    "cpu": Profile(
+        name="cpu", model="embedded", max_steps=120, num_epochs=1, batch_size=8, gradient_accumulation_steps=1,
+        max_seq_length=256, n_train=None, n_eval=None, eval_batch_size=32,
+    ),
+    "gpu": Profile(
+        name="gpu", model="embedded", max_steps=-1, num_epochs=3, batch_size=16, gradient_accumulation_steps=1,
+        max_seq_length=512, n_train=None, n_eval=None, eval_batch_size=64,
+    ),
+}
+
+#: The larger model the ``gpu`` profile uses when the Hugging Face Hub is reachable.
+GPU_ONLINE_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes"}
+
+
+def get_profile(name: str = "auto", **overrides) -> Profile:
+    """Return a named profile (``auto`` picks ``gpu`` on CUDA, else ``cpu``), with fields overridden."""
+    if isinstance(name, Profile):
+        base = name
+    else:
+        key = name.lower()
+        if key == "auto":
+            key = "gpu" if detect_environment().device == "cuda" else "cpu"
+        if key not in PROFILES:
+            raise CourseError(
+                f"Unknown profile {name!r}.", f"use one of: {', '.join([*PROFILES, 'auto'])}."
+            )
+        base = PROFILES[key]
+        if key == "gpu" and not hub_offline() and "model" not in overrides:
+            base = replace(base, model=GPU_ONLINE_MODEL)
+    valid = {f.name for f in fields(Profile)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise CourseError(
+            f"Unknown profile field(s): {', '.join(unknown)}.", f"valid fields are: {', '.join(sorted(valid))}."
+        )
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def _table(title: str, values: dict) -> str:
+    width = max(len(k) for k in values)
+    return "\n".join([title, *(f"  {k:<{width}}  {v}" for k, v in values.items())])

