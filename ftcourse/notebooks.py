@@ -143,6 +143,28 @@ def parse_value(text: str) -> Any:
         return text
 
 
+# ---------------------------------------------------------------- metrics
+
+
+METRICS_ENV = "FTCOURSE_METRICS_FILE"
+
+
+def record_metrics(**values: Any) -> dict[str, Any]:
+    """Record a lesson's headline numbers: printed, and merged into ``$FTCOURSE_METRICS_FILE`` when set.
+
+    ``ftcourse run`` sets that file next to the executed notebook (``<name>.metrics.json``);
+    ``ftcourse sweep`` collects them into one table.
+    """
+    target = os.environ.get(METRICS_ENV)
+    if target:
+        path = Path(target)
+        merged = {**(json.loads(path.read_text()) if path.exists() else {}), **values}
+        atomic_write_json(path, merged)
+    for name, value in values.items():
+        print(f"{name}: {value}")
+    return values
+
+
 # ---------------------------------------------------------------- running
 
 
@@ -208,8 +230,10 @@ def run_notebook(
     out_dir = Path(output_dir) if output_dir else paths.runs_dir() / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / notebook.name
-    env_before = os.environ.get("FTCOURSE_PROFILE")
-    os.environ["FTCOURSE_PROFILE"] = profile
+    metrics_file = out_dir / f"{notebook.stem}.metrics.json"
+    metrics_file.unlink(missing_ok=True)
+    saved_env = {k: os.environ.get(k) for k in ("FTCOURSE_PROFILE", METRICS_ENV)}
+    os.environ.update({"FTCOURSE_PROFILE": profile, METRICS_ENV: str(metrics_file)})
     start, error = time.perf_counter(), None
     try:
         with _PeakRss() as peak:
@@ -220,10 +244,11 @@ def run_notebook(
     except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
     finally:
-        if env_before is None:
-            os.environ.pop("FTCOURSE_PROFILE", None)
-        else:
-            os.environ["FTCOURSE_PROFILE"] = env_before
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     seconds = round(time.perf_counter() - start, 1)
     return NotebookRun(str(notebook), str(output), "failed" if error else "ok", seconds, round(peak.peak / 2**20, 1), error)
 

@@ -12,6 +12,7 @@ Course defaults, each measured on the embedded model (see ``benchmarks/README.md
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -243,23 +244,30 @@ def fine_tune(
     preflight: bool = True,
     progress: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
+    reuse: bool = False,
 ) -> RunResult:
     """Train ``model`` on processed records with ``method``; save the adapter and metrics under ``models/fine_tuned/<run_name>``.
 
     ``model`` is a name for :func:`ftcourse.models.load_model` (loaded 4-bit for ``qlora``)
     or an already loaded model (it is modified in place). Checkpoints go to
     ``models/checkpoints/<run_name>``; ``resume=True`` continues from the last one.
+    ``reuse=True`` loads the saved run instead of training when its fingerprint (model,
+    method, settings, data) matches — lessons that build on an earlier lesson's run use it.
     """
     settings = settings or TrainingSettings()
     lora = lora or LoraSettings()
     spec = get_method(method)
     set_seed(settings.seed)
     model_name = model if isinstance(model, str) else getattr(model, "name_or_path", "model")
+    out_root = Path(output_root) if output_root else paths.fine_tuned_dir()
+    run_dir = out_root / run_name
+    key = run_fingerprint(model_name, spec.name, lora, settings, train_records, packing, prompt_init_text)
+    if reuse and _recorded(run_dir).get("fingerprint") == key:
+        print(f"Reusing the saved run {run_dir} (same model, method, settings and data).")
+        return load_run(run_dir, model=None if isinstance(model, str) else model)
     if isinstance(model, str):
         model = load_model(model, quantization=spec.quantization)
     tokenizer = tokenizer or load_tokenizer(model_name if isinstance(model_name, str) else "embedded")
-    out_root = Path(output_root) if output_root else paths.fine_tuned_dir()
-    run_dir = out_root / run_name
     if run_dir.exists() and not overwrite and not (run_dir / RUN_RECORD).exists():
         raise CourseError(f"{run_dir} exists and was not written by ftcourse; not overwriting it.", "choose another run_name, or pass overwrite=True.")
     ckpt_dir = paths.checkpoints_dir() / run_name
@@ -277,7 +285,9 @@ def fine_tune(
     params = count_parameters(model)
 
     collator = lambda batch: collate(batch, tokenizer.pad_token_id)  # noqa: E731
-    param_check = ParameterChangeCheck(model, after_steps=1)
+    warmup_steps = max(0, round(settings.warmup_ratio * total_steps))
+    # the first optimizer step under linear warm-up has learning rate 0: check after the first real one
+    param_check = ParameterChangeCheck(model, after_steps=min(warmup_steps + 1, total_steps))
     if preflight:
         sample = train_examples[: settings.batch_size * 4]
         checks = [
@@ -299,7 +309,7 @@ def fine_tune(
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         learning_rate=settings.learning_rate or spec.learning_rate,
         lr_scheduler_type="linear",
-        warmup_steps=max(0, round(settings.warmup_ratio * total_steps)),
+        warmup_steps=warmup_steps,
         weight_decay=settings.weight_decay,
         num_train_epochs=settings.num_epochs,
         max_steps=settings.max_steps,
@@ -358,11 +368,49 @@ def fine_tune(
         metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
     history = [h for h in trainer.state.log_history if "loss" in h or "eval_loss" in h]
     model.eval()
-    _save_run(run_dir, model, tokenizer, model_name, spec.name, lora, settings, metrics, history)
+    record = {"base_model": model_name, "method": spec.name, "fingerprint": key, "lora": settings_dict(lora),
+              "training": settings_dict(settings), "history": history}
+    _save_run(run_dir, model, tokenizer, model_name, metrics, record)
     return RunResult(run_name, spec.name, model, tokenizer, run_dir, metrics, history)
 
 
-def _save_run(run_dir: Path, model, tokenizer, model_name: str, method: str, lora: LoraSettings, settings: TrainingSettings, metrics: dict, history: list) -> None:
+def run_fingerprint(model_name: str, method: str, lora: LoraSettings, settings: TrainingSettings, records: Sequence[dict], packing: bool, init_text: str | None) -> str:
+    """A hash of everything that determines a run's result."""
+    payload = json.dumps(
+        [model_name, method, settings_dict(lora), settings_dict(settings), list(records), packing, init_text],
+        sort_keys=True, ensure_ascii=False,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _recorded(run_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((run_dir / RUN_RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def load_run(run_dir: str | Path, model: PreTrainedModel | None = None) -> RunResult:
+    """Load a saved run: its adapter on the base model (or the full model), tokenizer, metrics and history."""
+    from peft import PeftModel
+
+    run_dir = Path(run_dir)
+    record = _recorded(run_dir)
+    if not record:
+        raise CourseError(f"{run_dir} is not a saved ftcourse run (no {RUN_RECORD}).", "train it first with fine_tune(), or pass the right folder.")
+    spec = get_method(record["method"])
+    tokenizer = load_tokenizer(str(run_dir))
+    if spec.name == "full":
+        trained = load_model(str(run_dir))
+    else:
+        base = model if model is not None else load_model(record["base_model"], quantization=spec.quantization)
+        trained = PeftModel.from_pretrained(base, str(run_dir))
+    trained.eval()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return RunResult(run_dir.name, spec.name, trained, tokenizer, run_dir, metrics, record.get("history", []))
+
+
+def _save_run(run_dir: Path, model, tokenizer, model_name: str, metrics: dict, record: dict) -> None:
     if run_dir.exists():
         print(f"Replacing the earlier run in {run_dir}")
     with atomic_directory(run_dir) as tmp:
@@ -374,7 +422,4 @@ def _save_run(run_dir: Path, model, tokenizer, model_name: str, method: str, lor
             config["base_model_name_or_path"] = model_name
             atomic_write_json(adapter_config, config)
         atomic_write_json(tmp / "metrics.json", metrics)
-        atomic_write_json(
-            tmp / RUN_RECORD,
-            {"base_model": model_name, "method": method, "lora": settings_dict(lora), "training": settings_dict(settings), "history": history},
-        )
+        atomic_write_json(tmp / RUN_RECORD, record)

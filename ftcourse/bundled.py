@@ -1,0 +1,64 @@
+"""The course's bundled datasets, split and sized by a profile, ready for training and evaluation.
+
+Splits are the ones ``scripts/prepare_dataset.py`` writes (same seed, same function), so notebooks,
+scripts and exercises all see the same test set.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ftcourse import paths
+from ftcourse.data import INTENT_LABELS, Dataset, load_dataset, processed_records, split_dataset
+from ftcourse.hardware import Profile
+
+SEED = 42
+
+
+def raw_path(name: str) -> Path:
+    return paths.data_dir() / "raw" / name
+
+
+def intent_splits(seed: int = SEED) -> dict[str, Dataset]:
+    """Stratified train/validation/test split of ``support_intents.jsonl`` (80/10/10)."""
+    return split_dataset(load_dataset(raw_path("support_intents.jsonl"), labels=INTENT_LABELS), seed=seed)
+
+
+def _sized(records: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
+    return records if n is None else records[:n]
+
+
+def intent_records(profile: Profile, seed: int = SEED) -> dict[str, list[dict[str, Any]]]:
+    """Processed chat records of the intent task per split, cut to the profile's ``n_train``/``n_eval``."""
+    splits = intent_splits(seed)
+    return {
+        name: _sized(processed_records(part, INTENT_LABELS), profile.n_train if name == "train" else profile.n_eval)
+        for name, part in splits.items()
+    }
+
+
+def unseen_intent_records(profile: Profile | None = None) -> list[dict[str, Any]]:
+    """``support_intents_unseen.jsonl``: same labels, different writing style (never trained on)."""
+    data = load_dataset(raw_path("support_intents_unseen.jsonl"), labels=INTENT_LABELS)
+    return _sized(processed_records(data, INTENT_LABELS), profile.n_eval if profile else None)
+
+
+def instruction_records(profile: Profile, tasks: tuple[str, ...] = ("classify", "extract", "reply"), seed: int = SEED) -> dict[str, list[dict[str, Any]]]:
+    """Processed records of ``support_instructions.jsonl`` (Alpaca) per split, only the given tasks."""
+    splits = split_dataset(load_dataset(raw_path("support_instructions.jsonl")), seed=seed)
+    out = {}
+    for name, part in splits.items():
+        records = [r for r in processed_records(part) if r["task"] in tasks]
+        out[name] = _sized(records, profile.n_train if name == "train" else profile.n_eval)
+    return out
+
+
+def domain_texts() -> dict[str, list[str]]:
+    """The fictional product's documentation (train / held-out) and general English text (for forgetting)."""
+    corpus = raw_path("domain_corpus")
+    return {
+        "train": [r["text"] for r in load_dataset(corpus / "train").records],
+        "heldout": [r["text"] for r in load_dataset(corpus / "heldout").records],
+        "general": [r["text"] for r in load_dataset(raw_path("general_text")).records],
+    }

@@ -1,0 +1,37 @@
+"""Runs that several lessons build on, defined once so that each lesson gets the same model.
+
+Lesson 02 trains them; lessons 03, 07 and the exercises call the same function and reuse the
+saved run (``fine_tune(reuse=True)``) when its fingerprint matches, or train it if missing.
+"""
+
+from __future__ import annotations
+
+from ftcourse.bundled import instruction_records, intent_records
+from ftcourse.configs import LoraSettings
+from ftcourse.hardware import Profile
+from ftcourse.train import RunResult, fine_tune, settings_from_profile
+
+#: LoRA settings of the intent-classification run (lesson 02).
+INTENT_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "v_proj"])
+#: LoRA settings of the Alpaca-style instruction run (lesson 02): all attention and MLP projections.
+INSTRUCTION_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
+
+
+def intent_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
+    """LoRA on the intent task, sized by ``profile``; saved as ``models/fine_tuned/intent-lora-<profile>``."""
+    data = intent_records(profile)
+    return fine_tune(
+        data["train"], model=profile.model, method="lora", lora=INTENT_LORA,
+        settings=settings_from_profile(profile), eval_records=data["validation"],
+        run_name=f"intent-lora-{profile.name}", reuse=reuse, progress=progress,
+    )
+
+
+def instruction_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
+    """LoRA on all three instruction tasks (classify, extract, reply); saved as ``instruction-lora-<profile>``."""
+    data = instruction_records(profile)
+    return fine_tune(
+        data["train"], model=profile.model, method="lora", lora=INSTRUCTION_LORA,
+        settings=settings_from_profile(profile), eval_records=data["validation"],
+        run_name=f"instruction-lora-{profile.name}", reuse=reuse, progress=progress,
+    )
