@@ -4,8 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ftcourse-setup
 PROFILE ?= auto
+# Every notebook CI runs: all of notebooks/ (lessons and experiments/) and solutions/.
+NOTEBOOK_DIRS := $(wildcard notebooks solutions)
+# nbval re-executes papermill's executed copies and compares the cells marked # NBVAL_CHECK_OUTPUT (conftest.py skips stderr).
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: setup course test lab clean-runs
+.PHONY: setup course test test-unit test-notebooks lab clean-runs
 
 setup: $(STAMP)
 
@@ -22,8 +26,20 @@ $(STAMP): pyproject.toml constraints.txt
 course: setup
 	HF_HUB_OFFLINE=1 $(BIN)/ftcourse run --all --profile $(PROFILE)
 
-test: setup
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+# The README's test command (and .ci/run's): unit tests, then every notebook under smoke, then nbval.
+test: test-unit test-notebooks
+
+# Notebook hygiene (exercises in sync with solutions/, badges, setup cells; tests/test_notebooks.py), then the unit tests.
+test-unit: setup
+	HF_HUB_OFFLINE=1 $(BIN)/ftcourse build --check
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+
+# papermill runs every notebook with the smoke parameters into a fresh runs/smoke/ (summary.json: time and peak
+# memory per notebook); nbval then re-executes those copies and compares the checked cells with papermill's outputs.
+test-notebooks: setup
+	rm -rf runs/smoke
+	HF_HUB_OFFLINE=1 $(BIN)/ftcourse run $(NOTEBOOK_DIRS) --profile smoke --output-dir runs/smoke
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(NBVAL) runs/smoke/*.ipynb
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

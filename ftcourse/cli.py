@@ -1,4 +1,4 @@
-"""The ``ftcourse`` command: doctor, run (and the other course tools)."""
+"""The ``ftcourse`` command: doctor, run, sweep, build, grade (and the other course tools)."""
 
 from __future__ import annotations
 
@@ -30,37 +30,58 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _params(pairs: list[list[str]] | None, params_file: str | None) -> dict:
-    import yaml
+    """``--params FILE`` values, then ``-p NAME VALUE`` ones (typed by each notebook's parameters cell)."""
+    from ftcourse.notebooks import CommandLineValue, load_params_file
 
-    from ftcourse.notebooks import parse_value
-
-    params = {}
-    if params_file:
-        loaded = yaml.safe_load(Path(params_file).read_text())
-        if not isinstance(loaded, dict):
-            raise CourseError(f"{params_file} must hold a mapping of parameter names to values.", "write `name: value` lines.")
-        params.update(loaded)
+    params = load_params_file(params_file) if params_file else {}
     for name, value in pairs or []:
-        params[name] = parse_value(value)
+        params[name] = CommandLineValue(value)
     return params
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ftcourse.notebooks import course_notebooks, run_many
+    from ftcourse.notebooks import course_notebooks, find_notebooks, run_many
 
     if args.all:
         notebooks = course_notebooks()
     elif args.notebooks:
-        notebooks = [Path(n) for n in args.notebooks]
+        notebooks = find_notebooks(args.notebooks)
     else:
-        raise CourseError("No notebook given.", "name one or more notebooks, or pass --all.")
-    for nb in notebooks:
-        if not nb.is_file():
-            raise CourseError(f"Notebook {nb} does not exist.", "check the path (lessons are in notebooks/).")
+        raise CourseError("No notebook given.", "name notebooks or folders of notebooks, or pass --all.")
     results = run_many(notebooks, args.profile, args.output_dir, _params(args.param, args.params), args.timeout)
     failed = [r for r in results if r.status != "ok"]
     print(f"{len(results) - len(failed)} of {len(results)} notebooks ran; executed copies in {Path(results[0].output).parent}")
     return 1 if failed else 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from ftcourse.sweep import load_grid, run_sweep
+
+    result = run_sweep(args.notebook, load_grid(args.grid), args.profile, args.output_dir, _params(args.param, args.params),
+                       args.timeout, metrics=args.metric)
+    print(f"{len(result.ran)} ran, {len(result.skipped)} skipped (done before), {len(result.failed)} failed; "
+          f"table {result.csv}, chart {result.chart}")
+    return 1 if result.failed else 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from ftcourse.build import build
+
+    problems = build(check=args.check, overwrite=args.overwrite)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    print(f"{len(problems)} problem(s)" if problems else "notebooks, solutions and exercises are in sync")
+    return 1 if problems else 0
+
+
+def cmd_grade(args: argparse.Namespace) -> int:
+    from ftcourse.grading import feedback_dir, grade_folder
+
+    out = Path(args.out or f"grades/{Path(args.assignment).stem.split('_')[0]}.csv")
+    grades = grade_folder(args.submissions, args.assignment, out, args.profile, args.timeout, args.overwrite,
+                          _params(args.param, args.params))
+    print(f"graded {len(grades)} submission(s): {out}; feedback in {feedback_dir(out)}/")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(func=cmd_doctor)
 
     run = sub.add_parser("run", help="execute notebooks headless with papermill into runs/<profile>/")
-    run.add_argument("notebooks", nargs="*")
+    run.add_argument("notebooks", nargs="*", help="notebooks, or folders to run every notebook in")
     run.add_argument("--all", action="store_true", help="every lesson in notebooks/")
     run.add_argument("--profile", default="auto", help="smoke, cpu, gpu or auto (default)")
     run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a notebook parameter")
@@ -80,6 +101,33 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="where executed copies go (default runs/<profile>/)")
     run.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
     run.set_defaults(func=cmd_run)
+
+    sweep = sub.add_parser("sweep", help="run a notebook at every point of a parameter grid (resumable) into one table and chart")
+    sweep.add_argument("notebook")
+    sweep.add_argument("--grid", required=True, help="YAML file of `parameter: [value, ...]` lines")
+    sweep.add_argument("--profile", default="auto", help="smoke, cpu, gpu or auto (default)")
+    sweep.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="a parameter fixed for every point")
+    sweep.add_argument("--params", help="YAML file of fixed parameters")
+    sweep.add_argument("--output-dir", help="the sweep folder (default runs/<profile>/sweeps/<notebook>/); rerun to resume")
+    sweep.add_argument("--metric", action="append", help="a recorded metric to chart (repeatable; default all)")
+    sweep.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
+    sweep.set_defaults(func=cmd_sweep)
+
+    build = sub.add_parser("build", help="generate exercises/ from solutions/ and stamp every notebook; --check only reports")
+    build.add_argument("--check", action="store_true", help="change nothing; fail when exercises/ is stale or a notebook breaks the conventions")
+    build.add_argument("--overwrite", action="store_true", help="also replace exercises that were edited by hand")
+    build.set_defaults(func=cmd_build)
+
+    grade = sub.add_parser("grade", help="grade submitted notebooks with the master's hidden tests into a CSV and feedback files")
+    grade.add_argument("submissions", help="folder of NAME.ipynb files (or NAME/exNN*.ipynb folders)")
+    grade.add_argument("--assignment", required=True, help="exercise id (ex02) or the path of a master notebook")
+    grade.add_argument("--out", help="the grades CSV (default grades/<assignment>.csv); feedback goes next to it")
+    grade.add_argument("--profile", default="smoke", help="profile the submissions run under (default smoke)")
+    grade.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), help="set a notebook parameter")
+    grade.add_argument("--params", help="YAML file of parameters")
+    grade.add_argument("--timeout", type=int, default=900, help="time limit per submission in seconds")
+    grade.add_argument("--overwrite", action="store_true", help="replace an existing grades CSV and feedback files")
+    grade.set_defaults(func=cmd_grade)
     return parser
 
 

@@ -16,7 +16,9 @@ Every record becomes chat ``messages``; the last assistant turn is the target.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
+import os
 import random
 import re
 from collections import Counter, defaultdict
@@ -25,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftcourse import paths
 from ftcourse.errors import CourseError
-from ftcourse.fileio import jsonl_text, write_output
+from ftcourse.fileio import jsonl_text, write_outputs
 
 INTENT_LABELS = (
     "order_status",
@@ -51,9 +54,12 @@ TASK_TYPES = {
 }
 SPLITS = ("train", "validation", "test")
 IGNORE_INDEX = -100
+DEFAULT_MAX_SEQ_LENGTH = 256  # the smoke and cpu profiles' sequence length
 ALPACA_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 ALPACA_TEMPLATE_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n"
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
+_TEXT_SUFFIXES = {".txt", ".md"}
+_TURN_FIELDS = ("messages", "conversations")
 
 
 class DataError(CourseError):
@@ -66,8 +72,8 @@ class Problem:
     field: str | None
     message: str
 
-    def render(self, source: str) -> str:
-        where = source + (f", line {self.line}" if self.line is not None else "")
+    def render(self, source: str, unit: str = "line") -> str:
+        where = source + (f", {unit} {self.line}" if self.line is not None else "")
         return f"{where}: " + (f"field {self.field!r}: " if self.field else "") + self.message
 
 
@@ -78,7 +84,8 @@ class Dataset:
     records: list[dict[str, Any]]
     fmt: str
     source: str
-    lines: list[int] = field(default_factory=list)  # source line (or row) of each record
+    lines: list[int] = field(default_factory=list)  # source line (or record number) of each record
+    unit: str = "line"  # what ``lines`` count: "line" (JSONL, CSV) or "record" (JSON list, Parquet, Hub)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -86,12 +93,38 @@ class Dataset:
     def labels(self) -> list[str]:
         return [r["label"] for r in self.records]
 
+    def subset(self, keep: Sequence[int], source: str | None = None) -> Dataset:
+        """The records at positions ``keep`` (in that order), with their line numbers."""
+        return Dataset([self.records[i] for i in keep], self.fmt, source or self.source, [self.lines[i] for i in keep], self.unit)
+
 
 # ---------------------------------------------------------------- reading
 
 
-def _read_rows(path: Path) -> tuple[list[Any], list[int], list[Problem]]:
-    """Rows of a JSONL/JSON/CSV/Parquet file, their line numbers, and JSON syntax problems."""
+def _plain(value: Any) -> Any:
+    """Python lists/dicts/scalars from what pandas and pyarrow hand back (numpy arrays and scalars)."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _decode_turns(row: dict[str, Any]) -> dict[str, Any]:
+    """CSV cells are strings: a ``messages``/``conversations`` cell holding JSON is decoded."""
+    for key in _TURN_FIELDS:
+        if isinstance(row.get(key), str):
+            try:
+                row[key] = json.loads(row[key])
+            except json.JSONDecodeError:
+                pass  # left as a string: validation reports the field
+    return row
+
+
+def _read_rows(path: Path) -> tuple[list[Any], list[int], list[Problem], str]:
+    """Rows of a JSONL/JSON/CSV/Parquet file, their line (or record) numbers, syntax problems, and the unit."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows, lines, problems = [], [], []
@@ -104,27 +137,36 @@ def _read_rows(path: Path) -> tuple[list[Any], list[int], list[Problem]]:
                     lines.append(number)
                 except json.JSONDecodeError as exc:
                     problems.append(Problem(number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"))
-        return rows, lines, problems
+        return rows, lines, problems, "line"
     if suffix == ".json":
+        text = path.read_text(encoding="utf-8")
+        if not text.strip():
+            return [], [], [], "record"
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
-            return [], [], [Problem(exc.lineno, None, f"not valid JSON ({exc.msg})")]
+            return [], [], [Problem(exc.lineno, None, f"not valid JSON ({exc.msg} at column {exc.colno})")], "line"
         if isinstance(data, dict) and len(data) == 1 and isinstance(next(iter(data.values())), list):
             data = next(iter(data.values()))  # {"data": [...]}
         if not isinstance(data, list):
-            return [], [], [Problem(None, None, "expected a JSON list of records")]
-        return data, list(range(1, len(data) + 1)), []
+            return [], [], [Problem(None, None, "expected a JSON list of records (or {\"data\": [...]})")], "record"
+        return data, list(range(1, len(data) + 1)), [], "record"
     if suffix == ".csv":
+        rows, lines = [], []
         with open(path, encoding="utf-8", newline="") as fh:
-            rows = list(csv.DictReader(fh))
-        return rows, list(range(2, len(rows) + 2)), []
+            reader = csv.DictReader(fh)
+            start = 2  # line 1 is the header
+            for row in reader:
+                rows.append(_decode_turns(dict(row)))
+                lines.append(start)
+                start = reader.line_num + 1
+        return rows, lines, [], "line"
     if suffix == ".parquet":
         import pandas as pd
 
-        rows = pd.read_parquet(path).to_dict(orient="records")
-        return rows, list(range(1, len(rows) + 1)), []
-    raise DataError(f"{path}: unsupported file type {suffix!r}.", "use .jsonl, .json, .csv or .parquet.")
+        rows = [_plain(r) for r in pd.read_parquet(path).to_dict(orient="records")]
+        return rows, list(range(1, len(rows) + 1)), [], "record"
+    raise DataError(f"{path}: unsupported file type {suffix!r}.", "use .jsonl, .json, .csv or .parquet (or a folder of .txt/.md files).")
 
 
 def detect_format(record: dict[str, Any]) -> str:
@@ -196,63 +238,86 @@ def validate_record(record: Any, fmt: str, line: int, labels: Sequence[str] | No
     return problems
 
 
-def _raise_problems(source: str, problems: list[Problem], limit: int = 20) -> None:
+def _raise_problems(source: str, problems: list[Problem], unit: str = "line", limit: int = 20) -> None:
     if not problems:
         return
-    shown = "\n  ".join(p.render(source) for p in problems[:limit])
+    shown = "\n  ".join(p.render(source, unit) for p in problems[:limit])
     more = f"\n  ... and {len(problems) - limit} more" if len(problems) > limit else ""
     raise DataError(
         f"{len(problems)} problem(s) in {source}:\n  {shown}{more}",
-        "correct (or remove) the records at the lines named above, then load the file again.",
+        f"correct (or remove) the records at the {unit}s named above, then load the file again.",
     )
+
+
+def _is_hub_id(source: str) -> bool:
+    """``owner/name`` with no file suffix, e.g. ``tatsu-lab/alpaca``."""
+    return re.fullmatch(r"[\w.-]+/[\w.-]+", source) is not None and not Path(source).suffix
+
+
+def _text_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    return sorted(p for p in path.rglob("*") if p.suffix.lower() in _TEXT_SUFFIXES and p.name != "README.md")
 
 
 def load_dataset(
     source: str | Path, fmt: str | None = None, labels: Sequence[str] | None = None, split: str = "train"
 ) -> Dataset:
-    """Load and validate a dataset file (JSONL/JSON/CSV/Parquet), a folder of .txt/.md files, or a Hub id.
+    """Load and validate a dataset file (JSONL/JSON/CSV/Parquet), .txt/.md text (a file or a folder), or a Hub id.
 
-    All problems found are reported together in one :class:`DataError`, each with its line and field.
+    ``fmt`` forces a format (else it is detected from the first record); ``labels`` is the known
+    label set of classification data (unknown labels are errors). All problems found are reported
+    together in one :class:`DataError`, each with its file, line and field.
     """
     path = Path(source)
-    if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in {".txt", ".md"} and p.name != "README.md")
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in _TEXT_SUFFIXES):
+        files = _text_files(path)
         if not files:
             raise DataError(f"{path} holds no .txt or .md files.", "point to a data file or a folder of text files.")
-        records = [{"text": p.read_text(encoding="utf-8"), "source": str(p.relative_to(path))} for p in files]
-        return Dataset(records, "text", str(path), list(range(1, len(records) + 1)))
+        root = path if path.is_dir() else path.parent
+        records = [{"text": p.read_text(encoding="utf-8"), "source": str(p.relative_to(root))} for p in files]
+        problems = [Problem(i, "text", f"is empty ({r['source']})") for i, r in enumerate(records, 1) if not r["text"].strip()]
+        _raise_problems(str(path), problems, "file")
+        return Dataset(records, "text", str(path), list(range(1, len(records) + 1)), "file")
     if path.exists():
-        rows, lines, problems = _read_rows(path)
-    elif not path.suffix and "/" in str(source):
-        rows, lines, problems = _load_hub(str(source), split), [], []
+        rows, lines, problems, unit = _read_rows(path)
+    elif _is_hub_id(str(source)):
+        rows, problems, unit = _load_hub(str(source), split), [], "record"
         lines = list(range(1, len(rows) + 1))
     else:
         raise DataError(f"{path} does not exist.", "check the path (bundled data lives in data/raw/).")
     if not rows and not problems:
-        raise DataError(f"{path} is empty: no records.", "add at least one record, one JSON object per line.")
+        raise DataError(f"{path} is empty: no records.", "add at least one record (JSONL: one JSON object per line).")
     if fmt is None:
         first = next((r for r in rows if isinstance(r, dict)), None)
         if first is None:
-            _raise_problems(str(path), problems or [Problem(None, None, "no JSON object records found")])
+            _raise_problems(str(path), problems or [Problem(None, None, "no JSON object records found")], unit)
         fmt = detect_format(first)
     if fmt not in FORMATS:
         raise DataError(f"Unknown format {fmt!r}.", f"use one of: {', '.join(FORMATS)}.")
     for row, line in zip(rows, lines):
         problems.extend(validate_record(row, fmt, line, labels))
     problems.sort(key=lambda p: p.line or 0)
-    _raise_problems(str(path), problems)
-    return Dataset(rows, fmt, str(path), lines)
+    _raise_problems(str(path), problems, unit)
+    return Dataset(rows, fmt, str(path), lines, unit)
 
 
 def _load_hub(dataset_id: str, split: str) -> list[dict]:
+    from ftcourse.hardware import hub_offline
+
+    if hub_offline():
+        raise DataError(
+            f"{dataset_id!r} is not a local file, and the Hugging Face Hub is off (HF_HUB_OFFLINE=1).",
+            "check the path if you meant a local file; for a Hub dataset go online (unset HF_HUB_OFFLINE).",
+        )
     import datasets
 
     try:
-        return list(datasets.load_dataset(dataset_id, split=split))
-    except Exception as exc:  # offline, unknown id, ...
+        return [_plain(dict(r)) for r in datasets.load_dataset(dataset_id, split=split)]
+    except Exception as exc:  # no connection, unknown id, unknown split, ...
         raise DataError(
-            f"Could not load the Hub dataset {dataset_id!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}).",
-            "check the id and your internet connection, or download it and pass a local file.",
+            f"Could not load the Hub dataset {dataset_id!r}, split {split!r} ({type(exc).__name__}: {str(exc).splitlines()[0]}).",
+            "check the id, the split and your internet connection, or download it and pass a local file.",
         ) from None
 
 
@@ -264,15 +329,27 @@ def normalize_text(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
+def _turns(record: dict[str, Any], fmt: str) -> list[str]:
+    turns = record["messages"] if fmt == "chat" else record["conversations"]
+    return [t["content" if fmt == "chat" else "value"] for t in turns]
+
+
 def record_key(record: dict[str, Any], fmt: str) -> str:
     """The text that identifies a record's input, for duplicate and leakage checks."""
     if fmt in ("classification", "text"):
         return normalize_text(record["text"])
     if fmt == "alpaca":
         return normalize_text(record["instruction"] + "\n" + record.get("input", ""))
-    turns = record["messages"] if fmt == "chat" else record["conversations"]
-    text_key = "content" if fmt == "chat" else "value"
-    return normalize_text("\n".join(t[text_key] for t in turns[:-1]))
+    return normalize_text("\n".join(_turns(record, fmt)[:-1]))
+
+
+def record_target(record: dict[str, Any], fmt: str) -> str:
+    """What a record teaches the model to answer (label, output or last turn); ``""`` for plain text."""
+    if fmt == "classification":
+        return record["label"]
+    if fmt == "alpaca":
+        return record["output"]
+    return "" if fmt == "text" else _turns(record, fmt)[-1]
 
 
 def find_duplicates(data: Dataset) -> list[tuple[int, int]]:
@@ -288,10 +365,21 @@ def find_duplicates(data: Dataset) -> list[tuple[int, int]]:
     return pairs
 
 
+def conflicting_duplicates(data: Dataset, pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The duplicate pairs whose targets differ (the same input taught two answers: label noise)."""
+    by_line = dict(zip(data.lines, data.records))
+    return [(a, b) for a, b in pairs if record_target(by_line[a], data.fmt) != record_target(by_line[b], data.fmt)]
+
+
+def drop_lines(data: Dataset, lines: Sequence[int]) -> Dataset:
+    """``data`` without the records at the given source lines."""
+    drop = set(lines)
+    return data.subset([i for i, n in enumerate(data.lines) if n not in drop])
+
+
 def drop_duplicates(data: Dataset) -> Dataset:
-    dupes = {line for _, line in find_duplicates(data)}
-    kept = [(r, n) for r, n in zip(data.records, data.lines) if n not in dupes]
-    return Dataset([r for r, _ in kept], data.fmt, data.source, [n for _, n in kept])
+    """Keep the first of each group of duplicates (see :func:`find_duplicates`)."""
+    return drop_lines(data, [line for _, line in find_duplicates(data)])
 
 
 def find_leakage(train: Dataset, other: Dataset) -> list[int]:
@@ -310,13 +398,37 @@ def check_label_coverage(train: Dataset, test: Dataset) -> None:
         )
 
 
+def resolve_labels(spec: str | Sequence[str] | None, data: Dataset | None = None) -> list[str] | None:
+    """The known label set from a ``--labels`` value.
+
+    ``"intents"`` is the course's 10 intents; ``"a,b,c"`` or a sequence is that list; ``None``/``"auto"``
+    takes the labels found in ``data`` (in the course's order when they are exactly its intents), or
+    ``None`` without data (nothing to check against).
+    """
+    if isinstance(spec, str):
+        if spec == "intents":
+            return list(INTENT_LABELS)
+        if spec != "auto":
+            labels = [s.strip() for s in spec.split(",") if s.strip()]
+            if not labels:
+                raise CourseError(f"--labels {spec!r} names no label.", "pass labels separated by commas, 'intents' or 'auto'.")
+            return labels
+        spec = None
+    if spec is not None:
+        return list(spec)
+    if data is None:
+        return None
+    found = set(data.labels())
+    return list(INTENT_LABELS) if found == set(INTENT_LABELS) else sorted(found)
+
+
 # ---------------------------------------------------------------- splitting
 
 
 def stratify_key(data: Dataset) -> str | None:
     if data.fmt == "classification":
         return "label"
-    if data.records and "task" in data.records[0]:
+    if data.records and all("task" in r for r in data.records):
         return "task"
     return None
 
@@ -345,7 +457,7 @@ def split_dataset(
     for name in SPLITS:
         idx = sorted(chosen[name])
         rng.shuffle(idx)
-        out[name] = Dataset([data.records[i] for i in idx], data.fmt, f"{data.source}[{name}]", [data.lines[i] for i in idx])
+        out[name] = data.subset(idx, f"{data.source}[{name}]")
     return out
 
 
@@ -437,7 +549,7 @@ def tokenize_text(tokenizer, texts: Sequence[str], max_length: int, packing: boo
     """Plain text for continued pre-training: every token is trained.
 
     Each text is cut into blocks of ``max_length`` tokens; with ``packing`` the texts are
-    first joined (EOS between them) so that blocks are full and no padding is needed.
+    first joined (EOS between them) so that every block but the last is full and no padding is needed.
     """
     docs = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
     streams = [[tok for doc in docs for tok in doc]] if packing else docs
@@ -466,16 +578,17 @@ def length_stats(examples: Sequence[dict[str, Any]], max_length: int | None = No
         "trained_tokens": sum(sum(lbl != IGNORE_INDEX for lbl in e["labels"]) for e in examples),
         "truncated": truncated,
         "truncated_share": round(truncated / n, 4),
-        **({"max_length": max_length} if max_length else {}),
+        **({"max_length": max_length, "full": sum(length == max_length for length in lengths)} if max_length else {}),
     }
 
 
 def show_masked(tokenizer, example: dict[str, Any]) -> str:
     """Render one tokenized example: trained tokens in ``[[...]]``, masked ones plain."""
     out = []
-    for tok, lbl in zip(example["input_ids"], example["labels"]):
-        piece = tokenizer.decode([tok])
-        out.append(f"[[{piece}]]" if lbl != IGNORE_INDEX else piece)
+    pairs = zip(example["input_ids"], example["labels"])
+    for trained, run in itertools.groupby(pairs, key=lambda pair: pair[1] != IGNORE_INDEX):
+        text = tokenizer.decode([tok for tok, _ in run])
+        out.append(f"[[{text}]]" if trained else text)
     return "".join(out)
 
 
@@ -497,63 +610,163 @@ def processed_records(data: Dataset, labels: Sequence[str] | None = None) -> lis
     return out
 
 
+def display_path(path: str | Path) -> str:
+    """``path`` relative to the project root when inside it (symlinks kept as named), else absolute."""
+    full = Path(os.path.abspath(path))
+    try:
+        return full.relative_to(paths.project_root()).as_posix()
+    except ValueError:
+        return full.as_posix()
+
+
+def token_lengths(
+    tokenizer, records: Sequence[dict[str, Any]], max_length: int = DEFAULT_MAX_SEQ_LENGTH, packing: bool = False
+) -> dict[str, float]:
+    """:func:`length_stats` of processed records tokenized exactly as training will tokenize them."""
+    from ftcourse.train import tokenize_records  # imported here: train imports this module
+
+    if not records:
+        return {"count": 0}
+    return length_stats(tokenize_records(tokenizer, records, max_length, packing=packing), max_length)
+
+
 def prepare_dataset(
     input_file: str | Path,
     output_dir: str | Path,
     task_type: str,
     splits_dir: str | Path | None = None,
-    labels: Sequence[str] | None = None,
+    labels: str | Sequence[str] | None = None,
     fmt: str | None = None,
     validation: float = 0.1,
     test: float = 0.1,
     seed: int = 42,
     drop_dupes: bool = False,
     overwrite: bool = False,
+    test_file: str | Path | None = None,
+    drop_leakage: bool = False,
+    tokenizer=None,
+    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
+    packing: bool = False,
 ) -> dict[str, Any]:
     """Load, validate, de-duplicate, split and format a dataset; write splits and processed files.
 
-    Writes ``{splits_dir}/{train,validation,test}.jsonl`` (raw records), and
-    ``{output_dir}/{train,validation,test}.jsonl`` plus ``dataset_info.json``.
-    Returns the info dict (counts, label distribution, duplicates, leakage).
+    Writes ``{splits_dir}/{train,validation,test}.jsonl`` (raw records; default ``splits_dir`` is
+    ``splits/`` next to ``output_dir``) and ``{output_dir}/{train,validation,test}.jsonl`` plus
+    ``dataset_info.json``. ``labels``: see :func:`resolve_labels`. ``test_file``: a separate test
+    set (the input is then split into train/validation only). Nothing is written when any output
+    would replace a different existing file, unless ``overwrite``. Returns the info dict (counts,
+    label distribution, duplicates, leakage), plus ``token_lengths`` per split when a ``tokenizer``
+    is given (not written: it depends on the model).
     """
     if task_type not in TASK_TYPES:
         raise CourseError(f"Unknown task type {task_type!r}.", f"use one of: {', '.join(TASK_TYPES)}.")
-    data = load_dataset(input_file, fmt=fmt, labels=labels)
+    explicit = resolve_labels(labels)  # None for "auto": then the labels are the ones found in the data
+    data = load_dataset(input_file, fmt=fmt, labels=explicit)
     if data.fmt not in TASK_TYPES[task_type]:
         raise DataError(
             f"{input_file} holds {data.fmt} records, which task type {task_type!r} cannot use.",
             f"for {data.fmt} data use --task_type {next(t for t, f in TASK_TYPES.items() if data.fmt in f)}, or pass --format.",
         )
+    known = resolve_labels(labels, data) if data.fmt == "classification" else None
     duplicates = find_duplicates(data)
+    conflicting = conflicting_duplicates(data, duplicates)
     if drop_dupes:
         data = drop_duplicates(data)
-    parts = split_dataset(data, validation=validation, test=test, seed=seed)
+    parts = split_dataset(data, validation=validation, test=0.0 if test_file else test, seed=seed)
+    if test_file:
+        parts["test"] = load_dataset(test_file, fmt=data.fmt, labels=explicit)
     if data.fmt == "classification":
-        labels = list(labels) if labels else sorted(set(data.labels()))
-        check_label_coverage(parts["train"], parts["test"])
+        for name in ("validation", "test"):
+            check_label_coverage(parts["train"], parts[name])
     leakage = {name: find_leakage(parts["train"], parts[name]) for name in ("validation", "test")}
-    splits_dir = Path(splits_dir) if splits_dir else Path(output_dir).parent / "splits"
-    for name, part in parts.items():
-        write_output(Path(splits_dir) / f"{name}.jsonl", jsonl_text(part.records), overwrite)
-        write_output(Path(output_dir) / f"{name}.jsonl", jsonl_text(processed_records(part, labels)), overwrite)
+    if drop_leakage:
+        parts.update({name: drop_lines(parts[name], lines) for name, lines in leakage.items()})
+    output_dir = Path(output_dir)
+    splits_dir = Path(splits_dir) if splits_dir else output_dir.parent / "splits"
+    processed = {name: processed_records(part, known) for name, part in parts.items()}
+    key = stratify_key(data)
     info = {
-        "source": str(input_file),
+        "source": display_path(input_file),
+        "test_file": display_path(test_file) if test_file else None,
         "task_type": task_type,
         "format": data.fmt,
-        "labels": labels,
+        "labels": known,
         "seed": seed,
+        "validation_size": validation,
+        "test_size": None if test_file else test,
         "counts": {name: len(part) for name, part in parts.items()},
-        "distribution": {
-            name: dict(sorted(Counter(r[k] for r in part.records).items()))
-            for name, part in parts.items()
-            if (k := stratify_key(data))
-        },
+        "stratified_by": key,
+        "distribution": {name: dict(sorted(Counter(r.get(key) for r in part.records).items(), key=lambda kv: str(kv[0]))) for name, part in parts.items()} if key else {},
         "duplicates": [list(p) for p in duplicates],
+        "conflicting_duplicates": [list(p) for p in conflicting],
         "duplicates_dropped": drop_dupes,
         "leakage_lines": leakage,
+        "leakage_dropped": drop_leakage,
+        "splits_dir": display_path(splits_dir),
     }
-    write_output(Path(output_dir) / "dataset_info.json", json.dumps(info, indent=2, ensure_ascii=False) + "\n", overwrite)
+    files: dict[Path, str] = {}
+    for name, part in parts.items():
+        files[splits_dir / f"{name}.jsonl"] = jsonl_text(part.records)
+        files[output_dir / f"{name}.jsonl"] = jsonl_text(processed[name])
+    files[output_dir / "dataset_info.json"] = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+    write_outputs(files, overwrite)
+    info["written"] = [display_path(p) for p in files]
+    if tokenizer is not None:
+        info["token_lengths"] = {name: token_lengths(tokenizer, recs, max_seq_length, packing) for name, recs in processed.items()}
+        info["packing"] = packing
     return info
+
+
+def format_summary(info: dict[str, Any]) -> str:
+    """A readable report of :func:`prepare_dataset`'s result (what the script prints)."""
+    counts = info["counts"]
+    lines = [
+        f"Prepared {info['source']} ({info['format']}, task type {info['task_type']}, seed {info['seed']})"
+        + (f"; test set from {info['test_file']}" if info.get("test_file") else ""),
+        "  records:    " + " · ".join(f"{name} {n}" for name, n in counts.items()) + f"  (total {sum(counts.values())})",
+    ]
+    if info.get("labels"):
+        lines.append(f"  labels ({len(info['labels'])}): {', '.join(info['labels'])}")
+    if info["distribution"]:
+        values = sorted({v for dist in info["distribution"].values() for v in dist}, key=str)
+        width = max(len(str(v)) for v in values)
+        lines.append(f"  {info['stratified_by']} distribution (stratified):")
+        lines.append(f"    {'':<{width}}  " + "  ".join(f"{name:>10}" for name in counts))
+        for v in values:
+            lines.append(f"    {v:<{width}}  " + "  ".join(f"{info['distribution'][name].get(v, 0):>10}" for name in counts))
+        rare = [v for v in values if sum(d.get(v, 0) for d in info["distribution"].values()) < 3]
+        if rare:
+            lines.append(f"  ! rare: {', '.join(map(str, rare))} (< 3 examples): a typo? --labels intents (or a list) rejects unknown labels")
+    dupes, conflicts = info["duplicates"], info["conflicting_duplicates"]
+    if dupes:
+        shown = ", ".join(f"{b} (= {a})" for a, b in dupes[:5]) + (" ..." if len(dupes) > 5 else "")
+        action = "dropped" if info["duplicates_dropped"] else "kept; --drop_duplicates removes them"
+        lines.append(f"  duplicates: {len(dupes)}, {len(conflicts)} with a different answer; lines {shown} — {action}")
+    else:
+        lines.append("  duplicates: none")
+    leaks = {name: found for name, found in info["leakage_lines"].items() if found}
+    if leaks:
+        action = "dropped" if info["leakage_dropped"] else "kept; --drop_leakage removes them"
+        detail = "; ".join(f"{name} {len(found)} (lines {', '.join(map(str, found[:5]))}{' ...' if len(found) > 5 else ''})" for name, found in leaks.items())
+        lines.append(f"  leakage (input also in train): {detail} — {action}")
+    else:
+        lines.append("  leakage (input also in train): none")
+    if "token_lengths" in info:
+        stats = info["token_lengths"]
+        limit = next((s["max_length"] for s in stats.values() if "max_length" in s), None)
+        last = "full" if info.get("packing") else "truncated"
+        unit = "blocks" if info["format"] == "text" else "examples"
+        lines.append(f"  token lengths (max_seq_length {limit}{', packed' if info.get('packing') else ''}):")
+        lines.append(f"    {'split':<10} {unit:>8} {'mean':>7} {'p50':>5} {'p95':>5} {'max':>5} {last:>10}")
+        for name, s in stats.items():
+            if s["count"]:
+                lines.append(f"    {name:<10} {s['count']:>8} {s['mean']:>7} {s['p50']:>5} {s['p95']:>5} {s['max']:>5} {s[last]:>10}")
+    folders: dict[str, list[str]] = defaultdict(list)
+    for written in info.get("written", []):
+        folder, _, name = written.rpartition("/")
+        folders[folder].append(name)
+    lines += [f"  {'wrote:' if i == 0 else '':<6} {folder}/ {', '.join(names)}" for i, (folder, names) in enumerate(folders.items())]
+    return "\n".join(lines)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -60,14 +60,20 @@ def write_output(path: str | Path, data: bytes | str, overwrite: bool = False) -
 
     Writing identical bytes again is a no-op, so re-running a step is safe.
     """
-    path = Path(path)
-    payload = data.encode("utf-8") if isinstance(data, str) else data
-    if path.exists() and not overwrite and path.read_bytes() != payload:
+    return write_outputs({path: data}, overwrite)[0]
+
+
+def write_outputs(files: Mapping[str | Path, bytes | str], overwrite: bool = False) -> list[Path]:
+    """Like :func:`write_output` for several files, checked together: if any would replace a
+    different existing file (and not ``overwrite``), none is written."""
+    payloads = {Path(p): d.encode("utf-8") if isinstance(d, str) else d for p, d in files.items()}
+    clashes = [p for p, d in payloads.items() if not overwrite and p.exists() and p.read_bytes() != d]
+    if clashes:
         raise CourseError(
-            f"{path} already exists with different contents; not overwriting it.",
+            f"{', '.join(map(str, clashes))} already exist(s) with different contents; not overwriting.",
             "pass overwrite=True (--overwrite on the command line), or choose another output folder.",
         )
-    return atomic_write_bytes(path, payload)
+    return [atomic_write_bytes(p, d) for p, d in payloads.items()]
 
 
 @contextlib.contextmanager

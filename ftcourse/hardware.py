@@ -119,7 +119,7 @@ PROFILES: dict[str, Profile] = {
         max_seq_length=256, n_train=32, n_eval=20, eval_batch_size=20,
     ),
     "cpu": Profile(
-        name="cpu", model="embedded", max_steps=120, num_epochs=1, batch_size=8, gradient_accumulation_steps=1,
+        name="cpu", model="embedded", max_steps=150, num_epochs=1, batch_size=8, gradient_accumulation_steps=1,
         max_seq_length=256, n_train=None, n_eval=None, eval_batch_size=32,
     ),
     "gpu": Profile(

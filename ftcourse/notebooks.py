@@ -7,8 +7,11 @@ exactly one cell is tagged ``parameters`` and it sets ``profile``.
 
 from __future__ import annotations
 
+import ast
+import difflib
 import json
 import os
+import re
 import threading
 import time
 import tomllib
@@ -58,6 +61,15 @@ def stamp_notebook(path: Path) -> bool:
     """Put the current badge into the title cell and the current setup cell second. Returns True if changed."""
     nb = nbformat.read(path, as_version=4)
     before = nbformat.writes(nb)
+    stamp(nb, path)
+    after = nbformat.writes(nb)
+    if after != before:
+        path.write_text(after + ("" if after.endswith("\n") else "\n"), encoding="utf-8")
+    return after != before
+
+
+def stamp(nb: nbformat.NotebookNode, path: Path) -> None:
+    """In memory: the badge of a notebook saved at ``path`` into the title cell, the setup cell second, no outputs."""
     title = nb.cells[0]
     lines = [ln for ln in title.source.splitlines() if BADGE_MARK not in ln and "colab-badge.svg" not in ln]
     title.source = "\n".join([colab_badge(path) + f" <!-- {BADGE_MARK} -->", *lines])
@@ -68,10 +80,6 @@ def stamp_notebook(path: Path) -> bool:
         cell = nbformat.v4.new_code_cell(setup_source(), metadata={"tags": [SETUP_TAG]})
         nb.cells.insert(1, cell)
     strip_outputs(nb)
-    after = nbformat.writes(nb)
-    if after != before:
-        path.write_text(after + ("" if after.endswith("\n") else "\n"), encoding="utf-8")
-    return after != before
 
 
 def strip_outputs(nb: nbformat.NotebookNode) -> None:
@@ -89,10 +97,13 @@ def lint_notebook(path: Path) -> list[str]:
     code = [c for c in nb.cells if c.cell_type == "code"]
     if any(c.outputs or c.execution_count for c in code):
         problems.append(f"{path}: committed with outputs (run `ftcourse build` to strip them)")
-    n_params = sum("parameters" in c.metadata.get("tags", []) for c in code)
-    if n_params != 1:
-        problems.append(f"{path}: {n_params} cells tagged 'parameters' (want exactly 1)")
-    elif "profile" not in parameters_of(path):
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    if len(tagged) != 1:
+        problems.append(f"{path}: {len(tagged)} cells tagged 'parameters' (want exactly 1)")
+    elif unread := [n for n in assigned_names(tagged[0].source) if n not in (known := parameters_of(path))]:
+        problems.append(f"{path}: papermill cannot read the parameter(s) {', '.join(unread)} of the parameters cell "
+                        "(write one `name = value` per line, with no '=' in the value or its comment)")
+    elif "profile" not in known:
         problems.append(f"{path}: the parameters cell does not set `profile`")
     if colab_badge(path) not in nb.cells[0].source:
         problems.append(f"{path}: Colab badge missing or stale (run `ftcourse build`)")
@@ -105,42 +116,130 @@ def lint_notebook(path: Path) -> list[str]:
 # ---------------------------------------------------------------- parameters
 
 
+def assigned_names(source: str) -> list[str]:
+    """Names a cell assigns at top level (``x = 1``, ``x: int = 1``)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return []
+    targets = [t for node in body if isinstance(node, ast.Assign) for t in node.targets]
+    targets += [node.target for node in body if isinstance(node, ast.AnnAssign)]
+    return [t.id for t in targets if isinstance(t, ast.Name)]
+
+
+class CommandLineValue(str):
+    """A parameter value typed on the command line (``-p NAME VALUE``): text until the notebook says its type.
+
+    :func:`validate_parameters` keeps it as text for a ``str`` parameter and parses it as YAML
+    (``8`` → int, ``1e-3`` → float, ``[4, 8]`` → list, ``null`` → None) for the others.
+    """
+
+
 def parameters_of(notebook: str | Path) -> dict[str, dict[str, Any]]:
-    """The notebook's parameters: name -> {default, type} as papermill reads the ``parameters`` cell."""
+    """The notebook's parameters: name -> {default, type, help}, as papermill reads the ``parameters`` cell.
+
+    ``type`` is the annotation when there is one, else the type of the default value
+    (``"any"`` for a ``None`` default or an expression).
+    """
     import papermill
 
     found = papermill.inspect_notebook(str(notebook))
-    return {name: {"default": p["default"], "type": p["inferred_type_name"]} for name, p in found.items()}
+    return {name: {"default": p["default"], "type": _declared_type(p), "help": p["help"]} for name, p in found.items()}
 
 
-_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "list": list, "dict": dict}
+def _declared_type(param: dict[str, Any]) -> str:
+    if param["inferred_type_name"] not in ("None", ""):
+        return param["inferred_type_name"].split("[")[0].strip()
+    try:
+        default = ast.literal_eval(param["default"])
+    except (ValueError, SyntaxError):
+        return "any"
+    return "any" if default is None else type(default).__name__
 
 
-def validate_parameters(notebook: str | Path, params: dict[str, Any]) -> None:
-    """Unknown names and values of the wrong type are errors (papermill only warns)."""
-    known = parameters_of(notebook)
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "list": (list, tuple), "tuple": (list, tuple), "dict": dict}
+
+
+def shown(path: str | Path) -> str:
+    """A path as messages show it: relative to the project when inside it (the same in every clone)."""
+    try:
+        return Path(path).resolve().relative_to(paths.project_root()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _describe(name: str, spec: dict[str, Any]) -> str:
+    return f"{name} ({spec['type']}, default {spec['default']})"
+
+
+def validate_parameters(notebook: str | Path, params: dict[str, Any]) -> dict[str, Any]:
+    """Check ``params`` against the notebook's ``parameters`` cell and return them typed.
+
+    An unknown name, a value of the wrong type or an unknown ``profile`` is a
+    :class:`CourseError` (papermill itself only warns and runs anyway).
+    """
+    from ftcourse.hardware import PROFILES
+
+    known, where = parameters_of(notebook), shown(notebook)
+    listing = "; ".join(_describe(n, s) for n, s in known.items()) or "none"
+    typed = {}
     for name, value in params.items():
         if name not in known:
-            raise CourseError(f"{notebook} has no parameter {name!r}.", f"its parameters are: {', '.join(known)}.")
-        expected = _TYPES.get(known[name]["type"].split("[")[0].strip())
-        if known[name]["default"] == "None" or expected is None:
-            continue
-        bad_bool = isinstance(value, bool) and expected is not bool
-        if bad_bool or not isinstance(value, expected):
+            close = difflib.get_close_matches(name, list(known), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise CourseError(f"{where} has no parameter {name!r}.", f"{hint}Its parameters are: {listing}.")
+        spec = known[name]
+        if isinstance(value, CommandLineValue):
+            value = str(value) if spec["type"] == "str" else parse_value(value)
+        expected = _TYPES.get(spec["type"])
+        if expected is not None and (not isinstance(value, expected) or (isinstance(value, bool) and spec["type"] != "bool")):
             raise CourseError(
-                f"{notebook}: parameter {name!r} must be {known[name]['type']}, got {type(value).__name__} {value!r}.",
-                f"pass a {known[name]['type']} (its default is {known[name]['default']}).",
+                f"{where}: parameter {name!r} must be {spec['type']} (default {spec['default']}), "
+                f"got {type(value).__name__} {value!r}.",
+                f"pass a value of type {spec['type']}, e.g. -p {name} {spec['default']}.",
             )
+        typed[name] = value
+    profile = typed.get("profile")
+    if profile is not None and profile not in (*PROFILES, "auto"):
+        raise CourseError(f"{where}: unknown profile {profile!r}.", f"use one of: {', '.join([*PROFILES, 'auto'])}.")
+    return typed
+
+
+def load_yaml(text: str) -> Any:
+    """YAML as people write it: ``1e-3`` is a float (PyYAML's YAML 1.1 rules would read it as a string)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789."))
+    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
 
 
 def parse_value(text: str) -> Any:
-    """Command-line value: JSON/YAML scalar or list if it parses as one, else the string."""
+    """Command-line value: a YAML scalar or list if it parses as one (``1e-3`` a float), else the string."""
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return load_yaml(text)
     except yaml.YAMLError:
         return text
+
+
+def load_params_file(path: str | Path) -> dict[str, Any]:
+    """A YAML file of ``name: value`` lines (``--params``)."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise CourseError(f"Parameters file {path} does not exist.", "check the path.")
+    try:
+        loaded = load_yaml(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CourseError(f"{path} is not valid YAML: {exc}", "write one `name: value` per line.") from exc
+    if not isinstance(loaded, dict):
+        raise CourseError(f"{path} must hold a mapping of parameter names to values.", "write one `name: value` per line.")
+    return loaded
 
 
 # ---------------------------------------------------------------- metrics
@@ -225,8 +324,7 @@ def run_notebook(
     import papermill
 
     notebook = Path(notebook)
-    params = {"profile": profile, **(params or {})}
-    validate_parameters(notebook, params)
+    params = validate_parameters(notebook, {"profile": profile, **(params or {})})
     out_dir = Path(output_dir) if output_dir else paths.runs_dir() / profile
     out_dir.mkdir(parents=True, exist_ok=True)
     output = out_dir / notebook.name
@@ -238,11 +336,13 @@ def run_notebook(
     try:
         with _PeakRss() as peak:
             papermill.execute_notebook(
-                str(notebook), str(output), parameters=params, kernel_name=kernel_name(), cwd=str(notebook.parent),
+                str(notebook.resolve()), str(output), parameters=params, kernel_name=kernel_name(), cwd=str(notebook.parent),
                 progress_bar=progress, execution_timeout=timeout,
+                extra_arguments=["--IPKernelApp.log_level=CRITICAL"],  # kernel start-up chatter, not the notebook's output
             )
-    except Exception as exc:  # papermill raises PapermillExecutionError with the cell's traceback
-        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    except Exception as exc:  # papermill raises PapermillExecutionError (the failing cell's ename/evalue)
+        name, value = getattr(exc, "ename", type(exc).__name__), getattr(exc, "evalue", str(exc))
+        error = " ".join(f"{name}: {value}".split())
     finally:
         for key, value in saved_env.items():
             if value is None:
@@ -254,12 +354,37 @@ def run_notebook(
 
 
 def course_notebooks(folder: str | Path | None = None) -> list[Path]:
+    """The lessons: ``notebooks/NN_*.ipynb``."""
     return sorted(Path(folder or paths.notebooks_dir()).glob("[0-9][0-9]_*.ipynb"))
+
+
+def find_notebooks(targets: list[str | Path]) -> list[Path]:
+    """Notebook files, and every notebook under each folder (recursively, checkpoints left out), in order."""
+    found: list[Path] = []
+    for target in map(Path, targets):
+        if target.is_dir():
+            found += sorted(p for p in target.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+        elif target.is_file() and target.suffix == ".ipynb":
+            found.append(target)
+        else:
+            raise CourseError(f"Notebook {target} does not exist.", "name .ipynb files or folders that hold them (lessons are in notebooks/).")
+    return found
 
 
 def run_many(notebooks: list[Path], profile: str, output_dir: str | Path | None = None, params: dict | None = None,
              timeout: int | None = 1800, summary_name: str = "summary.json") -> list[NotebookRun]:
-    """Run notebooks in order, continuing past failures; write a JSON summary of time and peak memory."""
+    """Run notebooks in order, continuing past failures; write a JSON summary of time and peak memory.
+
+    Executed copies go flat into one folder, so two notebooks with the same file name are an error.
+    """
+    if not notebooks:
+        raise CourseError("No notebooks to run.", "name notebooks or folders that hold them.")
+    names = [nb.name for nb in notebooks]
+    if clash := sorted({n for n in names if names.count(n) > 1}):
+        raise CourseError(f"Several notebooks are named {', '.join(clash)}; their executed copies would overwrite each other.",
+                          "rename one of them, or run them into different --output-dir folders.")
+    for nb in notebooks:  # every notebook's parameters are checked before the first one runs
+        validate_parameters(nb, {"profile": profile, **(params or {})})
     out_dir = Path(output_dir) if output_dir else paths.runs_dir() / profile
     results = []
     for nb in notebooks:
@@ -267,7 +392,8 @@ def run_many(notebooks: list[Path], profile: str, output_dir: str | Path | None 
         run = run_notebook(nb, out_dir, profile, params, timeout)
         print(f"  {run.status} in {run.seconds:.0f} s, peak {run.peak_rss_mb:.0f} MB" + (f" — {run.error}" if run.error else ""), flush=True)
         results.append(run)
-    atomic_write_json(out_dir / summary_name, {"profile": profile, "runs": [asdict(r) for r in results]})
+    total = round(sum(r.seconds for r in results), 1)
+    atomic_write_json(out_dir / summary_name, {"profile": profile, "total_seconds": total, "runs": [asdict(r) for r in results]})
     return results
 
 

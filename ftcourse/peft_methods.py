@@ -1,12 +1,18 @@
 """One registry of fine-tuning methods: each name builds its PEFT config (or none, for ``full``).
 
->>> spec = METHODS["lora"]; config = spec.build(model, LoraSettings(r=8))
+>>> spec = get_method("lora"); config = build_peft_config("lora", model, LoraSettings(r=8))
+
+``target_modules`` resolve per architecture: a list of layer names, ``"all-linear"``, or
+``"auto"``/``None`` for PEFT's default for the model type (``q_proj``/``v_proj`` on Llama, OPT and
+Qwen2, ``c_attn`` on GPT-2, ``query_key_value`` on GPT-NeoX). A name that matches no layer is a
+:class:`~ftcourse.errors.CourseError` listing the model's linear layers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from peft import (
@@ -25,43 +31,42 @@ from peft.utils import (
     TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING,
     TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING,
 )
+from transformers.pytorch_utils import Conv1D
 
 from ftcourse.configs import LoraSettings
 from ftcourse.errors import CourseError
 
 #: Number of virtual tokens for the prompt-learning methods.
 NUM_VIRTUAL_TOKENS = 16
+#: Layer types LoRA can adapt: linear layers (GPT-2's ``Conv1D`` is one, transposed), their
+#: bitsandbytes-quantized versions, and embeddings.
+_LINEAR_TYPES = (torch.nn.Linear, Conv1D)
+_QUANTIZED_LINEAR = {"Linear4bit", "Linear8bitLt"}
+
+
+def _is_linear(module: torch.nn.Module) -> bool:
+    return isinstance(module, _LINEAR_TYPES) or type(module).__name__ in _QUANTIZED_LINEAR
 
 
 def linear_layer_names(model: torch.nn.Module) -> list[str]:
     """Short names (last path component) of the model's linear layers, the candidates for ``target_modules``."""
-    linear_types = (torch.nn.Linear,)
-    try:
-        from transformers.pytorch_utils import Conv1D
-
-        linear_types += (Conv1D,)
-    except ImportError:  # pragma: no cover
-        pass
-    names = set()
-    for name, module in model.named_modules():
-        if isinstance(module, linear_types) or type(module).__name__ in {"Linear4bit", "Linear8bitLt"}:
-            names.add(name.rsplit(".", 1)[-1])
-    return sorted(names)
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if name and _is_linear(module)})
 
 
 def _model_type(model: torch.nn.Module) -> str:
     return getattr(getattr(model, "config", None), "model_type", "")
 
 
-def resolve_target_modules(model: torch.nn.Module, requested: list[str] | tuple[str, ...] | str | None) -> list[str] | str:
-    """Check ``target_modules`` against the model; ``None`` picks PEFT's default for the architecture.
+def resolve_target_modules(model: torch.nn.Module, requested: Sequence[str] | str | None) -> list[str] | str:
+    """Check ``target_modules`` against the model and return what PEFT should get.
 
-    ``"all-linear"`` passes through (PEFT skips the output head). A name matching no
-    linear layer is a :class:`CourseError` that lists the model's linear layer names.
+    ``"all-linear"`` passes through (PEFT skips the output head); ``None`` or ``"auto"`` pick PEFT's
+    default for the architecture. Each other name must match a linear (or embedding) layer by its
+    last path components, as PEFT matches it; otherwise a :class:`CourseError` lists the linear layers.
     """
     if requested == "all-linear":
         return "all-linear"
-    if requested is None:
+    if requested is None or requested == "auto":
         default = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(_model_type(model))
         if default is None:
             raise CourseError(
@@ -70,30 +75,32 @@ def resolve_target_modules(model: torch.nn.Module, requested: list[str] | tuple[
             )
         return list(default)
     requested = [requested] if isinstance(requested, str) else list(requested)
-    available = linear_layer_names(model)
-    full_names = [n for n, _ in model.named_modules()]
-    missing = [t for t in requested if t not in available and not any(n.endswith("." + t) for n in full_names)]
+    adaptable = [n for n, m in model.named_modules() if n and (_is_linear(m) or isinstance(m, torch.nn.Embedding))]
+    missing = [t for t in requested if not any(n == t or n.endswith("." + t) for n in adaptable)]
     if missing:
         raise CourseError(
-            f"target_modules {missing} match no layer of this {_model_type(model) or 'model'}.",
-            f"choose from its linear layers: {', '.join(available)} (or use 'all-linear').",
+            f"target_modules {missing} match no linear layer of this {_model_type(model) or 'model'}.",
+            f"choose from its linear layers: {', '.join(linear_layer_names(model))} (or use 'all-linear').",
         )
     return requested
 
 
-def _lora(model, settings: LoraSettings, **extra) -> LoraConfig:
+def _lora(model, settings: LoraSettings, use_dora: bool = False, use_rslora: bool = False, **_) -> LoraConfig:
     return LoraConfig(
         r=settings.r,
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
         target_modules=resolve_target_modules(model, settings.target_modules),
         bias=settings.bias,
+        fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()),  # GPT-2 stores weights transposed
+        use_dora=use_dora,
+        use_rslora=use_rslora,
         task_type=TaskType.CAUSAL_LM,
-        **extra,
     )
 
 
-def _adalora(model, settings: LoraSettings, total_steps: int = 100) -> AdaLoraConfig:
+def _adalora(model, settings: LoraSettings, total_steps: int = 100, **_) -> AdaLoraConfig:
+    # AdaLoRA needs a budgeting phase between its warm-up (tinit) and final (tfinal) phases.
     total_steps = max(total_steps, 10)
     return AdaLoraConfig(
         init_r=settings.r,
@@ -109,16 +116,16 @@ def _adalora(model, settings: LoraSettings, total_steps: int = 100) -> AdaLoraCo
     )
 
 
-def _ia3(model, settings: LoraSettings) -> IA3Config:
+def _ia3(model, settings: LoraSettings, **_) -> IA3Config:
     model_type = _model_type(model)
     targets = TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING.get(model_type)
-    feedforward = TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING.get(model_type)
     if targets is None:
         raise CourseError(f"IA3 has no default modules for model type {model_type!r}.", "use lora, or a Llama/OPT/GPT-2/GPT-NeoX/Qwen2 model.")
+    feedforward = TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING[model_type]
     return IA3Config(target_modules=list(targets), feedforward_modules=list(feedforward), task_type=TaskType.CAUSAL_LM)
 
 
-def _prompt_tuning(model, settings: LoraSettings, init_text: str | None = None, tokenizer_path: str | None = None) -> PromptTuningConfig:
+def _prompt_tuning(model, settings: LoraSettings, init_text: str | None = None, tokenizer_path: str | None = None, **_) -> PromptTuningConfig:
     if init_text and tokenizer_path:
         return PromptTuningConfig(
             num_virtual_tokens=NUM_VIRTUAL_TOKENS,
@@ -130,12 +137,16 @@ def _prompt_tuning(model, settings: LoraSettings, init_text: str | None = None, 
     return PromptTuningConfig(num_virtual_tokens=NUM_VIRTUAL_TOKENS, task_type=TaskType.CAUSAL_LM)
 
 
-def _p_tuning(model, settings: LoraSettings) -> PromptEncoderConfig:
+def _p_tuning(model, settings: LoraSettings, **_) -> PromptEncoderConfig:
     return PromptEncoderConfig(num_virtual_tokens=NUM_VIRTUAL_TOKENS, encoder_hidden_size=128, task_type=TaskType.CAUSAL_LM)
 
 
-def _prefix_tuning(model, settings: LoraSettings) -> PrefixTuningConfig:
+def _prefix_tuning(model, settings: LoraSettings, **_) -> PrefixTuningConfig:
     return PrefixTuningConfig(num_virtual_tokens=NUM_VIRTUAL_TOKENS, task_type=TaskType.CAUSAL_LM)
+
+
+def _none(model, settings: LoraSettings, **_) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -148,20 +159,17 @@ class Method:
     learning_rate: float  # course default, tuned on the embedded model
     quantization: str | None = None  # base-model quantization the method needs
     prompt_learning: bool = False  # virtual tokens: the model's forward is changed
-
-
-def _none(model, settings):
-    return None
+    low_rank: bool = False  # configured by LoraSettings (r, alpha, dropout, target modules)
 
 
 METHODS: dict[str, Method] = {
     m.name: m
     for m in [
-        Method("lora", "LoRA: low-rank update B·A added to the target layers", _lora, 1e-3),
-        Method("qlora", "LoRA on a 4-bit NF4 (double-quantized) frozen base", _lora, 1e-3, quantization="4bit"),
-        Method("dora", "DoRA: LoRA with a learned magnitude per output column", lambda m, s: _lora(m, s, use_dora=True), 1e-3),
-        Method("rslora", "rsLoRA: LoRA scaled by alpha/sqrt(r) instead of alpha/r", lambda m, s: _lora(m, s, use_rslora=True), 5e-4),
-        Method("adalora", "AdaLoRA: LoRA whose rank budget is re-allocated during training", _adalora, 2e-3),
+        Method("lora", "LoRA: low-rank update B·A added to the target layers", _lora, 2e-3, low_rank=True),
+        Method("qlora", "LoRA on a 4-bit NF4 (double-quantized) frozen base", _lora, 2e-3, quantization="4bit", low_rank=True),
+        Method("dora", "DoRA: LoRA with a learned magnitude per output column", partial(_lora, use_dora=True), 1e-3, low_rank=True),
+        Method("rslora", "rsLoRA: LoRA scaled by alpha/sqrt(r) instead of alpha/r", partial(_lora, use_rslora=True), 5e-4, low_rank=True),
+        Method("adalora", "AdaLoRA: LoRA whose rank budget is re-allocated during training", _adalora, 2e-3, low_rank=True),
         Method("ia3", "IA3: learned scaling vectors on keys, values and feed-forward", _ia3, 1e-2),
         Method("prompt_tuning", "Prompt tuning: trainable virtual-token embeddings before the input", _prompt_tuning, 3e-2, prompt_learning=True),
         Method("p_tuning", "P-Tuning: virtual tokens produced by a small prompt encoder (MLP)", _p_tuning, 3e-3, prompt_learning=True),
@@ -172,17 +180,17 @@ METHODS: dict[str, Method] = {
 
 
 def get_method(name: str) -> Method:
-    """Look a method up by name; an unknown name is a :class:`CourseError` listing the valid ones."""
+    """Look a method up by name (``-`` and ``_`` alike, any case); an unknown name is a :class:`CourseError` listing the valid ones."""
     key = name.lower().replace("-", "_")
     if key not in METHODS:
         raise CourseError(f"Unknown fine-tuning method {name!r}.", f"use one of: {', '.join(METHODS)}.")
     return METHODS[key]
 
 
-def build_peft_config(method: str, model: torch.nn.Module, settings: LoraSettings | None = None, **kwargs) -> PeftConfig | None:
-    """The PEFT config for ``method`` on ``model`` (``None`` for full fine-tuning)."""
-    settings = settings or LoraSettings()
-    spec = get_method(method)
-    if spec.name in ("prompt_tuning", "adalora"):
-        return spec.build(model, settings, **kwargs)
-    return spec.build(model, settings)
+def build_peft_config(method: str, model: torch.nn.Module, settings: LoraSettings | None = None, **options) -> PeftConfig | None:
+    """The PEFT config for ``method`` on ``model`` (``None`` for full fine-tuning).
+
+    ``options`` reach the methods that use them: ``total_steps`` (AdaLoRA's rank schedule),
+    ``init_text`` and ``tokenizer_path`` (prompt tuning initialised from a text).
+    """
+    return get_method(method).build(model, settings or LoraSettings(), **options)

@@ -6,8 +6,13 @@ Course defaults, each measured on the embedded model (see ``benchmarks/README.md
 * dynamic padding, batches grouped by length (less padding);
 * the LM head runs only at positions that have a label (``fast_loss``);
 * bf16 autocast where the hardware supports it (CPUs with AVX512-BF16/AMX included);
-* gradient checkpointing only when asked (it trades ~7-20% speed for memory);
+* gradient checkpointing only when the memory estimate needs it (it costs a recomputed forward);
 * a learning rate per method; everything seeded.
+
+Pre-flight checks (:mod:`ftcourse.preflight`) run before the first step and after the first
+optimizer steps. Checkpoints go to ``models/checkpoints/<run>`` (``resume=True`` continues from
+the last one); the adapter (or full model), tokenizer, metrics and run record go to
+``models/fine_tuned/<run>``.
 """
 
 from __future__ import annotations
@@ -15,18 +20,20 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import random
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import psutil
 import torch
 import torch.nn.functional as F
-from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import AutoTokenizer, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftcourse import paths
@@ -38,17 +45,19 @@ from ftcourse.hardware import Profile, detect_environment
 from ftcourse.models import count_parameters, load_model, load_tokenizer
 from ftcourse.peft_methods import build_peft_config, get_method
 from ftcourse.preflight import (
+    Check,
     ParameterChangeCheck,
-    check_eos_trained,
-    check_label_mask,
-    check_memory,
-    check_pad_token,
-    check_sequence_length,
-    check_template_parity,
+    available_memory,
+    estimate_training_memory,
     run_preflight,
+    training_checks,
 )
 
 RUN_RECORD = "ftcourse_run.json"
+CHECKPOINT_RECORD = "ftcourse_checkpoint.json"
+REPORT_TO = ("none", "tensorboard", "wandb")
+#: Config fields that change the logits after the LM head; ``fast_loss`` is off for such models.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier")
 
 
 def settings_from_profile(profile: Profile, **overrides: Any) -> TrainingSettings:
@@ -67,15 +76,29 @@ def settings_from_profile(profile: Profile, **overrides: Any) -> TrainingSetting
 # ---------------------------------------------------------------- data for the trainer
 
 
+def _pretokenized(record: dict[str, Any], max_length: int) -> dict[str, Any]:
+    ids, labels = list(record["input_ids"]), list(record["labels"])
+    if len(ids) != len(labels):
+        raise CourseError(f"A pre-tokenized record has {len(ids)} input_ids but {len(labels)} labels.", "give every token one label (-100 where it is not trained).")
+    truncated = len(ids) > max_length or bool(record.get("truncated"))
+    return {"input_ids": ids[:max_length], "labels": labels[:max_length], "truncated": truncated}
+
+
 def tokenize_records(tokenizer, records: Sequence[dict[str, Any]], max_length: int, packing: bool = False) -> list[dict[str, Any]]:
-    """Tokenize processed records: chat ``messages`` (completion-only labels) or plain ``text`` (all labels)."""
+    """Tokenize processed records: chat ``messages`` (completion-only labels) or plain ``text`` (all labels).
+
+    Records that already hold ``input_ids`` and ``labels`` are kept as they are (cut to ``max_length``).
+    """
     if not records:
         raise CourseError("No training records were given.", "check the dataset path and the profile's n_train.")
-    if "messages" in records[0]:
+    first = records[0]
+    if "input_ids" in first and "labels" in first:
+        return [_pretokenized(r, max_length) for r in records]
+    if "messages" in first:
         return [tokenize_messages(tokenizer, r["messages"], max_length) for r in records]
-    if "text" in records[0]:
+    if "text" in first:
         return tokenize_text(tokenizer, [r["text"] for r in records], max_length, packing=packing)
-    raise CourseError(f"Records with fields {sorted(records[0])} cannot be tokenized.", "pass processed records with 'messages' or 'text' (ftcourse.data.processed_records).")
+    raise CourseError(f"Records with fields {sorted(first)} cannot be tokenized.", "pass processed records with 'messages' or 'text' (ftcourse.data.processed_records).")
 
 
 def collate(examples: Sequence[dict[str, Any]], pad_token_id: int, pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
@@ -124,6 +147,29 @@ class LengthGroupedSampler(torch.utils.data.Sampler):
 # ---------------------------------------------------------------- trainer
 
 
+def supports_fast_loss(model: torch.nn.Module) -> bool:
+    """True when the logits are the plain LM head of the backbone's last hidden state (no softcapping or scaling)."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(lm, "config", None)
+    plain = all(getattr(config, name, None) in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS)
+    return plain and lm.get_output_embeddings() is not None and lm.base_model is not lm
+
+
+def completion_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], num_items_in_batch: int | torch.Tensor | None = None) -> torch.Tensor:
+    """The causal-LM loss, with the LM head run only at positions whose next token has a label.
+
+    Equal to the model's own loss (mean over labelled tokens, or sum / ``num_items_in_batch``), without
+    the ``batch × length × vocab`` logits; needs :func:`supports_fast_loss`.
+    """
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = lm.base_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
+    shifted = inputs["labels"][:, 1:]
+    keep = shifted != IGNORE_INDEX
+    logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
+    denominator = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
+    return F.cross_entropy(logits, shifted[keep], reduction="sum") / denominator
+
+
 class CourseTrainer(Trainer):
     """``Trainer`` with the course's loss (head only where labels are) and length-grouped batches."""
 
@@ -145,17 +191,12 @@ class CourseTrainer(Trainer):
         labels = inputs["labels"]
         if model.training:
             self.tokens["input"] += int(inputs["attention_mask"].sum())
-            self.tokens["trained"] += int((labels != IGNORE_INDEX).sum())
+            self.tokens["trained"] += int((labels[:, 1:] != IGNORE_INDEX).sum())
         if not self.fast_loss or isinstance(model, torch.nn.parallel.DistributedDataParallel):
             outputs = model(**inputs, num_items_in_batch=num_items_in_batch)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
-        lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-        hidden = lm.base_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).last_hidden_state
-        shifted = labels[:, 1:]
-        keep = shifted != IGNORE_INDEX
-        logits = lm.get_output_embeddings()(hidden[:, :-1][keep]).float()
-        denominator = num_items_in_batch if num_items_in_batch is not None else keep.sum().clamp(min=1)
-        loss = F.cross_entropy(logits, shifted[keep], reduction="sum") / denominator
+        with self.accelerator.autocast():  # the model's own forward gets autocast from accelerate; this path calls the backbone
+            loss = completion_loss(model, inputs, num_items_in_batch)
         return (loss, {"loss": loss}) if return_outputs else loss
 
 
@@ -167,8 +208,14 @@ class _AdaLoraAllocator(TrainerCallback):
 
 
 class _PeakMemory(TrainerCallback):
+    """Peak memory during training: allocated GPU memory on CUDA, else the process RSS after each step."""
+
     def __init__(self):
         self.peak = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
 
     def on_step_end(self, args, state, control, **kwargs):
         now = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else psutil.Process().memory_info().rss
@@ -189,6 +236,7 @@ class RunResult:
     run_dir: Path
     metrics: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[Check] = field(default_factory=list)
 
     @property
     def losses(self) -> list[tuple[int, float]]:
@@ -203,12 +251,7 @@ def _prepare_model(model, method: str, lora: LoraSettings, tokenizer_path: str |
         raise CourseError(f"Method {method!r} needs a {spec.quantization} base model.", f"load it with load_model(name, quantization={spec.quantization!r}), or pass the model name instead of a model.")
     if getattr(model, "is_quantized", False):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    kwargs = {}
-    if spec.name == "prompt_tuning":
-        kwargs = {"init_text": init_text, "tokenizer_path": tokenizer_path}
-    elif spec.name == "adalora":
-        kwargs = {"total_steps": total_steps}
-    config = build_peft_config(method, model, lora, **kwargs)
+    config = build_peft_config(method, model, lora, total_steps=total_steps, init_text=init_text, tokenizer_path=tokenizer_path)
     if config is None:
         for p in model.parameters():
             p.requires_grad_(True)
@@ -223,6 +266,61 @@ def _total_steps(n_examples: int, settings: TrainingSettings) -> int:
     return max(1, int(per_epoch * settings.num_epochs))
 
 
+def _report_to(report_to: str) -> str:
+    """Validate the tracking backend; wandb runs offline unless ``WANDB_MODE`` says otherwise."""
+    if report_to not in REPORT_TO:
+        raise CourseError(f"Unknown report_to {report_to!r}.", f"use one of: {', '.join(REPORT_TO)}.")
+    if report_to != "none" and find_spec(report_to) is None:
+        raise CourseError(f"report_to={report_to!r} needs the {report_to} package, which is not installed.", f"pip install {report_to}   (or use report_to='none').")
+    if report_to == "wandb":
+        os.environ.setdefault("WANDB_MODE", "offline")
+    return report_to
+
+
+def _default_tokenizer(model_name: str):
+    if not model_name:
+        raise CourseError("The model has no name to load its tokenizer from.", "pass tokenizer=... to fine_tune().")
+    return load_tokenizer(model_name)
+
+
+def _use_gradient_checkpointing(requested: bool | None, model, batch_size: int, longest: int) -> bool:
+    """``None`` (auto): on only when the memory estimate does not fit without it but fits with it."""
+    if requested is not None:
+        return requested
+    have = 0.9 * available_memory()
+    if estimate_training_memory(model, batch_size, longest) < have:
+        return False
+    if estimate_training_memory(model, batch_size, longest, gradient_checkpointing=True) < have:
+        print("Gradient checkpointing on: the memory estimate does not fit without it.")
+        return True
+    return False
+
+
+def _checkpoint_dir(root: Path, run_name: str, fingerprint: str, resume: bool) -> tuple[Path, str | None]:
+    """The run's checkpoint folder and the checkpoint to resume from (None: start fresh, old checkpoints removed)."""
+    folder = root / run_name
+    ours = (folder / CHECKPOINT_RECORD).is_file()
+    if folder.is_dir() and not ours and any(folder.iterdir()):
+        raise CourseError(f"{folder} exists and does not hold ftcourse checkpoints; not touching it.", "choose another run_name or checkpoint folder.")
+    if not resume:
+        if ours and get_last_checkpoint(str(folder)):
+            print(f"Starting fresh: removing the earlier checkpoints in {folder} (resume=True would continue from them).")
+        shutil.rmtree(folder, ignore_errors=True)
+        return folder, None
+    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if last is None:
+        print(f"No checkpoint in {folder} to resume from; starting fresh.")
+        return folder, None
+    recorded = _read_json(folder / CHECKPOINT_RECORD).get("fingerprint")
+    if recorded != fingerprint:
+        raise CourseError(
+            f"The checkpoints in {folder} belong to a run with different data or settings.",
+            "resume with the same model, method, settings and data, or start fresh with resume=False.",
+        )
+    print(f"Resuming from {last}")
+    return folder, last
+
+
 def fine_tune(
     train_records: Sequence[dict[str, Any]],
     model: str | PreTrainedModel = "embedded",
@@ -235,7 +333,7 @@ def fine_tune(
     output_root: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
-    gradient_checkpointing: bool = False,
+    gradient_checkpointing: bool | None = None,
     fast_loss: bool = True,
     group_by_length: bool = True,
     packing: bool = False,
@@ -245,69 +343,72 @@ def fine_tune(
     progress: bool = True,
     callbacks: Sequence[TrainerCallback] = (),
     reuse: bool = False,
+    data_collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None,
+    checkpoint_root: str | Path | None = None,
 ) -> RunResult:
     """Train ``model`` on processed records with ``method``; save the adapter and metrics under ``models/fine_tuned/<run_name>``.
 
     ``model`` is a name for :func:`ftcourse.models.load_model` (loaded 4-bit for ``qlora``)
-    or an already loaded model (it is modified in place). Checkpoints go to
-    ``models/checkpoints/<run_name>``; ``resume=True`` continues from the last one.
-    ``reuse=True`` loads the saved run instead of training when its fingerprint (model,
-    method, settings, data) matches — lessons that build on an earlier lesson's run use it.
+    or an already loaded model (it is modified in place); ``tokenizer`` defaults to the model's.
+    Records are chat ``messages``, plain ``text``, or pre-tokenized ``input_ids`` + ``labels``.
+    Checkpoints go to ``<checkpoint_root or models/checkpoints>/<run_name>`` every
+    ``settings.save_steps``; ``resume=True`` continues from the last one. ``reuse=True`` loads
+    the saved run instead of training when its fingerprint (model, method, settings, data)
+    matches — lessons that build on an earlier lesson's run use it. ``gradient_checkpointing=None``
+    turns it on only when the memory estimate needs it. ``report_to`` is ``"none"``,
+    ``"tensorboard"`` (logs under the checkpoint folder) or ``"wandb"`` (offline unless
+    ``WANDB_MODE`` is set).
     """
     settings = settings or TrainingSettings()
     lora = lora or LoraSettings()
     spec = get_method(method)
+    report_to = _report_to(report_to)
     set_seed(settings.seed)
-    model_name = model if isinstance(model, str) else getattr(model, "name_or_path", "model")
-    out_root = Path(output_root) if output_root else paths.fine_tuned_dir()
-    run_dir = out_root / run_name
-    key = run_fingerprint(model_name, spec.name, lora, settings, train_records, packing, prompt_init_text)
-    if reuse and _recorded(run_dir).get("fingerprint") == key:
+    model_name = model if isinstance(model, str) else getattr(model, "name_or_path", "")
+    run_dir = (Path(output_root) if output_root else paths.fine_tuned_dir()) / run_name
+    key = run_fingerprint(model_name, spec.name, lora, settings, train_records, packing, prompt_init_text, fast_loss, group_by_length)
+    if reuse and _read_json(run_dir / RUN_RECORD).get("fingerprint") == key:
         print(f"Reusing the saved run {run_dir} (same model, method, settings and data).")
         return load_run(run_dir, model=None if isinstance(model, str) else model)
-    if isinstance(model, str):
-        model = load_model(model, quantization=spec.quantization)
-    tokenizer = tokenizer or load_tokenizer(model_name if isinstance(model_name, str) else "embedded")
     if run_dir.exists() and not overwrite and not (run_dir / RUN_RECORD).exists():
         raise CourseError(f"{run_dir} exists and was not written by ftcourse; not overwriting it.", "choose another run_name, or pass overwrite=True.")
-    ckpt_dir = paths.checkpoints_dir() / run_name
-    if not resume and ckpt_dir.exists():
-        shutil.rmtree(ckpt_dir)
+    tokenizer = tokenizer or _default_tokenizer(model_name)
+    if isinstance(model, str):
+        model = load_model(model, quantization=spec.quantization)
 
     train_examples = tokenize_records(tokenizer, train_records, settings.max_seq_length, packing)
     eval_examples = tokenize_records(tokenizer, eval_records, settings.max_seq_length, packing) if eval_records else None
+    conversations = [r["messages"] for r in train_records] if "messages" in train_records[0] else None
+    longest = max(len(e["input_ids"]) for e in train_examples)
     total_steps = _total_steps(len(train_examples), settings)
-    is_text = "text" in train_records[0]
-    model = _prepare_model(model, method, lora, str(getattr(model, "name_or_path", "")), prompt_init_text, total_steps, gradient_checkpointing)
+    model = _prepare_model(model, spec.name, lora, str(getattr(model, "name_or_path", "")), prompt_init_text, total_steps, bool(gradient_checkpointing))
+    gradient_checkpointing = _use_gradient_checkpointing(gradient_checkpointing, model, settings.batch_size, longest)
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads() if hasattr(model, "enable_input_require_grads") else None
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
     params = count_parameters(model)
 
-    collator = lambda batch: collate(batch, tokenizer.pad_token_id)  # noqa: E731
+    collator = data_collator or (lambda batch: collate(batch, tokenizer.pad_token_id))
     warmup_steps = max(0, round(settings.warmup_ratio * total_steps))
-    # the first optimizer step under linear warm-up has learning rate 0: check after the first real one
-    param_check = ParameterChangeCheck(model, after_steps=min(warmup_steps + 1, total_steps))
+    checks: list[Check] = []
+    extra: list[TrainerCallback] = [_PeakMemory()]
     if preflight:
-        sample = train_examples[: settings.batch_size * 4]
-        checks = [
-            check_pad_token(tokenizer),
-            check_label_mask(train_examples, prompt_masked=not is_text),
-            check_eos_trained(collator(sample), tokenizer.eos_token_id) if not is_text else None,
-            check_template_parity(tokenizer, sample, [r["messages"] for r in train_records[: len(sample)]]) if not is_text else None,
-            check_sequence_length(train_examples, settings.max_seq_length),
-            check_memory(model, settings.batch_size, max(len(e["input_ids"]) for e in train_examples)),
-        ]
-        run_preflight([c for c in checks if c is not None])
+        checks = run_preflight(training_checks(tokenizer, train_examples, conversations, collator, model, settings.batch_size,
+                                               settings.max_seq_length, gradient_checkpointing))
+        # the first optimizer step under linear warm-up has learning rate 0: check after the first real one
+        extra.append(ParameterChangeCheck(after_steps=min(warmup_steps + 1, total_steps)))
+    extra += [*callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
 
+    ckpt_dir, last = _checkpoint_dir(Path(checkpoint_root) if checkpoint_root else paths.checkpoints_dir(), run_name, key, resume)
+    atomic_write_json(ckpt_dir / CHECKPOINT_RECORD, {"fingerprint": key})
     env = detect_environment()
-    use_bf16 = env.bf16 and not (env.device == "cuda" and not torch.cuda.is_bf16_supported())
     args = TrainingArguments(
         output_dir=str(ckpt_dir),
         per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=settings.batch_size * 2,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        learning_rate=settings.learning_rate or spec.learning_rate,
+        learning_rate=spec.learning_rate if settings.learning_rate is None else settings.learning_rate,
         lr_scheduler_type="linear",
         warmup_steps=warmup_steps,
         weight_decay=settings.weight_decay,
@@ -320,8 +421,8 @@ def fine_tune(
         save_total_limit=2,
         seed=settings.seed,
         data_seed=settings.seed,
-        bf16=use_bf16,
-        fp16=env.device == "cuda" and not use_bf16,
+        bf16=env.bf16,
+        fp16=env.device == "cuda" and not env.bf16,
         use_cpu=env.device == "cpu",
         report_to=report_to,
         disable_tqdm=not progress,
@@ -330,8 +431,6 @@ def fine_tune(
         dataloader_num_workers=0,
         eval_strategy="no",
     )
-    peak = _PeakMemory()
-    extra = [param_check, peak, *callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
     trainer = CourseTrainer(
         model=model,
         args=args,
@@ -339,15 +438,21 @@ def fine_tune(
         eval_dataset=eval_examples,
         data_collator=collator,
         callbacks=extra,
-        fast_loss=fast_loss and not spec.prompt_learning and spec.name != "adalora",
+        fast_loss=fast_loss and not spec.prompt_learning and spec.name != "adalora" and supports_fast_loss(model),
         group_by_length=group_by_length,
     )
-    last = get_last_checkpoint(str(ckpt_dir)) if resume and ckpt_dir.exists() else None
-    if resume:
-        print(f"Resuming from {last}" if last else "No checkpoint to resume from; starting fresh.")
+    if report_to == "tensorboard":
+        print(f"TensorBoard logs: tensorboard --logdir {ckpt_dir / 'runs'}")
     start = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=last)
+    try:
+        output = trainer.train(resume_from_checkpoint=last)
+    except BaseException:
+        if get_last_checkpoint(str(ckpt_dir)):
+            print(f"Training stopped; checkpoints are in {ckpt_dir}: run again with resume=True to continue.")
+        raise
     seconds = time.perf_counter() - start
+    peak = next(c for c in extra if isinstance(c, _PeakMemory)).peak
+    checks += [c.result for c in extra if isinstance(c, ParameterChangeCheck) and c.result is not None]
     metrics: dict[str, Any] = {
         "method": spec.name,
         "train_loss": round(output.training_loss, 4),
@@ -357,56 +462,83 @@ def fine_tune(
         "input_tokens": trainer.tokens["input"],
         "trained_tokens_per_second": round(trainer.tokens["trained"] / seconds, 1) if seconds else None,
         "input_tokens_per_second": round(trainer.tokens["input"] / seconds, 1) if seconds else None,
-        "peak_memory_mb": round(peak.peak / 2**20, 1),
+        "peak_memory_mb": round(peak / 2**20, 1),
         "trainable_parameters": params["trainable"],
         "total_parameters": params["total"],
         "trainable_percent": round(params["trainable_percent"], 4),
         "learning_rate": args.learning_rate,
-        "bf16": use_bf16,
+        "bf16": env.bf16,
+        "gradient_checkpointing": gradient_checkpointing,
+        "checks": {c.name: c.ok for c in checks},
     }
     if eval_examples:
         metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
     history = [h for h in trainer.state.log_history if "loss" in h or "eval_loss" in h]
+    trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper accelerate put on forward
     model.eval()
     record = {"base_model": model_name, "method": spec.name, "fingerprint": key, "lora": settings_dict(lora),
-              "training": settings_dict(settings), "history": history}
+              "training": settings_dict(settings), "history": history, "finished_at": time.time()}
     _save_run(run_dir, model, tokenizer, model_name, metrics, record)
-    return RunResult(run_name, spec.name, model, tokenizer, run_dir, metrics, history)
+    return RunResult(run_name, spec.name, model, tokenizer, run_dir, metrics, history, checks)
 
 
-def run_fingerprint(model_name: str, method: str, lora: LoraSettings, settings: TrainingSettings, records: Sequence[dict], packing: bool, init_text: str | None) -> str:
+def run_fingerprint(model_name: str, method: str, lora: LoraSettings, settings: TrainingSettings, records: Sequence[dict],
+                    packing: bool, init_text: str | None, fast_loss: bool = True, group_by_length: bool = True) -> str:
     """A hash of everything that determines a run's result."""
     payload = json.dumps(
-        [model_name, method, settings_dict(lora), settings_dict(settings), list(records), packing, init_text],
+        [model_name, method, settings_dict(lora), settings_dict(settings), list(records), packing, init_text, fast_loss, group_by_length],
         sort_keys=True, ensure_ascii=False,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _recorded(run_dir: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads((run_dir / RUN_RECORD).read_text())
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 
 
+def is_run_dir(path: str | Path) -> bool:
+    """True when ``path`` holds a run saved by :func:`fine_tune`."""
+    return (Path(path) / RUN_RECORD).is_file()
+
+
+def latest_run(folder: str | Path) -> Path:
+    """``folder`` itself when it is a saved run, else the most recently finished run inside it."""
+    folder = Path(folder)
+    if is_run_dir(folder):
+        return folder
+    runs = [p for p in folder.iterdir() if is_run_dir(p)] if folder.is_dir() else []
+    if not runs:
+        raise CourseError(f"{folder} holds no fine-tuned run (no subfolder with {RUN_RECORD}).",
+                          "train one first (scripts/fine_tune_model.py), or pass the run's folder.")
+    return max(runs, key=lambda p: (_read_json(p / RUN_RECORD).get("finished_at", 0), p.stat().st_mtime))
+
+
 def load_run(run_dir: str | Path, model: PreTrainedModel | None = None) -> RunResult:
-    """Load a saved run: its adapter on the base model (or the full model), tokenizer, metrics and history."""
+    """Load a saved run: its adapter on the base model (or the full model), tokenizer, metrics and history.
+
+    ``model`` is the base model to put the adapter on (default: load the one the run names).
+    """
     from peft import PeftModel
 
     run_dir = Path(run_dir)
-    record = _recorded(run_dir)
+    record = _read_json(run_dir / RUN_RECORD)
     if not record:
         raise CourseError(f"{run_dir} is not a saved ftcourse run (no {RUN_RECORD}).", "train it first with fine_tune(), or pass the right folder.")
     spec = get_method(record["method"])
-    tokenizer = load_tokenizer(str(run_dir))
+    tokenizer = AutoTokenizer.from_pretrained(str(run_dir))  # the tokenizer the run trained with
+    tokenizer.padding_side = "right"
     if spec.name == "full":
         trained = load_model(str(run_dir))
     else:
+        if model is None and not record["base_model"]:
+            raise CourseError(f"{run_dir} was trained on a model without a name, so its base cannot be loaded.", "pass the base model: load_run(run_dir, model=...).")
         base = model if model is not None else load_model(record["base_model"], quantization=spec.quantization)
         trained = PeftModel.from_pretrained(base, str(run_dir))
     trained.eval()
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = _read_json(run_dir / "metrics.json")
     return RunResult(run_dir.name, spec.name, trained, tokenizer, run_dir, metrics, record.get("history", []))
 
 
@@ -422,4 +554,8 @@ def _save_run(run_dir: Path, model, tokenizer, model_name: str, metrics: dict, r
             config["base_model_name_or_path"] = model_name
             atomic_write_json(adapter_config, config)
         atomic_write_json(tmp / "metrics.json", metrics)
+        atomic_write_json(tmp / "training_config.json", record["training"])  # reusable: --config / load_settings
+        if get_method(record["method"]).low_rank:
+            atomic_write_json(tmp / "lora_config.json", record["lora"])
         atomic_write_json(tmp / RUN_RECORD, record)
+    print(f"Saved the run to {run_dir}")

@@ -29,9 +29,13 @@ OPT_350M = dict(
 )
 
 
-def tiny_model(arch: str, seed: int = 0):
+def tiny_model(arch: str, seed: int = 0, **overrides):
+    """A seeded tiny model; ``overrides`` change config fields (e.g. ``vocab_size=49152`` for the embedded tokenizer)."""
     torch.manual_seed(seed)
-    return AutoModelForCausalLM.from_config(TINY_CONFIGS[arch]())
+    config = TINY_CONFIGS[arch]()
+    for key, value in overrides.items():
+        setattr(config, key, value)
+    return AutoModelForCausalLM.from_config(config)
 
 
 def save_tiny(arch: str, folder: Path, tokenizer) -> Path:

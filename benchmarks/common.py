@@ -1,0 +1,183 @@
+"""Shared parts of the benchmarks: models, the TRL baseline, child processes, peak memory, results and README tables.
+
+Each setup (the course's defaults, TRL's defaults) runs in its own child process, so that peak memory
+and library state of one never leak into the other; the parent compares them and writes the results.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ftcourse.configs import LoraSettings, settings_dict  # noqa: F401  (settings_dict: used by the scripts)
+from ftcourse.fileio import atomic_write_json, atomic_write_text
+from ftcourse.hardware import detect_environment
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+README = HERE / "README.md"
+#: The LoRA config both setups train (the course's default: r=16, alpha=32, dropout 0.05 on q_proj/v_proj).
+LORA = LoraSettings()
+
+#: SmolLM2 shapes (from the models' config.json), built with random weights for GPU runs.
+SHAPES = {
+    "135m": dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, rope_theta=100000.0),
+    "360m": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15, num_key_value_heads=5, rope_theta=100000.0),
+    "1.7b": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32, num_key_value_heads=32, rope_theta=130000.0),
+}
+
+
+def device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_benchmark_model(shape: str, seed: int = 42):
+    """``embedded``: the real embedded model; a SmolLM2 shape: that architecture with random weights."""
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from ftcourse.models import default_dtype, load_model
+
+    if shape == "embedded":
+        return load_model("embedded")
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=49152, max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=True,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2, **SHAPES[shape])
+    return AutoModelForCausalLM.from_config(config, dtype=default_dtype()).to(device())
+
+
+def measure_bf16_peak(seconds: float = 3.0, size: int | None = None) -> float:
+    """This machine's bf16 matmul throughput in FLOP/s (square matmuls, all threads), the MFU denominator."""
+    size = size or (8192 if device() == "cuda" else 2048)
+    a = torch.randn(size, size, device=device(), dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device(), dtype=torch.bfloat16)
+    a @ b  # warm up
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+        if device() == "cuda":
+            torch.cuda.synchronize()
+    return 2 * size**3 * count / (time.perf_counter() - start)
+
+
+def training_flops(model, input_tokens: int, trained_tokens: int, mean_length: float) -> float:
+    """Useful FLOPs of adapter training: forward + input-gradient backward (4 x params) per token through the
+    body and attention, the LM head only where a label is, plus 6 x adapter params per token (their weight gradients).
+    The same formula for both setups: the MFU ratio is the throughput ratio."""
+    config = model.config
+    embedding = config.vocab_size * config.hidden_size
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    body = total - trainable - embedding * (1 if config.tie_word_embeddings else 2)
+    attention = 4 * config.num_hidden_layers * mean_length * config.hidden_size  # causal QK^T and AV, forward + backward
+    return input_tokens * (4 * body + attention + 6 * trainable) + trained_tokens * 4 * embedding
+
+
+def peak_memory_mb() -> float:
+    """Peak memory of this process: allocated GPU memory on CUDA, else the peak RSS."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def machine() -> dict[str, Any]:
+    env = detect_environment()
+    return {"device": env.device, "device_name": env.device_name, "cpu_count": env.cpu_count, "threads": torch.get_num_threads(),
+            "bf16": env.bf16, "torch": torch.__version__, "python": platform.python_version(),
+            "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+@torch.no_grad()
+def validation_loss(model, examples: Sequence[dict[str, Any]], pad_token_id: int, batch_size: int = 16) -> float:
+    """Mean NLL per trained token over ``examples``, under the same bf16 autocast as training, for any setup's model."""
+    from ftcourse.train import collate, completion_loss
+
+    model.eval()
+    enabled = detect_environment().bf16
+    nll, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = {k: v.to(device()) for k, v in collate(examples[start : start + batch_size], pad_token_id).items()}
+        with torch.autocast(device(), dtype=torch.bfloat16, enabled=enabled):
+            nll += float(completion_loss(model, batch, num_items_in_batch=1))
+        count += int((batch["labels"][:, 1:] != -100).sum())
+    return nll / count
+
+
+def trl_dataset(examples: Sequence[dict[str, Any]]):
+    """Pre-tokenized examples as TRL takes them: ``input_ids`` + ``completion_mask`` (1 where a label is trained)."""
+    from datasets import Dataset
+
+    return Dataset.from_list([{"input_ids": e["input_ids"], "completion_mask": [int(x != -100) for x in e["labels"]]} for e in examples])
+
+
+def trl_trainer(model, tokenizer, examples, output_dir: str, callbacks=(), **overrides):
+    """TRL ``SFTTrainer`` with its defaults (``SFTConfig()``), the course's LoRA config, and only ``overrides`` changed
+    (``use_cpu`` is required on a CPU: bf16, TRL's default, otherwise refuses to start; ``completion_only_loss`` makes
+    TRL use the ``completion_mask`` of pre-tokenized data, which it otherwise ignores and trains the prompt too)."""
+    from trl import SFTConfig, SFTTrainer
+
+    from ftcourse.peft_methods import build_peft_config
+
+    config = SFTConfig(output_dir=output_dir, report_to="none", disable_tqdm=True, use_cpu=device() == "cpu",
+                       completion_only_loss=True, **overrides)
+    return SFTTrainer(model=model, args=config, train_dataset=trl_dataset(examples), processing_class=tokenizer,
+                      peft_config=build_peft_config("lora", model, LORA), callbacks=list(callbacks))
+
+
+def unwrap(trainer) -> None:
+    """Remove the autocast wrapper accelerate puts on the model's forward, so evaluation runs the same for every setup."""
+    trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)
+
+
+def scratch_dir() -> str:
+    return tempfile.mkdtemp(prefix="ftcourse-bench-")
+
+
+# ---------------------------------------------------------------- parent: children, results, README
+
+
+def run_child(script: Path, setup: str, argv: Sequence[str]) -> dict[str, Any]:
+    """Run ``script`` for one setup in a fresh process; return the JSON it wrote."""
+    out = Path(scratch_dir()) / f"{setup}.json"
+    env = {**os.environ, "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "1"), "TOKENIZERS_PARALLELISM": "false"}
+    print(f"▶ {setup} ...", flush=True)
+    done = subprocess.run([sys.executable, str(script), *argv, "--child", setup, "--child-out", str(out)], env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"the {setup} run failed (exit code {done.returncode}); see its output above")
+    return json.loads(out.read_text())
+
+
+def child_result(path: str, result: dict[str, Any]) -> None:
+    result["peak_memory_mb"] = round(peak_memory_mb(), 1)
+    atomic_write_json(path, result)
+
+
+def save_results(name: str, results: dict[str, Any], table: str) -> Path:
+    """Write ``results/<name>.json`` and put ``table`` into README.md between this benchmark's markers."""
+    path = atomic_write_json(RESULTS / f"{name}.json", results)
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    text = README.read_text(encoding="utf-8")
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        atomic_write_text(README, f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
+    return path
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def command_line() -> str:
+    return "python " + " ".join([str(Path(sys.argv[0]).relative_to(HERE.parent)) if Path(sys.argv[0]).is_absolute() else sys.argv[0], *sys.argv[1:]])

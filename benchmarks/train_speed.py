@@ -1,0 +1,131 @@
+"""Training speed: the course's defaults (ftcourse.train.fine_tune) against TRL SFTTrainer's defaults.
+
+Same model, same instruction data (ftcourse.bundled.instruction_records, pre-tokenized once and given to
+both as the same token sequences), same LoRA config, same learning rate, same optimizer steps and
+examples (one pass over steps x batch examples). Measured per setup, each in its own process: trained
+(non-pad) tokens per second, peak memory (RSS on CPU, allocated on GPU), final training loss,
+validation loss, and MFU against the bf16 matmul peak measured in the same run.
+
+    python benchmarks/train_speed.py                       # embedded model, 40 steps x batch 8 (~4 min on 2 CPU cores)
+    python benchmarks/train_speed.py --max-steps 2         # a quick check
+    python benchmarks/train_speed.py --model-shape 360m    # random-weight SmolLM2-360M shape (for GPUs)
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import common  # noqa: E402
+
+from ftcourse.bundled import instruction_records  # noqa: E402
+from ftcourse.hardware import get_profile  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--max-steps", type=int, default=40, help="optimizer steps for each setup")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--learning-rate", type=float, default=None, help="for both setups (default: the course's LoRA rate)")
+    parser.add_argument("--model-shape", default="embedded", choices=["embedded", *common.SHAPES], help="real embedded model, or a random-weight SmolLM2 shape")
+    parser.add_argument("--max-seq-length", type=int, default=256)
+    parser.add_argument("--output", default=None, help="results name (default train_speed or train_speed_<shape>)")
+    parser.add_argument("--child", choices=["course", "trl"], help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def learning_rate(args) -> float:
+    from ftcourse.peft_methods import get_method
+
+    return args.learning_rate or get_method("lora").learning_rate
+
+
+def data(args, tokenizer):
+    """The training examples (steps x batch, one pass) and the validation examples, tokenized once for both setups."""
+    from ftcourse.train import tokenize_records
+
+    records = instruction_records(get_profile("cpu"))
+    needed = args.max_steps * args.batch_size
+    train = (records["train"] * (needed // len(records["train"]) + 1))[:needed]
+    return tokenize_records(tokenizer, train, args.max_seq_length), tokenize_records(tokenizer, records["validation"], args.max_seq_length)
+
+
+def child(args) -> None:
+    from ftcourse.configs import TrainingSettings
+    from ftcourse.models import load_tokenizer
+    from ftcourse.train import fine_tune
+
+    tokenizer = load_tokenizer("embedded")
+    train, validation = data(args, tokenizer)
+    model = common.load_benchmark_model(args.model_shape)
+    scratch = common.scratch_dir()
+    if args.child == "course":
+        settings = TrainingSettings(max_steps=args.max_steps, batch_size=args.batch_size, gradient_accumulation_steps=1,
+                                    learning_rate=learning_rate(args), max_seq_length=args.max_seq_length, logging_steps=1)
+        result = fine_tune(train, model=model, tokenizer=tokenizer, method="lora", lora=common.LORA, settings=settings,
+                           run_name="speed", output_root=scratch, checkpoint_root=scratch, progress=False)
+        model, seconds, history = result.model, result.metrics["train_seconds"], result.history
+    else:
+        trainer = common.trl_trainer(model, tokenizer, train, scratch, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
+                                     learning_rate=learning_rate(args), logging_steps=1, save_strategy="no")
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        common.unwrap(trainer)
+        model, history = trainer.model, trainer.state.log_history
+    losses = [h["loss"] for h in history if "loss" in h]
+    tail = losses[-max(1, len(losses) // 4):]
+    input_tokens = sum(len(e["input_ids"]) for e in train)
+    trained_tokens = sum(sum(x != -100 for x in e["labels"][1:]) for e in train)
+    common.child_result(args.child_out, {
+        "train_seconds": round(seconds, 2),
+        "input_tokens": input_tokens,
+        "trained_tokens": trained_tokens,
+        "tokens_per_second": round(input_tokens / seconds, 1),
+        "flops": common.training_flops(model, input_tokens, trained_tokens, input_tokens / len(train)),
+        "train_loss_final": round(sum(tail) / len(tail), 4),
+        "validation_loss": round(common.validation_loss(model, validation, tokenizer.pad_token_id), 4),
+    })
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        child(args)
+        return 0
+    forwarded = list(argv if argv is not None else sys.argv[1:])
+    peak = common.measure_bf16_peak()
+    print(f"bf16 matmul peak on this machine: {peak / 1e9:.0f} GFLOP/s", flush=True)
+    runs = {setup: common.run_child(Path(__file__), setup, forwarded) for setup in ("course", "trl")}
+    for run in runs.values():
+        run["mfu_percent"] = round(100 * run["flops"] / run["train_seconds"] / peak, 1)
+    course, trl = runs["course"], runs["trl"]
+    speedup = course["tokens_per_second"] / trl["tokens_per_second"]
+    val_change = 100 * (course["validation_loss"] / trl["validation_loss"] - 1)
+    name = args.output or ("train_speed" if args.model_shape == "embedded" else f"train_speed_{args.model_shape}")
+    results = {
+        "benchmark": "train_speed", "command": common.command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "machine": common.machine(), "bf16_peak_gflops": round(peak / 1e9, 1),
+        "config": {"model": args.model_shape, "max_steps": args.max_steps, "batch_size": args.batch_size,
+                   "learning_rate": learning_rate(args), "lora": common.settings_dict(common.LORA), "max_seq_length": args.max_seq_length},
+        "runs": runs, "speedup_tokens_per_second": round(speedup, 2), "validation_loss_change_percent": round(val_change, 2),
+    }
+    rows = [[setup, r["tokens_per_second"], r["train_seconds"], r["peak_memory_mb"], r["train_loss_final"], r["validation_loss"], r["mfu_percent"]]
+            for setup, r in (("course defaults", course), ("TRL SFTTrainer defaults", trl))]
+    table = common.markdown_table(["setup", "tokens/s", "train s", "peak MB", "final train loss", "val loss", "MFU %"], rows)
+    table += (f"\n\n{args.model_shape}, {args.max_steps} steps x batch {args.batch_size}, lr {learning_rate(args)}, "
+              f"bf16 peak {peak / 1e9:.0f} GFLOP/s, load average {results['machine']['load_average_1min']}: "
+              f"**{speedup:.2f}x** the tokens per second, validation loss {val_change:+.1f}%.")
+    path = common.save_results(name, results, table)
+    print(table)
+    print(f"Speed-up (trained tokens per second, course / TRL): {speedup:.2f}x; validation loss {val_change:+.1f}%  -> {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

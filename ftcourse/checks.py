@@ -1,0 +1,789 @@
+"""Self-checks of the exercises: ``check_exNN_taskK(...)`` prints ✓, or what is wrong and a hint.
+
+In a notebook, call the check with your result: it prints one friendly line and never
+raises. The grader calls ``check_exNN_taskK.verify(...)`` instead, which returns the success
+message or raises :class:`CheckFailed` (an ``AssertionError``) with the same explanation.
+Checks recompute what they test from the course's own data and model (shapes, parameter
+counts, metrics, files written) instead of trusting numbers a notebook printed.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+from collections import Counter
+from collections.abc import Callable
+
+
+class CheckFailed(AssertionError):
+    """A result is wrong: ``what`` is wrong and ``hint`` says how to get it right."""
+
+    def __init__(self, what: str, hint: str):
+        self.what, self.hint = what, hint
+        super().__init__(f"{what} Hint: {hint}")
+
+
+def expect(condition: object, what: str, hint: str) -> None:
+    """Raise :class:`CheckFailed` unless ``condition`` holds."""
+    if not condition:
+        raise CheckFailed(what, hint)
+
+
+class SelfCheck:
+    """A task's check: call it for a ✓/✗ line; ``.verify(...)`` returns the message or raises :class:`CheckFailed`."""
+
+    def __init__(self, func: Callable[..., str]):
+        functools.update_wrapper(self, func)
+        self.func = func
+        exercise, task = re.fullmatch(r"check_ex(\d+)_task(\d+)", func.__name__).groups()
+        self.label = f"Exercise {exercise}, task {task}"
+        self.signature = inspect.signature(func).replace(return_annotation=inspect.Signature.empty)
+
+    def verify(self, *args, **kwargs) -> str:
+        return self.func(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs) -> None:
+        try:
+            message = self.verify(*args, **kwargs)
+        except CheckFailed as exc:
+            print(f"✗ {self.label}: {exc.what}\n  Hint: {exc.hint}")
+        except NotImplementedError:
+            print(f"✗ {self.label}: not answered yet.\n  Hint: replace `raise NotImplementedError()` with your code.")
+        except Exception as exc:  # a wrong kind of argument: explain instead of a traceback
+            print(f"✗ {self.label}: the check could not run ({type(exc).__name__}: {exc}).\n"
+                  f"  Hint: pass what the task asks for: {self.func.__name__}{self.signature}")
+        else:
+            print(f"✓ {self.label}: {message}")
+
+
+def self_check(func: Callable[..., str]) -> SelfCheck:
+    """Decorator: a function ``check_exNN_taskK(...) -> str`` that raises :class:`CheckFailed` becomes a :class:`SelfCheck`."""
+    return SelfCheck(func)
+
+
+def _close(a: float, b: float, rel: float) -> bool:
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+
+
+# ---------------------------------------------------------------- ex01 · data preparation
+
+
+def _intent_data():
+    from ftcourse.bundled import raw_path
+    from ftcourse.data import INTENT_LABELS, load_dataset
+
+    return load_dataset(raw_path("support_intents.jsonl"), labels=INTENT_LABELS)
+
+
+@self_check
+def check_ex01_task1(data, label_counts) -> str:
+    """``data``: the intent dataset loaded with ftcourse.data.load_dataset; ``label_counts``: label -> count."""
+    from ftcourse.data import Dataset
+
+    reference = _intent_data()
+    expect(isinstance(data, Dataset), f"`data` is a {type(data).__name__}, not a ftcourse.data.Dataset.",
+           "load the file with ftcourse.data.load_dataset(path, labels=INTENT_LABELS).")
+    expect(data.fmt == "classification" and len(data) == len(reference),
+           f"`data` holds {len(data)} {data.fmt} records; support_intents.jsonl has {len(reference)} classification records.",
+           "load data/raw/support_intents.jsonl (ftcourse.bundled.raw_path) and keep every record.")
+    want = Counter(reference.labels())
+    expect(isinstance(label_counts, dict), f"`label_counts` is a {type(label_counts).__name__}, not a dict.",
+           "build a dict label -> count, e.g. dict(collections.Counter(data.labels())).")
+    wrong = sorted(k for k in set(want) | set(label_counts) if label_counts.get(k) != want.get(k))
+    expect(not wrong, f"the counts of {', '.join(map(str, wrong[:3]))} are wrong (e.g. {wrong[0]!r}: got {label_counts.get(wrong[0])}, "
+           f"want {want.get(wrong[0])})." if wrong else "", "count the label of every record, e.g. collections.Counter(data.labels()).")
+    top, n = want.most_common(1)[0]
+    return f"{len(data)} records with {len(want)} labels; the most frequent is {top} ({n})."
+
+
+#: The small messy dataset of exercise 01, task 2 (the comments are not part of the data).
+EX01_MESSY_RECORDS = [
+    {"text": "Where is my order 12345? It was due Monday.", "label": "order_status"},
+    {"text": "where is my order 12345?   It was due monday.", "label": "order_status"},  # duplicate of the first
+    {"text": "Please cancel order 555 before it ships.", "label": "cancel_order"},
+    {"text": "I was charged twice for one order.", "label": "billing"},  # unknown label
+    {"text": "   ", "label": "order_status"},  # empty text
+    {"text": "My parcel arrived crushed and the lamp is broken.", "label": "damaged_item"},
+    {"text": 42, "label": "product_info"},  # text is not a string
+    {"text": "How do I reset my password?"},  # label missing
+    {"text": "I want to return these shoes for a refund.", "label": "return_refund"},
+    {"text": "Please cancel order 555 before it ships.", "label": "cancel_order"},  # exact duplicate
+]
+_EX01_INVALID, _EX01_CLEAN = (3, 4, 6, 7), (0, 2, 5, 8)
+
+
+@self_check
+def check_ex01_task2(clean) -> str:
+    """``clean``: the valid records of EX01_MESSY_RECORDS, first copy of each duplicate kept, in order."""
+    from ftcourse.data import normalize_text
+
+    want = [EX01_MESSY_RECORDS[i] for i in _EX01_CLEAN]
+    expect(isinstance(clean, list), f"`clean` is a {type(clean).__name__}, not a list of records.", "collect the records you keep in a list.")
+    invalid = [r for r in clean if r in [EX01_MESSY_RECORDS[i] for i in _EX01_INVALID]]
+    expect(not invalid, f"`clean` keeps an invalid record: {invalid[0]!r}." if invalid else "",
+           "drop records that ftcourse.data.validate_record(record, 'classification', line, INTENT_LABELS) finds problems in.")
+    keys = [normalize_text(r["text"]) for r in clean]
+    expect(len(keys) == len(set(keys)), "`clean` keeps two copies of the same message.",
+           "messages that differ only in case or spaces are duplicates: compare ftcourse.data.normalize_text(text), keep the first.")
+    missing = [r for r in want if r not in clean]
+    expect(not missing, f"`clean` lost a valid record: {missing[0]!r}." if missing else "", "keep every valid record; of duplicates keep the first.")
+    expect(clean == want, "`clean` has the right records, but not in their original order.", "keep the records in the order of the data.")
+    return f"kept {len(clean)} of {len(EX01_MESSY_RECORDS)} records ({len(_EX01_INVALID)} invalid and 2 duplicates dropped)."
+
+
+@self_check
+def check_ex01_task3(splits) -> str:
+    """``splits``: split_dataset(data, validation=0.1, test=0.1, seed=42) of the intent data."""
+    from ftcourse.bundled import intent_splits
+
+    reference = intent_splits()
+    expect(isinstance(splits, dict) and set(splits) == set(reference), f"`splits` should be a dict with keys {sorted(reference)}.",
+           "use ftcourse.data.split_dataset(data, validation=0.1, test=0.1, seed=42).")
+    sizes = {k: len(v) for k, v in splits.items()}
+    want = {k: len(v) for k, v in reference.items()}
+    expect(sizes == want, f"split sizes are {sizes}; an 80/10/10 split of 1000 records is {want}.", "pass validation=0.1 and test=0.1.")
+    lines = {k: set(v.lines) for k, v in splits.items()}
+    expect(not (lines["train"] & lines["test"]) and not (lines["train"] & lines["validation"]),
+           "a record appears in training and in validation/test: the evaluation would be leaked.", "split once and keep the parts disjoint.")
+    for name, part in splits.items():
+        missing = sorted(set(reference["train"].labels()) - set(part.labels()))
+        expect(not missing, f"the {name} split has no example of {missing[0] if missing else ''}.", "stratify by label (split_dataset does).")
+    expect(all(lines[k] == set(reference[k].lines) for k in lines), "the split differs from the course's split.",
+           "use seed=42, so that your test set is the one every lesson evaluates on.")
+    return f"train/validation/test = {sizes['train']}/{sizes['validation']}/{sizes['test']}, stratified, disjoint, the course's split."
+
+
+@self_check
+def check_ex01_task4(completion_only, tokenizer) -> str:
+    """``completion_only(tokenizer, messages)`` -> {"input_ids", "labels"} with the prompt masked by -100."""
+    from ftcourse.bundled import intent_splits
+    from ftcourse.data import INTENT_LABELS, IGNORE_INDEX, to_messages, tokenize_messages
+
+    expect(callable(completion_only), "`completion_only` is not a function.", "define def completion_only(tokenizer, messages): ...")
+    records = intent_splits()["validation"].records[:3]
+    for record in records:
+        messages = to_messages(record, "classification", INTENT_LABELS)
+        want = tokenize_messages(tokenizer, messages)
+        got = completion_only(tokenizer, messages)
+        expect(isinstance(got, dict) and {"input_ids", "labels"} <= set(got), "completion_only must return a dict with 'input_ids' and 'labels'.",
+               "return {'input_ids': ids, 'labels': labels}.")
+        ids, labels = list(got["input_ids"]), list(got["labels"])
+        expect(len(ids) == len(labels), f"input_ids has {len(ids)} tokens but labels {len(labels)}.", "labels must line up with input_ids, one per token.")
+        expect(ids == want["input_ids"], f"for {record['text'][:40]!r}… the token ids differ from the chat-template prompt + answer + EOS.",
+               "ids = prompt_ids(tokenizer, messages[:-1]) + the answer's ids (add_special_tokens=False) + [tokenizer.eos_token_id].")
+        trained = [lbl for lbl in labels if lbl != IGNORE_INDEX]
+        expect(trained, "every label is -100: nothing would be trained.", "keep the answer's tokens (and EOS) as labels.")
+        expect(labels[-1] == tokenizer.eos_token_id, "the last label is not EOS: the model would never learn to stop.",
+               "append tokenizer.eos_token_id to the ids and keep it in the labels.")
+        expect(labels == want["labels"], "the prompt is not masked exactly: some prompt token is trained, or an answer token is masked.",
+               "set the label of every prompt token to -100 and keep the answer's ids (and EOS) as labels.")
+    return f"prompt masked, answer + EOS trained on {len(records)} hidden examples."
+
+
+@self_check
+def check_ex01_task5(tokenizer, max_seq_length) -> str:
+    """``max_seq_length``: the smallest multiple of 32 that truncates no training example."""
+    from ftcourse.bundled import intent_splits
+    from ftcourse.data import INTENT_LABELS, to_messages, tokenize_messages
+
+    longest = max(len(tokenize_messages(tokenizer, to_messages(r, "classification", INTENT_LABELS))["input_ids"])
+                  for r in intent_splits()["train"].records)
+    want = -(-longest // 32) * 32
+    expect(isinstance(max_seq_length, int), f"`max_seq_length` is a {type(max_seq_length).__name__}, not an int.", "compute an int.")
+    expect(max_seq_length >= longest, f"max_seq_length={max_seq_length} truncates the longest training example ({longest} tokens).",
+           "tokenize every training example and take the longest, then round up to a multiple of 32.")
+    expect(max_seq_length % 32 == 0, f"{max_seq_length} is not a multiple of 32.", "round up: -(-n // 32) * 32.")
+    expect(max_seq_length == want, f"{max_seq_length} is larger than needed: {want} truncates nothing.",
+           "take the smallest multiple of 32 at or above the longest example; padding costs compute.")
+    return f"the longest training example has {longest} tokens; max_seq_length={want} truncates none."
+
+
+# ---------------------------------------------------------------- ex03 · evaluation
+
+
+_F1_CASES = [
+    (["a", "b", "a", "c"], ["a", "b", "b", "c"], ["a", "b", "c"]),
+    (["a", None, "b", "b", "c"], ["a", "a", "b", "c", "c"], ["a", "b", "c"]),
+    (["x", "x", "x", "y"], ["x", "y", "z", "y"], ["x", "y", "z", "w"]),
+]
+
+
+@self_check
+def check_ex03_task1(macro_f1) -> str:
+    """``macro_f1(predictions, references, labels)``: mean F1 over the labels present in the references."""
+    from ftcourse.evaluate import classification_metrics
+
+    expect(callable(macro_f1), "`macro_f1` is not a function.", "define def macro_f1(predictions, references, labels): ...")
+    for predictions, references, labels in _F1_CASES:
+        want = classification_metrics(predictions, references, labels)["f1"]
+        got = macro_f1(list(predictions), list(references), list(labels))
+        expect(isinstance(got, (int, float)) and _close(float(got), want, 1e-6),
+               f"macro_f1({predictions}, {references}, {labels}) = {got}; want {want:.4f}.",
+               "per label: precision = tp/(tp+fp), recall = tp/(tp+fn), F1 = 2PR/(P+R) (0 when P+R = 0); "
+               "average over the labels that occur in the references only; a None prediction is simply wrong.")
+    return f"matches ftcourse.evaluate on {len(_F1_CASES)} hidden cases (None predictions and absent labels included)."
+
+
+@self_check
+def check_ex03_task2(model, tokenizer, predictions, metrics, P) -> str:
+    """``predictions``: constrained labels of the base model on the profile's test split; ``metrics``: their classification_metrics."""
+    from ftcourse.bundled import intent_records
+    from ftcourse.data import INTENT_LABELS
+    from ftcourse.evaluate import accuracy, classify
+
+    test = intent_records(P)["test"]
+    references = [r["label"] for r in test]
+    expect(isinstance(predictions, list) and len(predictions) == len(test),
+           f"there are {len(predictions) if isinstance(predictions, list) else '?'} predictions for {len(test)} test examples.",
+           "predict one label per example of intent_records(P)['test'].")
+    expect(all(p in INTENT_LABELS for p in predictions), "some predictions are not intent labels.",
+           "constrain generation to the label set: classify(model, tokenizer, prompts, INTENT_LABELS) (constrained=True).")
+    want = accuracy(predictions, references)
+    expect(isinstance(metrics, dict) and _close(metrics.get("accuracy", -1), want, 1e-9),
+           f"metrics['accuracy'] does not match your predictions (want {want:.3f}).",
+           "metrics = classification_metrics(predictions, references, INTENT_LABELS), references in the same order.")
+    again = classify(model, tokenizer, [r["messages"][:-1] for r in test[:2]], INTENT_LABELS, progress=False)
+    expect(again == predictions[:2], "re-classifying the first two test examples gives different labels than your predictions.",
+           "predict with the base model, the prompts without the answer (r['messages'][:-1]), in test order.")
+    return f"zero-shot accuracy {want:.2f} and macro F1 {metrics['f1']:.2f} on {len(test)} test examples (re-checked on 2)."
+
+
+_CONFUSION_CASES = [
+    ((["a", "b", "b", "c", "a", "b"], ["a", "a", "a", "c", "b", "c"], 2), [(("a", "b"), 2), (("b", "a"), 1)]),
+    ((["x", None, None, "y", "z"], ["y", "y", "x", "x", "z"], 3), [(("x", "(none)"), 1), (("x", "y"), 1), (("y", "(none)"), 1)]),
+    ((["a", "b"], ["a", "b"], 3), []),
+]
+
+
+@self_check
+def check_ex03_task3(top_confusions) -> str:
+    """``top_confusions(predictions, references, k)``: the k most frequent ((true, predicted), count) mistakes."""
+    expect(callable(top_confusions), "`top_confusions` is not a function.", "define def top_confusions(predictions, references, k=3): ...")
+    for (predictions, references, k), want in _CONFUSION_CASES:
+        got = top_confusions(list(predictions), list(references), k)
+        got = [(tuple(pair), count) for pair, count in got] if isinstance(got, list) else got
+        expect(got == want, f"top_confusions({predictions}, {references}, k={k}) = {got}; want {want}.",
+               "count (true, predicted) pairs where they differ, None as '(none)'; sort by count (highest first), "
+               "ties by (true, predicted) alphabetically; return at most k.")
+    return f"right on {len(_CONFUSION_CASES)} hidden cases (ties, missing predictions, no mistakes)."
+
+
+_PPL_TEXTS = [
+    "The HubOS bridge keeps a local copy of every automation, so lights and sensors keep working when the internet is down. "
+    "To restore a backup, open the app, choose Settings, then Backup, and pick the most recent snapshot from the list.",
+    "Rivers carry water from mountains to the sea. Along the way they shape valleys, feed farmland and give homes to fish, birds and plants.",
+]
+
+
+@self_check
+def check_ex03_task4(my_perplexity, model, tokenizer) -> str:
+    """``my_perplexity(model, tokenizer, text)``: exp(mean next-token loss) of the text's tokens followed by EOS."""
+    from ftcourse.evaluate import perplexity
+
+    expect(callable(my_perplexity), "`my_perplexity` is not a function.", "define def my_perplexity(model, tokenizer, text): ...")
+    for text in _PPL_TEXTS:
+        want = perplexity(model, tokenizer, [text], progress=False)
+        got = float(my_perplexity(model, tokenizer, text))
+        expect(_close(got, want, 0.02), f"my_perplexity gives {got:.2f} on a hidden text; want {want:.2f} (within 2%).",
+               "ids = text's tokens (add_special_tokens=False) + [eos]; loss = model(input_ids=ids, labels=ids).loss "
+               "(the model shifts labels itself); perplexity = exp(loss). A value near exp(loss)^2 or off by a lot means a double shift.")
+    return f"matches ftcourse.evaluate.perplexity within 2% on {len(_PPL_TEXTS)} hidden texts."
+
+
+@self_check
+def check_ex03_task5(bootstrap_ci) -> str:
+    """``bootstrap_ci(correct, n_boot=2000, seed=0)``: a 95% percentile-bootstrap interval (low, high) of accuracy."""
+    expect(callable(bootstrap_ci), "`bootstrap_ci` is not a function.", "define def bootstrap_ci(correct, n_boot=2000, seed=0): ...")
+    small = [True] * 70 + [False] * 30
+    large = small * 4
+    low, high = (float(v) for v in bootstrap_ci(small, n_boot=2000, seed=0))
+    expect(low <= 0.7 <= high, f"the interval ({low:.3f}, {high:.3f}) does not contain the accuracy 0.70.",
+           "resample the list with replacement n_boot times, take each sample's mean, return the 2.5th and 97.5th percentiles.")
+    expect(0.12 <= high - low <= 0.24, f"for 100 examples at 70% the interval is {high - low:.3f} wide; a 95% interval is about 0.18.",
+           "take the 2.5th and 97.5th percentiles of the resampled accuracies (not the standard deviation, not 5/95).")
+    wide = high - low
+    low4, high4 = (float(v) for v in bootstrap_ci(large, n_boot=2000, seed=0))
+    expect(0.35 <= (high4 - low4) / wide <= 0.7, f"with 4x the examples the interval should be about half as wide; it went from {wide:.3f} to {high4 - low4:.3f}.",
+           "resample the given list itself (same size as the data), not a fixed number of items.")
+    expect(tuple(bootstrap_ci(large, n_boot=20, seed=3)) == tuple(bootstrap_ci(large, n_boot=20, seed=3)),
+           "two calls with the same seed give different intervals.",
+           "draw from a generator seeded with `seed` (random.Random(seed) or numpy.random.default_rng(seed)).")
+    expect(tuple(float(v) for v in bootstrap_ci([True] * 20, n_boot=200, seed=1)) == (1.0, 1.0),
+           "all-correct data must give the interval (1.0, 1.0).", "compute accuracies of the resamples directly.")
+    return f"100 examples at 70%: [{low:.3f}, {high:.3f}]; 4x the data halves the width ({high4 - low4:.3f})."
+
+
+# ---------------------------------------------------------------- ex02 · LoRA configuration and training
+
+
+def _meta_copy(model):
+    """An empty (meta-device) model of the same architecture: adapters can be counted on it without memory."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(base.config)
+
+
+def _peft_trainable(model, method: str, settings=None) -> int:
+    """Trainable parameters PEFT gives ``method`` with ``settings`` on ``model``'s architecture."""
+    from peft import get_peft_model
+
+    from ftcourse.models import count_parameters
+    from ftcourse.peft_methods import build_peft_config
+
+    meta = _meta_copy(model)
+    return count_parameters(get_peft_model(meta, build_peft_config(method, meta, settings)))["trainable"]
+
+
+def _targets(config) -> set[str]:
+    modules = config.target_modules if hasattr(config, "target_modules") else config["target_modules"]
+    return {modules} if isinstance(modules, str) else set(modules)
+
+
+@self_check
+def check_ex02_task1(lora_model) -> str:
+    """``lora_model``: the embedded model with a LoRA adapter r=8, alpha=16 on q_proj and v_proj."""
+    from peft import PeftModel
+
+    from ftcourse.configs import LoraSettings
+    from ftcourse.models import count_parameters
+
+    expect(isinstance(lora_model, PeftModel), f"`lora_model` is a {type(lora_model).__name__}, not a PeftModel.",
+           "wrap the model: get_peft_model(model, build_peft_config('lora', model, settings)).")
+    config = lora_model.peft_config["default"]
+    expect(str(config.peft_type.value) == "LORA", f"the adapter is {config.peft_type.value}, not LoRA.", "build the config with method 'lora'.")
+    expect((config.r, config.lora_alpha, _targets(config)) == (8, 16, {"q_proj", "v_proj"}),
+           f"the adapter has r={config.r}, lora_alpha={config.lora_alpha} on {sorted(_targets(config))}; the task asks for r=8, lora_alpha=16 on q_proj and v_proj.",
+           "LoraSettings(r=8, lora_alpha=16, target_modules=['q_proj', 'v_proj']).")
+    counts = count_parameters(lora_model)
+    want = _peft_trainable(lora_model, "lora", LoraSettings(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    extra = [n for n, p in lora_model.named_parameters() if p.requires_grad and "lora_" not in n]
+    expect(not extra and counts["trainable"] == want,
+           f"{counts['trainable']:,} parameters are trainable (e.g. {extra[:1]}); LoRA r=8 on q_proj/v_proj trains {want:,}.",
+           "let get_peft_model freeze the base model; do not set requires_grad yourself.")
+    return f"{want:,} trainable of {counts['total']:,} parameters ({counts['trainable_percent']:.2f}%)."
+
+
+@self_check
+def check_ex02_task2(lora_parameter_count, model) -> str:
+    """``lora_parameter_count(model, r, target_modules)``: LoRA's trainable parameters, computed from the layer shapes."""
+    from ftcourse.configs import LoraSettings
+    from ftcourse.peft_methods import linear_layer_names
+
+    expect(callable(lora_parameter_count), "`lora_parameter_count` is not a function.",
+           "define def lora_parameter_count(model, r, target_modules): ...")
+    cases = [(8, ["q_proj", "v_proj"]), (4, ["q_proj", "k_proj", "v_proj", "o_proj"]), (2, ["gate_proj", "up_proj", "down_proj"])]
+    cases = [c for c in cases if set(c[1]) <= set(linear_layer_names(_meta_copy(model)))]
+    for r, targets in cases:
+        want = _peft_trainable(model, "lora", LoraSettings(r=r, target_modules=targets))
+        got = lora_parameter_count(_meta_copy(model), r, list(targets))
+        expect(got == want, f"lora_parameter_count(model, r={r}, {targets}) = {got}; PEFT trains {want:,}.",
+               "for every nn.Linear whose name ends with a target: A is r x in_features and B is out_features x r, "
+               "so it adds r * (in_features + out_features); sum over all layers (every block has its own).")
+    return f"matches PEFT on {len(cases)} hidden configurations."
+
+
+@self_check
+def check_ex02_task3(budget_settings, model) -> str:
+    """``budget_settings``: LoraSettings on q/k/v/o_proj with the largest r under 1,000,000 trainable parameters."""
+    from dataclasses import replace
+
+    from ftcourse.configs import LoraSettings
+
+    expect(isinstance(budget_settings, LoraSettings), f"`budget_settings` is a {type(budget_settings).__name__}, not LoraSettings.",
+           "budget_settings = LoraSettings(r=..., lora_alpha=2 * r, target_modules=[...]).")
+    targets, r = _targets(budget_settings), budget_settings.r
+    expect(targets == {"q_proj", "k_proj", "v_proj", "o_proj"}, f"the adapter targets {sorted(targets)}.",
+           "target all four attention projections: q_proj, k_proj, v_proj and o_proj.")
+    n = _peft_trainable(model, "lora", budget_settings)
+    expect(n < 1_000_000, f"r={r} gives {n / 1e6:.2f}M trainable parameters; the task asks for under 1M.", "lower r (the count grows linearly with r).")
+    bigger = _peft_trainable(model, "lora", replace(budget_settings, r=r + 1))
+    expect(bigger >= 1_000_000, f"r={r + 1} still fits the budget ({bigger:,} parameters).",
+           "use the largest r under the budget: your lora_parameter_count from task 2 tells you quickly.")
+    return f"r={r} on the four attention projections trains {n:,} parameters (r={r + 1} would train {bigger:,})."
+
+
+def _trained_adapter(result, method: str, loss_must_drop: bool = True) -> tuple[dict, list[float]]:
+    """Check a RunResult of ``method``: adapter saved, every lora_B trained, loss down; return (adapter config, losses)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from ftcourse.train import RunResult
+
+    expect(isinstance(result, RunResult), f"`result` is a {type(result).__name__}, not what fine_tune returns.",
+           f"result = fine_tune(records, model=P.model, method={method!r}, settings=settings_from_profile(P), run_name=...).")
+    expect(result.method == method, f"the run used method {result.method!r}; the task asks for {method!r}.", f"pass method={method!r}.")
+    run_dir = Path(result.run_dir)
+    files = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
+    expect({"adapter_config.json", "adapter_model.safetensors"} <= files, f"{run_dir} holds no saved adapter (found {sorted(files)}).",
+           "fine_tune saves the adapter when training ends; let it finish.")
+    losses = [loss for _, loss in result.losses]
+    expect(not loss_must_drop or (len(losses) >= 2 and losses[-1] < losses[0]),
+           f"the training loss did not go down: {[round(v, 3) for v in losses]}.",
+           "train at least two logged steps with the method's default learning rate (settings_from_profile(P)).")
+    tensors = load_file(run_dir / "adapter_model.safetensors")
+    frozen = [n for n, t in tensors.items() if "lora_B" in n and not t.abs().sum()]
+    expect(not frozen, f"{len(frozen)} of the saved lora_B matrices are still all zero: those layers never learned.",
+           "check that the optimizer updates the adapter (learning rate > 0, steps > 0).")
+    return json.loads((run_dir / "adapter_config.json").read_text()), losses
+
+
+@self_check
+def check_ex02_task4(result, budget_settings) -> str:
+    """``result``: fine_tune(...) of LoRA with ``budget_settings`` on the intent data; adapter saved, loss down."""
+    from ftcourse.configs import LoraSettings
+
+    config, losses = _trained_adapter(result, "lora")
+    expect((config["r"], _targets(config)) == (budget_settings.r, _targets(budget_settings)),
+           f"the saved adapter has r={config['r']} on {sorted(_targets(config))}, not your budget_settings.", "pass lora=budget_settings.")
+    want = _peft_trainable(result.model, "lora", LoraSettings(r=config["r"], target_modules=sorted(_targets(config))))
+    expect(result.metrics["trainable_parameters"] == want, f"{result.metrics['trainable_parameters']:,} parameters were trained; the adapter has {want:,}.",
+           "train only the adapter.")
+    return f"{result.metrics['steps']} steps, loss {losses[0]:.2f} → {losses[-1]:.2f}; {want:,}-parameter adapter saved in {result.run_dir.name}/."
+
+
+def _probe_logits(model, tokenizer, text: str = "Hi, my order 4417 has not arrived yet. Where is it?"):
+    import torch
+
+    device = next(model.parameters()).device
+    batch = tokenizer(text, return_tensors="pt").to(device)
+    model.eval()
+    with torch.no_grad():
+        return model(**batch).logits.float().cpu()
+
+
+def _adapter_state(model) -> dict:
+    return {k: v.detach().float().cpu() for k, v in model.state_dict().items() if "lora_" in k}
+
+
+@self_check
+def check_ex02_task5(reloaded, result, tokenizer) -> str:
+    """``reloaded``: the saved adapter of task 4 loaded back onto a fresh base model."""
+    import torch
+    from peft import PeftModel
+
+    expect(isinstance(reloaded, PeftModel) and reloaded is not result.model,
+           "`reloaded` should be a PeftModel loaded from the run folder (not the trained object itself).",
+           "reloaded = PeftModel.from_pretrained(load_model(P.model), result.run_dir), or load_run(result.run_dir).model.")
+    trained, loaded = _adapter_state(result.model), _adapter_state(reloaded)
+    expect(set(trained) == set(loaded), "the reloaded adapter has other layers than the trained one.", "load the run folder of task 4.")
+    gap = max(float((trained[k] - loaded[k]).abs().max()) for k in trained)
+    expect(gap == 0, f"the reloaded adapter's weights differ from the trained ones (by up to {gap:.3f}).",
+           "load the saved adapter with PeftModel.from_pretrained; get_peft_model would add a fresh, untrained adapter instead.")
+    with_adapter = _probe_logits(reloaded, tokenizer)
+    with reloaded.disable_adapter():
+        base = _probe_logits(reloaded, tokenizer)
+    effect = float((with_adapter - base).abs().max())
+    expect(effect > 1e-4 and torch.isfinite(with_adapter).all(), "the reloaded adapter does not change the base model's output.",
+           "load the adapter onto the base model and leave it enabled.")
+    return f"{len(loaded)} adapter tensors reloaded exactly; the adapter moves the base model's logits by up to {effect:.2f}."
+
+
+# ---------------------------------------------------------------- ex04 · QLoRA and memory
+
+
+_SIZE_CASES = [((1_000_000, 32), 3.814697265625), ((134_515_008, 16), 256.5670166015625), ((7_000_000_000, 4), 3337.860107421875)]
+#: The prompt exercise 04 compares full-precision and 4-bit logits on.
+EX04_TEXT = "Hello! I ordered a CrispAir air fryer last week and it still has not shipped. Can you check order 73654?"
+
+
+def _is_4bit(model) -> bool:
+    return any(type(m).__name__ == "Linear4bit" for m in model.modules())
+
+
+@self_check
+def check_ex04_task1(weight_megabytes) -> str:
+    """``weight_megabytes(n_params, bits)``: MiB that n_params weights of ``bits`` bits take."""
+    expect(callable(weight_megabytes), "`weight_megabytes` is not a function.", "define def weight_megabytes(n_params, bits): ...")
+    for (n, bits), want in _SIZE_CASES:
+        got = weight_megabytes(n, bits)
+        expect(isinstance(got, (int, float)) and _close(float(got), want, 1e-9), f"weight_megabytes({n:,}, {bits}) = {got}; want {want:,.2f}.",
+               "bytes = parameters × bits / 8, and a MiB is 2**20 = 1,048,576 bytes.")
+    return f"right on {len(_SIZE_CASES)} hidden cases (a 7B model in 4 bits: {_SIZE_CASES[-1][1]:,.0f} MiB)."
+
+
+@self_check
+def check_ex04_task2(qmodel, model) -> str:
+    """``qmodel``: the model loaded in 4-bit NF4 with double quantization; ``model``: the full-precision one."""
+    expect(_is_4bit(qmodel), "`qmodel` has no 4-bit linear layers.", "qmodel = load_model(P.model, quantization='4bit').")
+    config = getattr(qmodel.config, "quantization_config", None)
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    expect(config.get("bnb_4bit_quant_type") == "nf4" and config.get("bnb_4bit_use_double_quant"),
+           f"the 4-bit settings are quant_type={config.get('bnb_4bit_quant_type')!r}, double_quant={config.get('bnb_4bit_use_double_quant')}.",
+           "QLoRA uses NF4 with double quantization (the course's default QuantizationSettings).")
+    expect(not _is_4bit(model), "`model` should be the full-precision model, for comparison.", "model = load_model(P.model).")
+    small, full = qmodel.get_memory_footprint(), model.get_memory_footprint()
+    expect(small < 0.45 * full, f"the 4-bit model takes {small / 2**20:.0f} MB, {100 * small / full:.0f}% of {full / 2**20:.0f} MB.",
+           "load it with quantization='4bit' (8-bit or a cast to bf16 saves less).")
+    return f"{small / 2**20:.0f} MB in 4-bit NF4 vs {full / 2**20:.0f} MB ({100 * small / full:.0f}%): embeddings and norms stay in 16/32 bits."
+
+
+@self_check
+def check_ex04_task3(logit_gap, top1_agreement, model, qmodel, tokenizer) -> str:
+    """``logit_gap``: max |logit difference| between model and qmodel on EX04_TEXT; ``top1_agreement``: share of equal argmax."""
+    full, small = _probe_logits(model, tokenizer, EX04_TEXT), _probe_logits(qmodel, tokenizer, EX04_TEXT)
+    gap = float((full - small).abs().max())
+    agree = float((full.argmax(-1) == small.argmax(-1)).float().mean())
+    expect(isinstance(logit_gap, (int, float)) and _close(float(logit_gap), gap, 0.02),
+           f"logit_gap is {logit_gap}; the largest |difference| between the two models' logits on EX04_TEXT is {gap:.3f}.",
+           "run both models on tokenizer(EX04_TEXT, return_tensors='pt') under torch.no_grad() and take (a - b).abs().max().")
+    expect(isinstance(top1_agreement, (int, float)) and abs(float(top1_agreement) - agree) <= 1 / full.shape[1] + 1e-9,
+           f"top1_agreement is {top1_agreement}; the models pick the same next token at {agree:.3f} of the positions.",
+           "compare logits.argmax(-1) of both models position by position and take the mean of the matches.")
+    return f"4-bit moves logits by up to {gap:.2f}; the top-1 next token agrees at {100 * agree:.0f}% of positions."
+
+
+@self_check
+def check_ex04_task4(result) -> str:
+    """``result``: fine_tune(...) with method "qlora" on the intent data."""
+    config, losses = _trained_adapter(result, "qlora")
+    expect(_is_4bit(result.model), "the trained model's base is not 4-bit.", "method='qlora' loads the base in 4 bits; pass the model name, not a loaded model.")
+    footprint = result.model.get_memory_footprint() / 2**20
+    return (f"QLoRA r={config['r']}: loss {losses[0]:.2f} → {losses[-1]:.2f}, {result.metrics['trainable_parameters']:,} trainable "
+            f"parameters on a {footprint:.0f} MB 4-bit base.")
+
+
+# ---------------------------------------------------------------- ex05 · prompt methods
+
+
+#: The text exercise 05 initialises its virtual tokens from.
+EX05_INIT_TEXT = "Classify the intent of this customer message:"
+EX05_METHODS = ("lora", "ia3", "prompt_tuning", "p_tuning", "prefix_tuning")
+
+
+def _init_token_ids(tokenizer, n: int) -> list[int]:
+    """The ids PEFT initialises n virtual tokens from: EX05_INIT_TEXT's tokens, repeated and cut to n."""
+    ids = tokenizer(EX05_INIT_TEXT)["input_ids"]
+    return (ids * (n // len(ids) + 1))[:n]
+
+
+@self_check
+def check_ex05_task1(pt_model) -> str:
+    """``pt_model``: prompt tuning (16 virtual tokens) initialised from EX05_INIT_TEXT on the embedded model."""
+    from peft import PeftModel
+
+    from ftcourse.models import count_parameters
+
+    expect(isinstance(pt_model, PeftModel), f"`pt_model` is a {type(pt_model).__name__}, not a PeftModel.",
+           "pt_model = get_peft_model(base, build_peft_config('prompt_tuning', base, init_text=..., tokenizer_path=...)).")
+    config = pt_model.peft_config["default"]
+    expect(config.peft_type.value == "PROMPT_TUNING", f"the adapter is {config.peft_type.value}, not prompt tuning.", "use method 'prompt_tuning'.")
+    expect(getattr(config.prompt_tuning_init, "value", config.prompt_tuning_init) == "TEXT" and config.prompt_tuning_init_text == EX05_INIT_TEXT,
+           "the virtual tokens are not initialised from EX05_INIT_TEXT.",
+           "pass init_text=EX05_INIT_TEXT and tokenizer_path=base.name_or_path to build_peft_config.")
+    want = _peft_trainable(pt_model, "prompt_tuning")
+    got = count_parameters(pt_model)["trainable"]
+    expect(got == want, f"{got:,} parameters are trainable; prompt tuning trains {want:,} (virtual tokens × embedding width).",
+           "let get_peft_model freeze the base model.")
+    return f"{config.num_virtual_tokens} virtual tokens × {config.token_dim} = {want:,} trainable parameters, initialised from text."
+
+
+@self_check
+def check_ex05_task2(trainable_counts, model) -> str:
+    """``trainable_counts``: method -> trainable parameters for each of EX05_METHODS with the default settings."""
+    expect(isinstance(trainable_counts, dict) and set(trainable_counts) == set(EX05_METHODS),
+           f"`trainable_counts` should have exactly the keys {list(EX05_METHODS)}.", "loop over EX05_METHODS.")
+    for method in EX05_METHODS:
+        want = _peft_trainable(model, method)
+        expect(trainable_counts[method] == want, f"trainable_counts[{method!r}] is {trainable_counts[method]:,}; PEFT trains {want:,}.",
+               "build each method on a fresh (meta-device) model with build_peft_config(method, m) and count_parameters(...)['trainable'].")
+    order = sorted(trainable_counts, key=trainable_counts.get)
+    return "from smallest to largest: " + ", ".join(f"{m} {trainable_counts[m]:,}" for m in order) + "."
+
+
+@self_check
+def check_ex05_task3(result, tokenizer) -> str:
+    """``result``: fine_tune(...) with method "prompt_tuning", initialised from EX05_INIT_TEXT."""
+    from safetensors.torch import load_file
+
+    config, losses = _trained_adapter(result, "prompt_tuning")
+    expect(config.get("prompt_tuning_init_text") == EX05_INIT_TEXT, "the run's virtual tokens were not initialised from EX05_INIT_TEXT.",
+           "pass prompt_init_text=EX05_INIT_TEXT to fine_tune.")
+    saved = load_file(result.run_dir / "adapter_model.safetensors")["prompt_embeddings"].float()
+    embeddings = result.model.get_base_model().get_input_embeddings().weight.detach().float().cpu()
+    moved = float((saved - embeddings[_init_token_ids(tokenizer, saved.shape[0])]).abs().max())
+    expect(moved > 0, "the saved virtual tokens are still exactly their initial values.", "train with a learning rate > 0 for at least one step.")
+    return f"loss {losses[0]:.2f} → {losses[-1]:.2f}; the virtual tokens moved by up to {moved:.3f} from their text initialisation."
+
+
+@self_check
+def check_ex05_task4(nearest_tokens, model, tokenizer) -> str:
+    """``nearest_tokens(prompt_embeddings, embedding_matrix, tokenizer)``: the vocabulary token of highest cosine similarity per row."""
+    import torch
+
+    expect(callable(nearest_tokens), "`nearest_tokens` is not a function.", "define def nearest_tokens(prompt_embeddings, embedding_matrix, tokenizer): ...")
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    matrix = base.get_input_embeddings().weight.detach().float().cpu()
+    ids = _init_token_ids(tokenizer, 16)
+    noisy = matrix[ids] * 3.0 + 1e-3 * torch.randn(len(ids), matrix.shape[1], generator=torch.Generator().manual_seed(0))
+    want = [tokenizer.decode([i]) for i in ids]
+    got = list(nearest_tokens(noisy, matrix, tokenizer))
+    expect(got == want, f"for 16 (scaled) embeddings of EX05_INIT_TEXT's tokens you return {got[:4]}…; want {want[:4]}….",
+           "normalise both sides to unit length (cosine similarity), take the argmax over the vocabulary per row, "
+           "and decode each id with tokenizer.decode([id]).")
+    return "recovers the initialisation text's tokens from their (scaled) embeddings."
+
+
+# ---------------------------------------------------------------- ex06 · domain adaptation
+
+
+def ex06_samples(chars: int = 1200) -> tuple[str, str]:
+    """Exercise 06's evaluation texts: the start of the first held-out domain document and of the general text."""
+    from ftcourse.bundled import domain_texts
+
+    texts = domain_texts()
+    return texts["heldout"][0][:chars], texts["general"][0][:chars]
+
+
+def _ppl_pair(model, tokenizer) -> dict[str, float]:
+    from ftcourse.evaluate import perplexity
+
+    domain, general = ex06_samples()
+    return {"domain": perplexity(model, tokenizer, [domain], progress=False), "general": perplexity(model, tokenizer, [general], progress=False)}
+
+
+def _expect_ppl(name: str, got, want: dict[str, float]) -> None:
+    expect(isinstance(got, dict) and set(got) == {"domain", "general"}, f"`{name}` should be a dict with keys 'domain' and 'general'.",
+           "use the keys 'domain' (domain_sample) and 'general' (general_sample).")
+    for key in want:
+        expect(_close(float(got[key]), want[key], 0.01), f"{name}[{key!r}] is {got[key]:.2f}; the model's perplexity on {key}_sample is {want[key]:.2f}.",
+               f"perplexity(model, tokenizer, [{key}_sample]) with the samples given above.")
+
+
+_PACK_CASES = [([[1, 2, 3], [4, 5], [6, 7, 8, 9]], 4), ([[5] * 10, [6]], 3), ([[1, 2, 3, 4, 5, 6]], 7)]
+
+
+@self_check
+def check_ex06_task1(pack) -> str:
+    """``pack(token_lists, block_size, eos_id)``: documents joined with EOS after each, cut into blocks; a last block of < 2 tokens dropped."""
+    expect(callable(pack), "`pack` is not a function.", "define def pack(token_lists, block_size, eos_id): ...")
+    eos = 0
+    for docs, size in _PACK_CASES:
+        stream = [t for doc in docs for t in [*doc, eos]]
+        want = [stream[i : i + size] for i in range(0, len(stream), size) if len(stream[i : i + size]) > 1]
+        got = [list(b) for b in pack([list(d) for d in docs], size, eos)]
+        expect(got == want, f"pack({docs}, block_size={size}, eos_id=0) = {got}; want {want}.",
+               "append eos_id after every document, concatenate everything into one stream, cut it every block_size tokens, "
+               "and drop a final block shorter than 2 tokens (nothing to predict).")
+    return f"right on {len(_PACK_CASES)} hidden cases; packing wastes no compute on padding."
+
+
+@self_check
+def check_ex06_task2(ppl_before, model, tokenizer) -> str:
+    """``ppl_before``: {"domain": ..., "general": ...} perplexities of the base model on ex06_samples()."""
+    want = _ppl_pair(model, tokenizer)
+    _expect_ppl("ppl_before", ppl_before, want)
+    return f"the base model finds the product docs {want['domain'] / want['general']:.1f}× as surprising as general text."
+
+
+@self_check
+def check_ex06_task3(result) -> str:
+    """``result``: LoRA trained on the domain corpus as plain text (every token trained), packed into blocks."""
+    _trained_adapter(result, "lora", loss_must_drop=False)
+    metrics = result.metrics
+    share = metrics["trained_tokens"] / max(metrics["input_tokens"], 1)
+    expect(share > 0.9, f"only {metrics['trained_tokens']:,} of {metrics['input_tokens']:,} input tokens were trained.",
+           "continued pre-training trains every token: pass records {'text': ...}, not chat messages.")
+    return f"{metrics['steps']} steps over {metrics['input_tokens']:,} tokens, {100 * share:.0f}% of them trained (all but each block's first)."
+
+
+@self_check
+def check_ex06_task4(ppl_before, ppl_after, forgetting, result, tokenizer) -> str:
+    """``ppl_after``: the trained model's perplexities on ex06_samples(); ``forgetting``: general after / before."""
+    want = _ppl_pair(result.model, tokenizer)
+    _expect_ppl("ppl_after", ppl_after, want)
+    expect(want["domain"] < ppl_before["domain"], f"domain perplexity did not drop ({ppl_before['domain']:.2f} → {want['domain']:.2f}).",
+           "train on the domain corpus (task 3) and evaluate result.model.")
+    expect(isinstance(forgetting, (int, float)) and _close(float(forgetting), want["general"] / ppl_before["general"], 1e-3),
+           f"forgetting is {forgetting}; general perplexity after / before is {want['general'] / ppl_before['general']:.3f}.",
+           "forgetting = ppl_after['general'] / ppl_before['general'] (above 1: general text got harder).")
+    return (f"domain perplexity {ppl_before['domain']:.1f} → {want['domain']:.1f}; general {ppl_before['general']:.1f} → "
+            f"{want['general']:.1f} (×{forgetting:.3f}).")
+
+
+# ---------------------------------------------------------------- ex07 · merging
+
+
+def _relative_gap(a, b) -> float:
+    return float((a - b).abs().max() / b.abs().max().clamp(min=1e-6))
+
+
+def _adapter_logits(adapter_dir, tokenizer):
+    from ftcourse.models import load_model
+
+    return _probe_logits(load_model(str(adapter_dir)), tokenizer)
+
+
+@self_check
+def check_ex07_task1(merged, adapter_dir, tokenizer) -> str:
+    """``merged``: the LoRA model of ``adapter_dir`` with its adapter merged into the weights (a plain model again)."""
+    from peft import PeftModel
+
+    expect(not isinstance(merged, PeftModel) and not any("lora_" in n for n, _ in merged.named_modules()),
+           "`merged` still has LoRA layers.", "merged = lora_model.merge_and_unload() (it returns the plain model).")
+    gap = _relative_gap(_probe_logits(merged, tokenizer), _adapter_logits(adapter_dir, tokenizer))
+    expect(gap < 1e-4, f"the merged model's logits differ from the adapter model's by {gap:.1e} (relative).",
+           "merge the adapter that was saved in adapter_dir, and do not change the weights afterwards.")
+    return f"no LoRA layers left, and the logits match the adapter model (relative gap {gap:.1e})."
+
+
+@self_check
+def check_ex07_task2(merged_dir, reloaded, adapter_dir, tokenizer) -> str:
+    """``merged_dir``: the merged model saved as a plain model folder; ``reloaded``: it loaded back with load_model."""
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    folder = Path(merged_dir)
+    files = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+    expect("config.json" in files and any(f.endswith(".safetensors") for f in files),
+           f"{folder} is not a model folder (found {sorted(files)}).", "merged.save_pretrained(merged_dir) and tokenizer.save_pretrained(merged_dir).")
+    expect("adapter_config.json" not in files, f"{folder} holds an adapter, not a merged model.", "save the merged model, not lora_model.")
+    expect(not isinstance(reloaded, PeftModel), "`reloaded` is a PeftModel.", "reloaded = load_model(str(merged_dir)).")
+    gap = _relative_gap(_probe_logits(reloaded, tokenizer), _adapter_logits(adapter_dir, tokenizer))
+    expect(gap < 1e-4, f"the reloaded model's logits differ from the adapter model's by {gap:.1e} (relative).",
+           "save the merged model in full precision and load that folder.")
+    return f"{folder.name}/ loads as a plain model that reproduces the adapter model (relative gap {gap:.1e})."
+
+
+def _folder_mb(folder) -> float:
+    from pathlib import Path
+
+    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file()) / 2**20
+
+
+@self_check
+def check_ex07_task3(adapter_mb, merged_mb, adapter_dir, merged_dir) -> str:
+    """``adapter_mb``, ``merged_mb``: total size in MiB of the files in each folder."""
+    for name, got, folder in (("adapter_mb", adapter_mb, adapter_dir), ("merged_mb", merged_mb, merged_dir)):
+        want = _folder_mb(folder)
+        expect(isinstance(got, (int, float)) and _close(float(got), want, 0.01), f"{name} is {got}; the files in {folder} take {want:.2f} MiB.",
+               "sum p.stat().st_size over the files of the folder (Path(folder).rglob('*')) and divide by 2**20.")
+    return f"the adapter takes {adapter_mb:.1f} MiB, the merged model {merged_mb:.0f} MiB ({merged_mb / adapter_mb:.0f}× more)."
+
+
+@self_check
+def check_ex07_task4(merge_weight) -> str:
+    """``merge_weight(weight, lora_A, lora_B, alpha, r)``: the weight with the LoRA update folded in."""
+    import torch
+    from peft import LoraConfig, inject_adapter_in_model
+
+    expect(callable(merge_weight), "`merge_weight` is not a function.", "define def merge_weight(weight, lora_A, lora_B, alpha, r): ...")
+    for r, alpha, shape in ((4, 8, (24, 40)), (2, 16, (40, 12))):
+        torch.manual_seed(r)
+        module = torch.nn.Sequential()
+        module.add_module("proj", torch.nn.Linear(shape[1], shape[0], bias=False))
+        layer = inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, target_modules=["proj"], init_lora_weights=False), module).proj
+        weight, a, b = layer.base_layer.weight.detach(), layer.lora_A["default"].weight.detach(), layer.lora_B["default"].weight.detach()
+        want = weight + layer.get_delta_weight("default").detach()
+        got = merge_weight(weight.clone(), a.clone(), b.clone(), alpha, r)
+        expect(isinstance(got, torch.Tensor) and got.shape == want.shape, f"for a {tuple(shape)} layer you return shape {getattr(got, 'shape', None)}.",
+               "B @ A has the weight's shape (out_features, in_features).")
+        expect(torch.allclose(got, want, atol=1e-5), f"for r={r}, alpha={alpha} your merged weight differs from PEFT's by {float((got - want).abs().max()):.3f}.",
+               "W + (alpha / r) * B @ A — B is (out, r), A is (r, in).")
+    return "matches PEFT's merge on 2 hidden layers: W' = W + (alpha / r) · B A."

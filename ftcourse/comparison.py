@@ -1,0 +1,131 @@
+"""Compare fine-tuning configurations on the same data and step budget: parameters, memory, time, accuracy.
+
+Every number in the tables is measured on the model: parameter counts by PEFT itself (on a
+weightless copy of the model), peak memory with :func:`ftcourse.memory.track_peak`, accuracy by
+label-constrained generation on held-out records.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from ftcourse.configs import LoraSettings
+from ftcourse.data import INTENT_LABELS
+from ftcourse.evaluate import evaluate
+from ftcourse.hardware import Profile
+from ftcourse.memory import MB, footprint_bytes, make_resident, release_memory, track_peak, unpack_cpu_4bit
+from ftcourse.models import count_parameters, load_model, load_tokenizer
+from ftcourse.peft_methods import build_peft_config, get_method
+from ftcourse.train import fine_tune, settings_from_profile
+
+#: Target-module sets of the LoRA parameter table (lesson 02).
+TARGET_SETS: dict[str, list[str] | str] = {
+    "q, v": ["q_proj", "v_proj"],
+    "q, k, v, o": ["q_proj", "k_proj", "v_proj", "o_proj"],
+    "all-linear": "all-linear",
+}
+
+
+def classification_accuracy(model, tokenizer, records: Sequence[dict[str, Any]], labels: Sequence[str] = INTENT_LABELS,
+                            progress: bool = True) -> float:
+    """Accuracy on processed classification records, by label-constrained generation (:func:`ftcourse.evaluate.evaluate`)."""
+    result = evaluate(model, tokenizer, records, metrics=["accuracy"], labels=labels, progress=progress)
+    return next(task.metrics["accuracy"] for task in result.tasks.values())
+
+
+def _weightless_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The same architecture on the ``meta`` device: shapes without memory, for exact parameter counts."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(model.config)
+
+
+def peft_parameter_count(model: torch.nn.Module, method: str, lora: LoraSettings | None = None) -> dict[str, float]:
+    """Trainable and total parameters that ``method`` would give ``model``, counted by PEFT on a weightless copy."""
+    from peft import get_peft_model
+
+    shell = _weightless_copy(model)
+    config = build_peft_config(method, shell, lora)
+    return count_parameters(shell if config is None else get_peft_model(shell, config))
+
+
+def lora_parameter_table(model: torch.nn.Module, ranks: Sequence[int] = (4, 8, 16, 32),
+                         target_sets: Mapping[str, list[str] | str] | None = None) -> list[dict[str, Any]]:
+    """Trainable LoRA parameters for each rank × target-module set, counted on the real model's shapes."""
+    rows = []
+    for label, targets in (target_sets or TARGET_SETS).items():
+        for r in ranks:
+            counts = peft_parameter_count(model, "lora", LoraSettings(r=r, lora_alpha=2 * r, target_modules=targets))
+            rows.append({"target_modules": label, "r": r, "trainable": counts["trainable"],
+                         "trainable_percent": round(counts["trainable_percent"], 4)})
+    return rows
+
+
+def config_summary(config) -> dict[str, Any]:
+    """The fields of a PEFT config that differ from its class defaults (what the method actually sets)."""
+    defaults = type(config)()
+    skip = {"peft_type", "task_type", "base_model_name_or_path", "revision", "inference_mode"}
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if f.name not in skip and value != getattr(defaults, f.name, None):
+            out[f.name] = sorted(value) if isinstance(value, set) else value
+    return out
+
+
+def _slug(text: str) -> str:
+    """A folder name from a display name: ``"LoRA + checkpointing"`` -> ``"lora-checkpointing"``."""
+    return re.sub(r"[^a-z0-9_.]+", "-", text.lower()).strip("-")
+
+
+def run_and_score(name: str, train_records: Sequence[dict[str, Any]], test_records: Sequence[dict[str, Any]] | None,
+                  profile: Profile, labels: Sequence[str] = INTENT_LABELS, eval_records: Sequence[dict[str, Any]] | None = None,
+                  model: torch.nn.Module | None = None, run_prefix: str = "compare", progress: bool = True,
+                  **fine_tune_kwargs: Any) -> dict[str, Any]:
+    """Train one configuration (``fine_tune_kwargs``, e.g. ``method="ia3"``) and score it; one table row.
+
+    The base is ``model`` (modified in place) or a fresh ``profile.model``. Memory is split in two:
+    ``weights_mb``, the base model's tensors, and ``training_mb``, what training added on top at its
+    peak (adapter, gradients, optimizer states, activations). ``accuracy`` is on ``test_records``
+    (skipped when None). The run is saved as ``models/fine_tuned/<run_prefix>-<name>-<profile>``
+    (lower case; spaces and signs become ``-``).
+    """
+    method = get_method(fine_tune_kwargs.pop("method", "lora"))
+    settings = fine_tune_kwargs.pop("settings", None) or settings_from_profile(profile)
+    tokenizer = load_tokenizer(profile.model)
+    model = model if model is not None else load_model(profile.model, quantization=method.quantization)
+    unpack_cpu_4bit(model)  # a 4-bit base used for inference first cannot be trained otherwise
+    weights_mb = footprint_bytes(model) / MB
+    make_resident(model)
+    release_memory()
+    with track_peak() as mem:
+        run = fine_tune(train_records, model=model, tokenizer=tokenizer, method=method.name, settings=settings,
+                        eval_records=eval_records, run_name=_slug(f"{run_prefix}-{name}-{profile.name}"),
+                        progress=progress, **fine_tune_kwargs)
+    row = {
+        "name": name,
+        "method": method.name,
+        "trainable_parameters": run.metrics["trainable_parameters"],
+        "trainable_percent": run.metrics["trainable_percent"],
+        "weights_mb": round(weights_mb, 1),
+        "training_mb": mem.added_mb,
+        "train_seconds": run.metrics["train_seconds"],
+        "train_loss": run.metrics["train_loss"],
+    }
+    if test_records:
+        row["accuracy"] = round(classification_accuracy(run.model, tokenizer, test_records, labels, progress), 4)
+    del run, model
+    release_memory()
+    return row
+
+
+def compare_methods(methods: Sequence[str], train_records: Sequence[dict[str, Any]], test_records: Sequence[dict[str, Any]],
+                    profile: Profile, **kwargs: Any) -> list[dict[str, Any]]:
+    """Train each method on the same data and step budget, each from a fresh base; one :func:`run_and_score` row per method."""
+    return [run_and_score(m, train_records, test_records, profile, method=m, **kwargs) for m in methods]

@@ -1,0 +1,180 @@
+"""Deploy a fine-tuned model: several adapters on one base, merging (4-bit bases dequantized first),
+merged-vs-unmerged checks, safetensors export, and a minimal inference function.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import torch
+
+from ftcourse.errors import CourseError
+from ftcourse.evaluate import Prompt, adapter_disabled, encode_prompt, generate
+from ftcourse.fileio import atomic_directory, atomic_write_json
+
+#: Marker file of a folder written by :func:`export_merged` (names the base model, for comparisons).
+EXPORT_RECORD = "ftcourse_export.json"
+
+
+def _require_peft(model, what: str) -> None:
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        raise CourseError(f"{what} needs a PeftModel (a base model with an adapter), got {type(model).__name__}.",
+                          "load an adapter folder with ftcourse.models.load_model(<run folder>) or ftcourse.deploy.load_adapters.")
+
+
+def load_adapters(adapters: Mapping[str, str | Path], base=None):
+    """One base model with several adapters loaded under the given names; the first one is active.
+
+    All adapters must name the same base model (``adapter_config.json``); ``base`` skips loading it.
+    """
+    from peft import PeftModel
+
+    from ftcourse.models import _adapter_base, is_adapter_dir, load_model
+
+    if not adapters:
+        raise CourseError("No adapters given.", "pass {'name': 'models/fine_tuned/<run>', ...}.")
+    for folder in adapters.values():
+        if not is_adapter_dir(folder):
+            raise CourseError(f"{folder} is not an adapter folder (no adapter_config.json).", "pass run folders written by fine_tune().")
+    bases = {name: _adapter_base(folder) for name, folder in adapters.items()}
+    if len(set(bases.values())) > 1:
+        raise CourseError(f"These adapters were trained on different base models: {bases}.", "load only adapters of one base model together.")
+    (first, folder), *rest = adapters.items()
+    model = PeftModel.from_pretrained(base if base is not None else load_model(bases[first]), str(folder), adapter_name=first)
+    for name, folder in rest:
+        model.load_adapter(str(folder), adapter_name=name)
+    model.eval()
+    return model
+
+
+@contextlib.contextmanager
+def using_adapter(model, name: str | None) -> Iterator:
+    """Run a block with adapter ``name`` active, or with adapters disabled (``None``: the base model).
+
+    The previously active adapter is active again afterwards; adapters stay frozen.
+    """
+    _require_peft(model, "Switching adapters")
+    if name is None:
+        with adapter_disabled(model):
+            yield model
+        return
+    if name not in model.peft_config:
+        raise CourseError(f"No adapter named {name!r} is loaded.", f"loaded adapters: {', '.join(model.peft_config)}.")
+    previous = model.active_adapter
+    model.set_adapter(name, inference_mode=True)
+    try:
+        yield model
+    finally:
+        model.set_adapter(previous, inference_mode=True)
+
+
+def merge_adapter(model, adapter: str | None = None):
+    """Merge the active (or the named) adapter into the base weights; returns the plain model.
+
+    The ``PeftModel`` is consumed. A 4-bit (or 8-bit) base is dequantized first and the adapter
+    re-attached, so the merged weights are not rounded back to 4 bits (peft#2105).
+    """
+    from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+    _require_peft(model, "Merging")
+    name = adapter or model.active_adapter
+    config = model.peft_config[name]
+    if config.is_prompt_learning:
+        raise CourseError(f"Adapter {name!r} ({config.peft_type}) adds virtual tokens, not weight updates; it cannot be merged.",
+                          "deploy the base model with the adapter loaded (load_model(<run folder>)).")
+    if getattr(model.get_base_model(), "is_quantized", False):
+        state = get_peft_model_state_dict(model, adapter_name=name)
+        base = model.unload()
+        base.dequantize()
+        model = get_peft_model(base, config, adapter_name=name)
+        set_peft_model_state_dict(model, state, adapter_name=name)
+    merged = model.merge_and_unload(adapter_names=[name])
+    merged.eval()
+    return merged
+
+
+@torch.no_grad()
+def logits_on(model, tokenizer, prompts: Sequence[Prompt]) -> list[torch.Tensor]:
+    """Logits of each prompt at full precision (no autocast), to compare two versions of a model."""
+    device = next(model.parameters()).device
+    model.eval()
+    return [model(input_ids=torch.tensor([encode_prompt(tokenizer, p)], device=device)).logits[0].float().cpu() for p in prompts]
+
+
+def max_logit_diff(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> float:
+    """Largest absolute difference between two lists of logits (from :func:`logits_on`)."""
+    return max(float((x - y).abs().max()) for x, y in zip(a, b, strict=True))
+
+
+def merge_and_check(model, tokenizer, prompts: Sequence[Prompt], atol: float = 1e-3, adapter: str | None = None):
+    """Merge the adapter (:func:`merge_adapter`) and check the merged model's logits against the unmerged ones.
+
+    Returns ``(merged model, max |logit difference|)``; a difference above ``atol`` is a :class:`CourseError`.
+    """
+    before = logits_on(model, tokenizer, prompts)
+    merged = merge_adapter(model, adapter)
+    diff = max_logit_diff(before, logits_on(merged, tokenizer, prompts))
+    if diff > atol:
+        raise CourseError(f"The merged model's logits differ from the adapter's by up to {diff:.3g} (tolerance {atol:g}).",
+                          "merge a full-precision base (dequantize a 4-bit one first: merge_adapter does), and compare in float32.")
+    return merged, diff
+
+
+def export_merged(model, tokenizer, folder: str | Path, base_model: str | None = None, overwrite: bool = False) -> Path:
+    """Save a merged model (a ``PeftModel`` is merged first) and its tokenizer as safetensors, atomically.
+
+    ``base_model`` (default: the adapter's base, else the model's ``name_or_path``) is recorded in
+    ``ftcourse_export.json`` so that evaluations can compare against it. A folder ftcourse did not
+    write is not replaced unless ``overwrite``.
+    """
+    from peft import PeftModel
+
+    folder = Path(folder)
+    if folder.exists() and not (folder / EXPORT_RECORD).is_file() and not overwrite:
+        raise CourseError(f"{folder} exists and was not written by ftcourse's export; not replacing it.",
+                          "choose another folder, or pass overwrite=True.")
+    if isinstance(model, PeftModel):
+        base_model = base_model or model.peft_config[model.active_adapter].base_model_name_or_path
+        model = merge_adapter(model)
+    base_model = base_model or model.name_or_path
+    if folder.exists():
+        print(f"Replacing the earlier export in {folder}")
+    with atomic_directory(folder) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / EXPORT_RECORD, {"base_model": base_model})
+    return folder
+
+
+def exported_base(folder: str | Path) -> str:
+    """The base model recorded in an export folder (see :func:`export_merged`)."""
+    record = Path(folder) / EXPORT_RECORD
+    try:
+        return json.loads(record.read_text(encoding="utf-8"))["base_model"]
+    except (OSError, ValueError, KeyError):
+        raise CourseError(f"{folder} is neither an adapter nor a merged model exported by ftcourse, so its base model is unknown.",
+                          "compare an adapter folder, or a folder written by ftcourse.deploy.export_merged.") from None
+
+
+def inference_function(model, tokenizer=None, system: str | None = None, labels: Sequence[str] | None = None,
+                       max_new_tokens: int = 64) -> Callable[[str], str]:
+    """A function ``text -> answer`` around a model (loaded, or anything ``load_model`` takes): greedy, with ``system``
+    as the system prompt; with ``labels`` the answer is always one of them."""
+    if isinstance(model, (str, Path)):
+        from ftcourse.models import load_model, load_tokenizer
+
+        tokenizer = tokenizer or load_tokenizer(str(model))
+        model = load_model(str(model))
+    if tokenizer is None:
+        raise CourseError("inference_function needs the tokenizer of a loaded model.", "pass tokenizer=..., or pass the model's folder instead.")
+
+    def predict(text: str) -> str:
+        messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": text}]
+        return generate(model, tokenizer, [messages], max_new_tokens=max_new_tokens, labels=labels, progress=False)[0]
+
+    return predict

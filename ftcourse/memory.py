@@ -1,0 +1,277 @@
+"""Memory: what a model's weights take, how much a block of code needed at its peak, and base-model variants.
+
+Peak memory is measured, not estimated: on CUDA with the allocator's peak counter, on Linux with the
+process's resident-set high-water mark (reset through ``/proc/self/clear_refs``), elsewhere with the
+process's lifetime peak (``ru_maxrss``), which cannot be reset and is marked as such.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import gc
+import logging
+import resource
+import sys
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+import torch
+
+from ftcourse.errors import CourseError
+
+MB = 2**20
+_STATUS = Path("/proc/self/status")
+_CLEAR_REFS = Path("/proc/self/clear_refs")
+
+#: Base-model variants of lesson 04: name -> keyword arguments of :func:`ftcourse.models.load_model`.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "fp32": {"dtype": "float32"},
+    "bf16": {"dtype": "bfloat16"},
+    "8bit": {"quantization": "8bit"},
+    "4bit": {"quantization": "4bit"},
+}
+
+
+# ---------------------------------------------------------------- weights
+
+
+def _quantization_bytes(param: torch.Tensor) -> int:
+    """Bytes of a bitsandbytes parameter's quantization constants, kept beside the packed weights:
+    4-bit block scales (absmax, nested absmax, code tables), 8-bit row scales (``SCB``)."""
+    tensors = [getattr(param, "SCB", None)]
+    state = getattr(param, "quant_state", None)
+    if state is not None:  # bitsandbytes sets ``offset`` and ``state2`` only with double quantization
+        nested = getattr(state, "state2", None)
+        tensors += [state.absmax, state.code, getattr(state, "offset", None)]
+        tensors += [nested.absmax, nested.code] if nested is not None else []
+    return sum(t.numel() * t.element_size() for t in tensors if isinstance(t, torch.Tensor))
+
+
+def _tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() + _quantization_bytes(t) for t in tensors)
+
+
+def footprint_bytes(model: torch.nn.Module) -> int:
+    """Bytes of the model's parameters and buffers, 4-bit quantization constants included.
+
+    Shared tensors (tied input/output embeddings) count once.
+    """
+    return _tensor_bytes(_unique(model.parameters(), model.buffers()))
+
+
+def _unique(*groups) -> list[torch.Tensor]:
+    seen, out = set(), []
+    for group in groups:
+        for t in group:
+            if id(t) not in seen:
+                seen.add(id(t))
+                out.append(t)
+    return out
+
+
+def footprint_breakdown(model: torch.nn.Module) -> dict[str, float]:
+    """MB per kind of module: ``embeddings``, ``linear layers`` (quantized ones included) and ``other`` (norms, buffers)."""
+    kinds: dict[str, float] = {"embeddings": 0.0, "linear layers": 0.0, "other": 0.0}
+    seen: set[int] = set()
+    for module in model.modules():
+        own = [t for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)] if id(t) not in seen]
+        seen.update(id(t) for t in own)
+        if isinstance(module, torch.nn.Embedding):
+            kind = "embeddings"
+        elif isinstance(module, torch.nn.Linear):  # bitsandbytes' Linear4bit/Linear8bitLt subclass it
+            kind = "linear layers"
+        else:
+            kind = "other"
+        kinds[kind] += _tensor_bytes(own) / MB
+    return {k: round(v, 3) for k, v in kinds.items()}
+
+
+def make_resident(model: torch.nn.Module) -> None:
+    """Read every weight once, so that memory-mapped weights are in RAM before a measurement starts.
+
+    ``from_pretrained`` maps safetensors files into memory lazily: pages are only read (and counted
+    as the process's memory) when first used, which would put the weights into whatever is measured next.
+    """
+    with torch.no_grad():
+        for t in _unique(model.parameters(), model.buffers()):
+            if t.device.type != "meta" and t.numel():
+                t.view(-1)[:: max(1, 4096 // t.element_size())].sum()
+
+
+def unpack_cpu_4bit(model: torch.nn.Module) -> int:
+    """Undo bitsandbytes' CPU repacking of 4-bit weights, so that the model can be trained again; returns the layers restored.
+
+    On CPUs with AVX512-BF16, the first inference of a 4-bit layer in eval mode repacks its weights for a fast kernel
+    that has no backward pass: training afterwards gets no gradients (the pre-flight "parameters update" check fails).
+    bitsandbytes itself undoes the packing only when saving or moving to a GPU.
+    """
+    restored = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        state = getattr(weight, "quant_state", None)
+        if getattr(state, "packing_format_for_cpu", False):
+            from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+
+            weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, state)
+            restored += 1
+    return restored
+
+
+# ---------------------------------------------------------------- peak memory
+
+
+def release_memory() -> None:
+    """Give freed memory back: collect garbage, empty the CUDA cache and trim glibc's heap (Linux)."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+def _status_kb(key: str) -> int:
+    for line in _STATUS.read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise KeyError(key)
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the process's resident-set high-water mark to its current size (Linux ≥ 4.0)."""
+    try:
+        _CLEAR_REFS.write_text("5")
+        _status_kb("VmHWM")
+        return True
+    except (OSError, KeyError):
+        return False
+
+
+def _lifetime_peak_rss() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB on Linux
+
+
+@dataclass
+class PeakMemory:
+    """What :func:`track_peak` measured: memory at the start, at the peak and at the end, and the time taken."""
+
+    source: str  # "cuda", "rss" (resettable high-water mark) or "rss-lifetime" (peak of the whole process)
+    start_mb: float = 0.0
+    peak_mb: float = 0.0
+    end_mb: float = 0.0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def added_mb(self) -> float:
+        """How far memory rose above where it started: what the block needed at its peak."""
+        return round(max(0.0, self.peak_mb - self.start_mb), 1)
+
+    def __str__(self) -> str:
+        return f"peak {self.peak_mb:,.0f} MB ({self.added_mb:+,.0f} MB over the start, {self.source}) in {self.seconds:.1f} s"
+
+
+@contextlib.contextmanager
+def track_peak(device: str | None = None) -> Iterator[PeakMemory]:
+    """Measure the peak memory and the time of the ``with`` block.
+
+    ``device="cuda"`` (the default when CUDA is available) reads the allocator's peak; otherwise
+    the process's resident memory. The result is filled in when the block ends::
+
+        with track_peak() as mem:
+            fine_tune(...)
+        print(mem.added_mb)
+    """
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise CourseError("track_peak(device='cuda') was asked for, but CUDA is not available.", "leave device unset to measure process memory.")
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        result = PeakMemory("cuda", start_mb=torch.cuda.memory_allocated() / MB)
+    elif _reset_peak_rss():
+        result = PeakMemory("rss", start_mb=_status_kb("VmRSS") / 1024)
+    else:
+        result = PeakMemory("rss-lifetime", start_mb=psutil.Process().memory_info().rss / MB,
+                            notes=["this system cannot reset the peak, so it is the process's lifetime peak"])
+    start = time.perf_counter()
+    try:
+        yield result
+    finally:
+        result.seconds = round(time.perf_counter() - start, 2)
+        if result.source == "cuda":
+            torch.cuda.synchronize()
+            result.peak_mb, result.end_mb = torch.cuda.max_memory_allocated() / MB, torch.cuda.memory_allocated() / MB
+        elif result.source == "rss":
+            result.peak_mb, result.end_mb = _status_kb("VmHWM") / 1024, _status_kb("VmRSS") / 1024
+        else:
+            result.peak_mb, result.end_mb = _lifetime_peak_rss() / MB, psutil.Process().memory_info().rss / MB
+        result.start_mb, result.peak_mb, result.end_mb = (round(v, 1) for v in (result.start_mb, result.peak_mb, result.end_mb))
+
+
+# ---------------------------------------------------------------- base-model variants
+
+
+@contextlib.contextmanager
+def quiet_bitsandbytes() -> Iterator[None]:
+    """Silence bitsandbytes' per-call 8-bit warning ("inputs will be cast ... to float16") inside the block."""
+    log = logging.getLogger("bitsandbytes")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@dataclass
+class VariantLoad:
+    """One base-model variant loaded (or not) by :func:`load_variant`, with what was measured."""
+
+    variant: str
+    model: Any = None
+    footprint_mb: float | None = None
+    breakdown: dict[str, float] | None = None  # MB per kind of module, at load (see :func:`footprint_breakdown`)
+    load_seconds: float | None = None
+    perplexity: float | None = None
+    error: str | None = None
+
+    def row(self) -> dict[str, Any]:
+        """A table row: the numbers, or the error that stopped the variant."""
+        return {"variant": self.variant, "footprint_mb": self.footprint_mb, "load_seconds": self.load_seconds,
+                "perplexity": self.perplexity, "status": "ok" if self.error is None else f"failed: {self.error}"}
+
+
+def load_variant(name: str, variant: str, texts: Sequence[str] = (), tokenizer=None, max_length: int = 128,
+                 progress: bool = True) -> VariantLoad:
+    """Load ``name`` as one of :data:`VARIANTS`, measure its footprint and load time, and (with ``texts``) its perplexity.
+
+    A variant that cannot load or run here (e.g. no bitsandbytes backend for this device) does not raise:
+    the returned :class:`VariantLoad` carries the error message instead of a model.
+    """
+    from ftcourse.evaluate import perplexity
+    from ftcourse.models import load_model, resolve_model
+
+    if variant not in VARIANTS:
+        raise CourseError(f"Unknown base-model variant {variant!r}.", f"use one of: {', '.join(VARIANTS)}.")
+    resolve_model(name)  # a wrong name is the caller's mistake: raise it, do not report it as the variant failing
+    result = VariantLoad(variant)
+    start = time.perf_counter()
+    try:
+        with quiet_bitsandbytes():
+            result.model = load_model(name, **VARIANTS[variant])
+            result.load_seconds = round(time.perf_counter() - start, 1)
+            result.footprint_mb = round(footprint_bytes(result.model) / MB, 1)  # before any forward pass, which may repack 4-bit weights
+            result.breakdown = footprint_breakdown(result.model)
+            if texts:
+                result.perplexity = round(perplexity(result.model, tokenizer, texts, max_length=max_length, progress=progress), 2)
+    except Exception as exc:  # e.g. no bitsandbytes backend for this device: report it, keep going
+        message = " ".join(str(exc).split())
+        result.model, result.error = None, f"{type(exc).__name__}: {message[:300]}"
+    return result

@@ -1,0 +1,167 @@
+"""Fine-tune a model with LoRA (or any other method of the course) — the original course's second command.
+
+    python scripts/fine_tune_model.py --model_name_or_path facebook/opt-350m --dataset_path data/processed/ \\
+        --output_dir models/fine_tuned/ --peft_method lora --lora_r 16 --lora_alpha 32 --lora_dropout 0.05 \\
+        --num_epochs 3 --batch_size 4 --gradient_accumulation_steps 4
+
+Offline, use ``--model_name_or_path embedded``. ``--dataset_path`` is a folder written by
+``scripts/prepare_dataset.py`` (``train.jsonl``, ``validation.jsonl``, ``dataset_info.json``) or one
+JSONL/JSON/CSV file. Settings come from ``--profile`` (sizes), then ``--config`` / ``--lora_config``
+(JSON files), then the flags — each overriding the one before. The run is saved to
+``<output_dir>/<run_name>`` and its folder is printed at the end. Problems are reported as
+``error: ...`` with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from ftcourse.errors import CourseError
+
+#: Flag name -> TrainingSettings field.
+TRAINING_FLAGS = {
+    "num_epochs": "num_epochs", "max_steps": "max_steps", "batch_size": "batch_size",
+    "gradient_accumulation_steps": "gradient_accumulation_steps", "learning_rate": "learning_rate",
+    "max_seq_length": "max_seq_length", "warmup_ratio": "warmup_ratio", "save_steps": "save_steps",
+    "logging_steps": "logging_steps", "seed": "seed",
+}
+#: Flag name -> LoraSettings field.
+LORA_FLAGS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_dropout", "target_modules": "target_modules"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ftcourse.peft_methods import METHODS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model_name_or_path", help="'embedded' (offline), a Hub id or a local folder (default: the profile's model, else embedded)")
+    parser.add_argument("--dataset_path", default="data/processed/", help="folder from prepare_dataset.py, or one data file")
+    parser.add_argument("--output_dir", default="models/fine_tuned/", help="the run is saved to <output_dir>/<run_name>")
+    parser.add_argument("--run_name", help="default: <peft_method>-<dataset name>")
+    parser.add_argument("--peft_method", default="lora", choices=list(METHODS))
+    parser.add_argument("--profile", help="smoke, cpu, gpu or auto: sizes (steps, batch, sequence length, number of examples)")
+    parser.add_argument("--config", help="training settings JSON, e.g. configs/training_config.json")
+    parser.add_argument("--lora_config", help="LoRA settings JSON, e.g. configs/lora_config.json")
+    lora = parser.add_argument_group("LoRA (also the rank of DoRA, rsLoRA, AdaLoRA, QLoRA)")
+    lora.add_argument("--lora_r", type=int)
+    lora.add_argument("--lora_alpha", type=int)
+    lora.add_argument("--lora_dropout", type=float)
+    lora.add_argument("--target_modules", nargs="+", help="layer names, 'all-linear', or 'auto' (the architecture's default)")
+    train = parser.add_argument_group("training (default: configs' TrainingSettings, or the profile's sizes)")
+    train.add_argument("--num_epochs", type=float)
+    train.add_argument("--max_steps", type=int, help="optimizer steps; > 0 overrides --num_epochs")
+    train.add_argument("--batch_size", type=int)
+    train.add_argument("--gradient_accumulation_steps", type=int)
+    train.add_argument("--learning_rate", type=float, help="default: the method's (see ftcourse.peft_methods)")
+    train.add_argument("--max_seq_length", type=int)
+    train.add_argument("--warmup_ratio", type=float)
+    train.add_argument("--save_steps", type=int, help="checkpoint every N optimizer steps")
+    train.add_argument("--logging_steps", type=int)
+    train.add_argument("--seed", type=int)
+    parser.add_argument("--checkpoint_dir", default="models/checkpoints/", help="checkpoints go to <checkpoint_dir>/<run_name>")
+    parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
+    parser.add_argument("--report_to", default="none", choices=["none", "tensorboard", "wandb"], help="wandb runs offline unless WANDB_MODE is set")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing folder that is not an ftcourse run")
+    parser.add_argument("--no_progress", action="store_true", help="print log lines instead of a progress bar")
+    return parser
+
+
+def _file_values(cls, path: str) -> dict[str, Any]:
+    """The settings a JSON config file sets (validated), without the defaults of the keys it leaves out."""
+    from ftcourse.configs import load_settings
+
+    settings = load_settings(cls, path)
+    return {key: getattr(settings, key) for key in json.loads(Path(path).read_text(encoding="utf-8"))}
+
+
+def _flag_values(args: argparse.Namespace, flags: dict[str, str]) -> dict[str, Any]:
+    return {field: getattr(args, flag) for flag, field in flags.items() if getattr(args, flag) is not None}
+
+
+def resolve_settings(args: argparse.Namespace):
+    """Profile, then config files, then flags: (profile or None, TrainingSettings, LoraSettings)."""
+    from ftcourse.configs import LoraSettings, TrainingSettings
+    from ftcourse.hardware import get_profile
+    from ftcourse.train import settings_from_profile
+
+    profile = get_profile(args.profile) if args.profile else None
+    training = settings_from_profile(profile) if profile else TrainingSettings()
+    lora = LoraSettings()
+    if args.config:
+        training = replace(training, **_file_values(TrainingSettings, args.config))
+    if args.lora_config:
+        lora = replace(lora, **_file_values(LoraSettings, args.lora_config))
+    training = replace(training, **_flag_values(args, TRAINING_FLAGS))
+    flags = _flag_values(args, LORA_FLAGS)
+    if "target_modules" in flags and len(flags["target_modules"]) == 1 and flags["target_modules"][0] in ("all-linear", "auto"):
+        flags["target_modules"] = flags["target_modules"][0]
+    return profile, training, replace(lora, **flags)
+
+
+def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str]:
+    """(train records, validation records or None, dataset name) from a prepared folder or one data file."""
+    from ftcourse.data import load_dataset, processed_records, read_jsonl, resolve_labels
+
+    folder = Path(path)
+    if folder.is_dir():
+        train_file = folder / "train.jsonl"
+        if not train_file.is_file():
+            raise CourseError(
+                f"{folder} has no train.jsonl.",
+                f"prepare it first: python scripts/prepare_dataset.py --input_file data/raw/support_intents.jsonl --output_dir {path} --task_type classification",
+            )
+        validation_file = folder / "validation.jsonl"
+        has_validation = validation_file.is_file() and validation_file.read_text(encoding="utf-8").strip()
+        info_file = folder / "dataset_info.json"
+        info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
+        name = Path(info["source"]).stem if info.get("source") else folder.resolve().name
+        return read_jsonl(train_file), read_jsonl(validation_file) if has_validation else None, name
+    data = load_dataset(path)
+    labels = resolve_labels("auto", data) if data.fmt == "classification" else None
+    return processed_records(data, labels), None, folder.stem
+
+
+def default_run_name(method: str, dataset_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{method}-{dataset_name}").strip("-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        from ftcourse.models import resolve_model
+
+        profile, training, lora = resolve_settings(args)
+        model_name = args.model_name_or_path or (profile.model if profile else "embedded")
+        resolve_model(model_name)  # fail fast (offline, typo) before reading data
+        train, validation, dataset_name = load_training_data(args.dataset_path)
+        if profile:
+            train = train[: profile.n_train] if profile.n_train else train
+            validation = validation[: profile.n_eval] if validation and profile.n_eval else validation
+        run_name = args.run_name or default_run_name(args.peft_method, dataset_name)
+        from ftcourse.train import fine_tune
+
+        print(f"Fine-tuning {model_name} with {args.peft_method} on {len(train)} examples ({args.dataset_path}) -> {Path(args.output_dir) / run_name}")
+        result = fine_tune(
+            train, model=model_name, method=args.peft_method, lora=lora, settings=training, eval_records=validation,
+            run_name=run_name, output_root=args.output_dir, checkpoint_root=args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite,
+            report_to=args.report_to, progress=not args.no_progress,
+        )
+    except CourseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    shown = {k: v for k, v in result.metrics.items() if k in ("train_loss", "eval_loss", "steps", "train_seconds", "trainable_parameters", "trainable_percent")}
+    print("Metrics: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
+    print(f"Saved the fine-tuned run to: {result.run_dir}")
+    print(f"Evaluate it with: python scripts/evaluate_model.py --model_path {result.run_dir} --test_dataset <test.jsonl>")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

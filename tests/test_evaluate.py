@@ -1,0 +1,218 @@
+"""Evaluation (issue 5): metrics and their registry, generation, classification three ways, base vs fine-tuned, reports."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import pytest
+import torch
+
+from ftcourse import bundled
+from ftcourse.data import INTENT_LABELS
+from ftcourse.errors import CourseError
+from ftcourse.evaluate import (
+    METRICS,
+    classification_metrics,
+    classify,
+    compare,
+    confusion_matrix,
+    evaluate,
+    exact_match,
+    generate,
+    generation_checks,
+    group_tasks,
+    head_predict,
+    json_metrics,
+    label_log_likelihoods,
+    perplexity,
+    rouge,
+    text_nll,
+    train_classification_head,
+    write_report,
+)
+from ftcourse.hardware import get_profile
+
+SMOKE = get_profile("smoke")
+
+
+@pytest.fixture(scope="module")
+def intent_test():
+    return bundled.intent_records(SMOKE)["test"][:6]
+
+
+@pytest.fixture
+def random_adapter(fresh_model):
+    """The embedded model with a LoRA adapter whose B is random (it changes the outputs) — no training needed."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    return get_peft_model(fresh_model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+
+
+# ---------------------------------------------------------------- metrics, by hand
+
+
+def test_macro_and_per_label_f1_by_hand():
+    refs = ["a", "a", "b", "b", "c"]
+    preds = ["a", "b", "b", "b", None]
+    m = classification_metrics(preds, refs, ["a", "b", "c"])
+    assert m["accuracy"] == pytest.approx(3 / 5)
+    assert m["per_label"]["a"] == {"precision": 1.0, "recall": 0.5, "f1": pytest.approx(2 / 3), "support": 2}
+    assert m["per_label"]["b"]["precision"] == pytest.approx(2 / 3) and m["per_label"]["b"]["recall"] == 1.0
+    assert m["per_label"]["c"]["f1"] == 0.0
+    assert m["f1"] == pytest.approx((2 / 3 + 0.8 + 0.0) / 3)
+
+
+def test_confusion_matrix_has_a_no_label_column():
+    matrix = confusion_matrix(["a", "b", None], ["a", "a", "b"], ["a", "b"])
+    assert matrix == [[1, 1, 0], [0, 0, 1]]
+
+
+def test_exact_match_ignores_case_and_spacing():
+    assert exact_match(["Hello  World", "x", None], ["hello world", "y", "z"]) == pytest.approx(1 / 3)
+
+
+def test_rouge1_and_rougeL_by_hand():
+    same_words = rouge(["the cat sat on the mat"], ["the cat is on the mat"])
+    assert same_words == {"rouge1": pytest.approx(5 / 6), "rougeL": pytest.approx(5 / 6)}
+    shuffled = rouge(["mat the on cat the"], ["the cat on the mat"])
+    assert shuffled["rouge1"] == pytest.approx(1.0)  # the same words...
+    assert shuffled["rougeL"] == pytest.approx(3 / 5)  # ...but only 3 in order
+    assert rouge([""], ["anything"]) == {"rouge1": 0.0, "rougeL": 0.0}
+
+
+def test_json_metrics_valid_rate_and_per_field_accuracy():
+    refs = ['{"intent":"order_status","order_id":"123","product":null}'] * 3
+    preds = [
+        '{"intent": "order_status", "order_id": "123", "product": null}',
+        '```json\n{"intent":"order_status","order_id":123,"product":"Lamp"}\n```',
+        "order_status, 123",
+    ]
+    m = json_metrics(preds, refs)
+    assert m["valid_json"] == pytest.approx(2 / 3)
+    assert m["field_accuracy"] == {"intent": pytest.approx(2 / 3), "order_id": pytest.approx(2 / 3), "product": pytest.approx(1 / 3)}
+    assert m["all_fields"] == pytest.approx(1 / 3)
+
+
+def test_unknown_metric_is_an_error_listing_the_valid_ones(intent_test):
+    with pytest.raises(CourseError) as err:
+        evaluate(None, None, intent_test, metrics=["accuracy", "bleu"])
+    assert "'bleu'" in str(err.value) and all(name in str(err.value) for name in METRICS)
+
+
+def test_a_metric_that_fits_no_task_is_an_error(intent_test):
+    with pytest.raises(CourseError, match="(?s)does not apply.*accuracy"):
+        evaluate(None, None, intent_test, metrics=["rouge"])
+
+
+def test_records_are_grouped_into_tasks_by_kind():
+    instruction = bundled.instruction_records(SMOKE)["test"]
+    tasks = group_tasks(instruction + [{"text": "plain text"}])
+    assert {name: t.kind for name, t in tasks.items()} == {
+        "classify": "classification", "extract": "extraction", "reply": "generation", "text": "text"}
+    assert tasks["classify"].labels == list(INTENT_LABELS)
+    assert json.loads(tasks["extract"].references[0]).keys() == {"intent", "order_id", "product"}
+
+
+def test_generation_checks_flag_loops_and_invalid_labels():
+    checks = generation_checks(["order_status", "I think it is cancel_order", "", "yes yes yes yes yes yes"], labels=INTENT_LABELS)
+    assert checks["valid_label"] == 0.25 and checks["names_a_label"] == 0.5
+    assert checks["empty"] == 0.25 and checks["looping"] == 0.25
+    assert checks["repeated_trigrams"] == pytest.approx(0.75 / 4)
+
+
+# ---------------------------------------------------------------- on the real model
+
+
+def test_batched_left_padded_generation_equals_one_at_a_time(base_model, tokenizer, monkeypatch):
+    """Padding must not change answers. Checked in float32: under bf16 autocast, near-tied logits can flip with the batch shape."""
+    import ftcourse.evaluate as ev
+
+    monkeypatch.setattr(ev, "_autocast", lambda model: contextlib.nullcontext())
+    prompts = [[{"role": "user", "content": q}] for q in ("Hi!", "Name a colour.", "What is 2 + 2? Answer with a number only, please.")]
+    prompts += ["The capital of France is", [{"role": "user", "content": "What is the capital of France?"}]]
+    batched = generate(base_model, tokenizer, prompts, max_new_tokens=8, batch_size=5, progress=False)
+    single = [generate(base_model, tokenizer, [p], max_new_tokens=8, progress=False)[0] for p in prompts]
+    assert batched == single
+    assert "Paris" in batched[-2] and "Paris" in batched[-1]
+
+
+def test_sampling_is_seeded(base_model, tokenizer):
+    prompt = [[{"role": "user", "content": "Write one word."}]]
+    runs = [generate(base_model, tokenizer, prompt, max_new_tokens=6, temperature=1.0, seed=s, progress=False)[0] for s in (1, 1, 2, 3)]
+    assert runs[0] == runs[1]
+    assert len(set(runs)) > 1
+
+
+def test_constrained_and_likelihood_classification_give_labels(base_model, tokenizer, intent_test):
+    prompts = [r["messages"][:-1] for r in intent_test]
+    for by in ("generation", "likelihood"):
+        predictions = classify(base_model, tokenizer, prompts, INTENT_LABELS, by=by, progress=False)
+        assert len(predictions) == len(prompts) and set(predictions) <= set(INTENT_LABELS)
+
+
+def test_label_likelihood_equals_a_full_forward_pass(base_model, tokenizer, intent_test, monkeypatch):
+    """The cached scoring gives the same log-probabilities as scoring each prompt + label from scratch (fp32)."""
+    import ftcourse.evaluate as ev
+
+    monkeypatch.setattr(ev, "_autocast", lambda model: contextlib.nullcontext())
+    prompt, labels = intent_test[0]["messages"][:-1], ["order_status", "talk_to_human"]
+    scores = label_log_likelihoods(base_model, tokenizer, [prompt], labels, progress=False)[0]
+    prompt_ids = ev.encode_prompt(tokenizer, prompt)
+    for label, score in zip(labels, scores):
+        answer = tokenizer(label, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        with torch.no_grad():
+            logp = base_model(input_ids=torch.tensor([prompt_ids + answer])).logits[0].log_softmax(-1)
+        expected = sum(logp[len(prompt_ids) - 1 + j, tok].item() for j, tok in enumerate(answer))
+        assert score == pytest.approx(expected, abs=1e-3)
+
+
+def test_perplexity_is_lower_on_fluent_text(base_model, tokenizer):
+    fluent = "The weather today is sunny and warm, so we are going to the park for a picnic with our friends."
+    scrambled = " ".join(sorted(fluent.split()))
+    per_text = text_nll(base_model, tokenizer, [fluent, scrambled], progress=False)
+    assert per_text[0][1] == len(tokenizer(fluent, add_special_tokens=False)["input_ids"])  # every token after the first, + EOS
+    assert perplexity(base_model, tokenizer, [fluent], progress=False) < perplexity(base_model, tokenizer, [scrambled], progress=False)
+
+
+def test_compare_uses_the_disabled_adapter_as_base(random_adapter, base_model, tokenizer, intent_test):
+    trainable = [n for n, p in random_adapter.named_parameters() if p.requires_grad]
+    result = compare(random_adapter, tokenizer, intent_test, metrics=["accuracy", "f1"], progress=False)
+    assert [n for n, p in random_adapter.named_parameters() if p.requires_grad] == trainable
+    alone = evaluate(base_model, tokenizer, intent_test, metrics=["accuracy", "f1"], progress=False)
+    assert result.base.tasks["classification"].predictions == alone.tasks["classification"].predictions
+    assert result.tuned.tasks["classification"].predictions != alone.tasks["classification"].predictions
+    assert [r["metric"] for r in result.rows()] == ["classification/accuracy", "classification/f1"]
+    counts = result.counts()["classification"]
+    assert sum(counts.values()) == len(intent_test)
+    shown = result.examples(n=1)
+    assert {e["change"] for e in shown} <= {"worse", "better", "same"} and all(e["reference"] in INTENT_LABELS for e in shown)
+
+
+def test_compare_needs_an_adapter_or_a_base(base_model, tokenizer, intent_test):
+    with pytest.raises(CourseError, match="base_model"):
+        compare(base_model, tokenizer, intent_test)
+
+
+def test_report_is_json_and_markdown_and_never_replaces_a_user_file(base_model, tokenizer, intent_test, tmp_path):
+    result = evaluate(base_model, tokenizer, intent_test[:3], metrics=["accuracy"], progress=False, name="embedded")
+    json_path, md_path = write_report(result, tmp_path)
+    saved = json.loads(json_path.read_text())
+    assert saved["ftcourse_report"] == "evaluation" and "accuracy" in saved["tasks"]["classification"]["metrics"]
+    assert md_path.read_text().startswith("<!-- ftcourse_report -->") and "| classification/accuracy |" in md_path.read_text()
+    write_report(result, tmp_path)  # our own report: replaced
+    (tmp_path / "mine.md").write_text("my notes")
+    with pytest.raises(CourseError, match="not a report written by ftcourse"):
+        write_report(result, tmp_path, name="mine")
+    assert (tmp_path / "mine.md").read_text() == "my notes" and not (tmp_path / "mine.json").exists()
+
+
+def test_classification_head_learns_its_training_examples(tokenizer):
+    labels = ["order_status", "damaged_item"]
+    train = [r for r in bundled.intent_splits()["train"].records if r["label"] in labels][:8]
+    model, tok, losses = train_classification_head(train, labels, steps=8, batch_size=4, learning_rate=2e-3, progress=False)
+    assert sum(losses[-2:]) < sum(losses[:2])
+    predictions = head_predict(model, tok, [r["text"] for r in train])
+    assert set(predictions) <= set(labels)
+    assert sum(p == r["label"] for p, r in zip(predictions, train)) >= 6

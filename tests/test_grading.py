@@ -1,0 +1,188 @@
+"""The grader: honest scores for solutions, blanks, wrong answers, crashes, hangs, floods of output and tampering.
+
+The batch cases use the tiny assignment in ``tests/fixtures/grading/`` (real checks, cheap tasks);
+the real exercises are graded only for "every solution scores 100%, every blank 0%".
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from ftcourse import paths
+from ftcourse.build import exercise_notebook, exercise_path, is_hidden, masters, read_tasks, task_of
+from ftcourse.cli import main
+from ftcourse.errors import CourseError
+from ftcourse.grading import grade_folder, grade_notebook, kernel_env, prepare, submissions
+
+FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "ex00_tiny.ipynb"
+POINTS = {"task1": 1, "task2": 2, "task3": 3}
+SECRET = "hf_not_for_students_123"
+
+
+def _master() -> nbformat.NotebookNode:
+    return nbformat.read(FIXTURE, as_version=4)
+
+
+def _answer(nb: nbformat.NotebookNode, task: str, source: str) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose student cell of ``task`` holds ``source``."""
+    nb = copy.deepcopy(nb)
+    next(c for c in nb.cells if task_of(c) == task and not is_hidden(c)).source = source
+    return nb
+
+
+def _student_source(task: str) -> str:
+    return next(c.source for c in _master().cells if task_of(c) == task and not is_hidden(c))
+
+
+def _tampered() -> nbformat.NotebookNode:
+    """Right task 1; wrong tasks 2 and 3 hidden behind redefined checks, emptied test cells and a fake test cell."""
+    nb = _answer(_master(), "task2", "splits = split_dataset(data, validation=0.1, test=0.1, seed=7)\ncheck_ex01_task3(splits)")
+    nb = _answer(nb, "task3", "def macro_f1(predictions, references, labels):\n    return 1.0\ncheck_ex03_task1(macro_f1)")
+    for cell in nb.cells:
+        if is_hidden(cell):
+            cell.source = "pass"
+            cell.metadata["ftcourse"]["points"] = 100
+    patch = nbformat.v4.new_code_cell(
+        "import ftcourse.checks as c\n"
+        "c.check_ex01_task3.verify = lambda *a, **k: 'ok'\n"
+        "c.check_ex03_task1.func = lambda *a, **k: 'ok'\n"
+        "c.CheckFailed = Exception\n"
+        "check_ex01_task3 = check_ex03_task1 = lambda *a, **k: None")
+    fake = nbformat.v4.new_code_cell("pass", metadata={"tags": ["hidden-tests"], "ftcourse": {"task": "task2", "points": 100}})
+    nb.cells[3:3] = [patch]
+    nb.cells.append(fake)
+    return nb
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    """One `ftcourse grade` over six submissions: (CSV rows by student, feedback folder)."""
+    folder = tmp_path_factory.mktemp("submissions")
+    master = _master()
+    cases = {
+        "bob": exercise_notebook(FIXTURE),
+        "carol": _answer(master, "task2", "splits = split_dataset(data, validation=0.1, test=0.1, seed=1)\ncheck_ex01_task3(splits)"),
+        "dave": _answer(master, "task1", "import os, shutil\nfor p in os.listdir('.'):\n    shutil.rmtree(p, ignore_errors=True)\n"
+                                         "print('x' * 3_000_000)\nos._exit(1)"),
+        "eve": _tampered(),
+        "frank": master,
+        "gina": _answer(_answer(master, "task1", _student_source("task1") + "\nimport os\nraise ValueError('token=' + os.environ.get('HF_TOKEN', 'absent'))"),
+                        "task3", "print('y' * 3_000_000)\n" + _student_source("task3")),
+    }
+    for name, nb in cases.items():
+        nbformat.write(nb, folder / f"{name}.ipynb")
+    out = tmp_path_factory.mktemp("grades") / "tiny.csv"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HF_TOKEN", SECRET)
+    try:
+        assert main(["grade", str(folder), "--assignment", str(FIXTURE), "--out", str(out), "--timeout", "300"]) == 0
+    finally:
+        mp.undo()
+    rows = {r["student"]: r for r in csv.DictReader(out.open())}
+    return rows, out.with_name("tiny_feedback")
+
+
+def test_solution_scores_full_points_and_a_blank_none(batch):
+    rows, feedback = batch
+    assert (rows["frank"]["total"], rows["frank"]["percent"], rows["frank"]["status"]) == ("6", "100.0", "ok")
+    assert [rows["bob"][t] for t in POINTS] == ["0", "0", "0"]
+    assert "not answered" in (feedback / "bob.md").read_text()
+
+
+def test_a_wrong_answer_loses_exactly_its_tasks_points(batch):
+    rows, feedback = batch
+    assert [rows["carol"][t] for t in POINTS] == ["1", "0", "3"] and rows["carol"]["total"] == "4"
+    assert "seed=42" in (feedback / "carol.md").read_text()  # the check's hint reaches the student
+
+
+def test_a_crash_that_wipes_its_folder_scores_zero_and_spares_the_batch(batch):
+    rows, feedback = batch
+    assert (rows["dave"]["total"], rows["dave"]["status"]) == ("0", "crashed")
+    assert "kernel died" in (feedback / "dave.md").read_text()
+    assert rows["frank"]["total"] == "6"  # graded after dave, in a folder of its own
+    assert (paths.data_dir() / "raw" / "support_intents.jsonl").is_file()
+
+
+def test_tampering_scores_only_what_the_masters_tests_confirm(batch):
+    rows, _ = batch
+    assert [rows["eve"][t] for t in POINTS] == ["1", "0", "0"]
+
+
+def test_errors_do_not_stop_later_tasks_and_secrets_and_floods_stay_out(batch):
+    rows, feedback = batch
+    assert [rows["gina"][t] for t in POINTS] == ["0", "2", "3"]
+    text = (feedback / "gina.md").read_text()
+    assert "your task cell raised ValueError: token=absent" in text and SECRET not in text
+    assert len(text) < 5_000
+
+
+def test_a_hanging_notebook_times_out_after_scoring_what_it_reached(tmp_path):
+    path = tmp_path / "hal.ipynb"
+    nbformat.write(_answer(_master(), "task2", "import time\ntime.sleep(3600)"), path)
+    grade = grade_notebook(path, FIXTURE, "hal", timeout=40)
+    assert grade.status == "timed out"
+    assert [t.points for t in grade.tasks] == [1, 0, 0]
+    assert "limit of 40 s" in grade.tasks[1].message
+
+
+def test_prepare_uses_the_masters_tests_right_after_each_task_cell():
+    tasks = read_tasks(FIXTURE)
+    student = _tampered()
+    del student.cells[[i for i, c in enumerate(student.cells) if task_of(c) == "task2" and not is_hidden(c)][0]]
+    nb, tests, own = prepare(student, tasks, {"profile": "smoke"})
+    assert sorted(tests) == ["task1", "task2", "task3"] and "task2" not in own
+    assert tests["task1"] == own["task1"] + 1 and tests["task3"] == own["task3"] + 1
+    assert tests["task1"] < tests["task2"] < own["task3"]  # a missing task cell: its test runs in task order
+    for task in tasks:
+        body = nb.cells[tests[task.task]].source
+        assert "importlib.reload" in body and body.endswith(task.test.source) and body != "pass"
+    assert sum(is_hidden(c) for c in nb.cells) == 3  # the student's own "hidden tests" are gone
+    injected = next(i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", []))
+    assert "parameters" in nb.cells[injected - 1].metadata["tags"] and 'profile = "smoke"' in nb.cells[injected].source
+
+
+def test_kernel_environment_drops_secrets(monkeypatch, tmp_path):
+    for key in ("HF_TOKEN", "WANDB_API_KEY", "MY_SECRET", "DB_PASSWORD"):
+        monkeypatch.setenv(key, "x")
+    env = kernel_env(tmp_path, "smoke")
+    assert not {"HF_TOKEN", "WANDB_API_KEY", "MY_SECRET", "DB_PASSWORD"} & set(env)
+    assert env["FTCOURSE_ROOT"] == str(tmp_path) and env["FTCOURSE_PROFILE"] == "smoke"
+
+
+def test_submissions_are_found_flat_or_per_student_folder(tmp_path):
+    (tmp_path / "ann.ipynb").write_text("{}")
+    (tmp_path / "ben").mkdir()
+    (tmp_path / "ben" / "ex00_tiny.ipynb").write_text("{}")
+    (tmp_path / "ben" / "notes.ipynb").write_text("{}")
+    assert submissions(tmp_path, "ex00") == {"ann": tmp_path / "ann.ipynb", "ben": tmp_path / "ben" / "ex00_tiny.ipynb"}
+    (tmp_path / "ben.ipynb").write_text("{}")
+    with pytest.raises(CourseError, match="Several submissions"):
+        submissions(tmp_path, "ex00")
+
+
+def test_existing_grades_are_not_overwritten(tmp_path):
+    (tmp_path / "subs").mkdir()
+    nbformat.write(_master(), tmp_path / "subs" / "ann.ipynb")
+    (tmp_path / "grades.csv").write_text("mine\n")
+    with pytest.raises(CourseError, match="not overwriting"):
+        grade_folder(tmp_path / "subs", str(FIXTURE), tmp_path / "grades.csv")
+    assert (tmp_path / "grades.csv").read_text() == "mine\n"
+
+
+def test_an_unreadable_submission_scores_zero(tmp_path):
+    (tmp_path / "x.ipynb").write_text("not json")
+    grade = grade_notebook(tmp_path / "x.ipynb", FIXTURE, "x")
+    assert grade.status == "unreadable" and grade.total == 0 and len(grade.tasks) == 3
+
+
+@pytest.mark.parametrize("master", masters(), ids=lambda p: p.stem)
+def test_every_solution_scores_100_and_every_blank_0(master, tmp_path):
+    solved = grade_notebook(master, master, "solution", timeout=1800)
+    assert solved.percent == 100.0, [(t.task, t.message) for t in solved.tasks]
+    blank = grade_notebook(exercise_path(master), master, "blank", timeout=1800)
+    assert blank.status == "ok" and [t.points for t in blank.tasks] == [0] * len(blank.tasks), [(t.task, t.message) for t in blank.tasks]
