@@ -39,12 +39,12 @@ LORA_FLAGS = {"lora_r": "r", "lora_alpha": "lora_alpha", "lora_dropout": "lora_d
 def build_parser() -> argparse.ArgumentParser:
     from ftcourse.peft_methods import METHODS
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_name_or_path", help="'embedded' (offline), a Hub id or a local folder (default: the profile's model, else embedded)")
-    parser.add_argument("--dataset_path", default="data/processed/", help="folder from prepare_dataset.py, or one data file")
-    parser.add_argument("--output_dir", default="models/fine_tuned/", help="the run is saved to <output_dir>/<run_name>")
+    parser.add_argument("--dataset_path", default="data/processed/", help="folder from prepare_dataset.py, or one data file (default: data/processed/)")
+    parser.add_argument("--output_dir", default="models/fine_tuned/", help="the run is saved to <output_dir>/<run_name> (default: models/fine_tuned/)")
     parser.add_argument("--run_name", help="default: <peft_method>-<dataset name>")
-    parser.add_argument("--peft_method", default="lora", choices=list(METHODS))
+    parser.add_argument("--peft_method", default="lora", choices=list(METHODS), help="(default: lora)")
     parser.add_argument("--profile", help="smoke, cpu, gpu or auto: sizes (steps, batch, sequence length, number of examples)")
     parser.add_argument("--config", help="training settings JSON, e.g. configs/training_config.json")
     parser.add_argument("--lora_config", help="LoRA settings JSON, e.g. configs/lora_config.json")
@@ -64,9 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save_steps", type=int, help="checkpoint every N optimizer steps")
     train.add_argument("--logging_steps", type=int)
     train.add_argument("--seed", type=int)
-    parser.add_argument("--checkpoint_dir", default="models/checkpoints/", help="checkpoints go to <checkpoint_dir>/<run_name>")
+    parser.add_argument("--checkpoint_dir", default="models/checkpoints/", help="checkpoints go to <checkpoint_dir>/<run_name> (default: models/checkpoints/)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    parser.add_argument("--report_to", default="none", choices=["none", "tensorboard", "wandb"], help="wandb runs offline unless WANDB_MODE is set")
+    parser.add_argument("--report_to", default="none", choices=["none", "tensorboard", "wandb"], help="experiment tracking (default: none); wandb runs offline unless WANDB_MODE is set")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder that is not an ftcourse run")
     parser.add_argument("--no_progress", action="store_true", help="print log lines instead of a progress bar")
     return parser
