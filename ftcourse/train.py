@@ -366,7 +366,8 @@ def fine_tune(
     set_seed(settings.seed)
     model_name = model if isinstance(model, str) else getattr(model, "name_or_path", "")
     run_dir = (Path(output_root) if output_root else paths.fine_tuned_dir()) / run_name
-    key = run_fingerprint(model_name, spec.name, lora, settings, train_records, packing, prompt_init_text, fast_loss, group_by_length)
+    model_key = model_name or json.dumps(model.config.to_dict(), sort_keys=True, default=str)  # unnamed: its architecture
+    key = run_fingerprint(model_key, spec.name, lora, settings, train_records, packing, prompt_init_text, fast_loss, group_by_length)
     if reuse and _read_json(run_dir / RUN_RECORD).get("fingerprint") == key:
         print(f"Reusing the saved run {run_dir} (same model, method, settings and data).")
         return load_run(run_dir, model=None if isinstance(model, str) else model)
