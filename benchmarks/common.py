@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ftcourse.configs import LoraSettings, settings_dict  # noqa: F401  (settings_dict: used by the scripts)
+from ftcourse.configs import LoraSettings
 from ftcourse.fileio import atomic_write_json, atomic_write_text
 from ftcourse.hardware import detect_environment
 
@@ -160,6 +160,7 @@ def run_child(script: Path, setup: str, argv: Sequence[str]) -> dict[str, Any]:
 
 def child_result(path: str, result: dict[str, Any]) -> None:
     result["peak_memory_mb"] = round(peak_memory_mb(), 1)
+    result["load_average_1min_after"] = round(os.getloadavg()[0], 2)  # other jobs competing for the CPU during this run
     atomic_write_json(path, result)
 
 

@@ -94,7 +94,7 @@ def child(args) -> None:
     if args.child == "course":
         settings = settings_from_profile(profile, max_steps=args.max_steps)
         result = fine_tune(train, model=model, tokenizer=tokenizer, method="lora", lora=common.LORA, settings=settings,
-                           run_name="time-to-accuracy", output_root=scratch, checkpoint_root=scratch, progress=False, callbacks=[clock])
+                           run_name="time-to-accuracy", output_root=f"{scratch}/runs", checkpoint_root=f"{scratch}/checkpoints", progress=False, callbacks=[clock])
         config = {"learning_rate": result.metrics["learning_rate"], "max_steps": settings.max_steps, "batch_size": settings.batch_size}
     else:
         overrides = {"max_steps": args.max_steps} if args.max_steps else {}

@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 from ftcourse.bundled import instruction_records  # noqa: E402
+from ftcourse.configs import settings_dict  # noqa: E402
 from ftcourse.hardware import get_profile  # noqa: E402
 
 
@@ -68,7 +69,7 @@ def child(args) -> None:
         settings = TrainingSettings(max_steps=args.max_steps, batch_size=args.batch_size, gradient_accumulation_steps=1,
                                     learning_rate=learning_rate(args), max_seq_length=args.max_seq_length, logging_steps=1)
         result = fine_tune(train, model=model, tokenizer=tokenizer, method="lora", lora=common.LORA, settings=settings,
-                           run_name="speed", output_root=scratch, checkpoint_root=scratch, progress=False)
+                           run_name="speed", output_root=f"{scratch}/runs", checkpoint_root=f"{scratch}/checkpoints", progress=False)
         model, seconds, history = result.model, result.metrics["train_seconds"], result.history
     else:
         trainer = common.trl_trainer(model, tokenizer, train, scratch, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
@@ -112,7 +113,7 @@ def main(argv=None) -> int:
         "benchmark": "train_speed", "command": common.command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": common.machine(), "bf16_peak_gflops": round(peak / 1e9, 1),
         "config": {"model": args.model_shape, "max_steps": args.max_steps, "batch_size": args.batch_size,
-                   "learning_rate": learning_rate(args), "lora": common.settings_dict(common.LORA), "max_seq_length": args.max_seq_length},
+                   "learning_rate": learning_rate(args), "lora": settings_dict(common.LORA), "max_seq_length": args.max_seq_length},
         "runs": runs, "speedup_tokens_per_second": round(speedup, 2), "validation_loss_change_percent": round(val_change, 2),
     }
     rows = [[setup, r["tokens_per_second"], r["train_seconds"], r["peak_memory_mb"], r["train_loss_final"], r["validation_loss"], r["mfu_percent"]]

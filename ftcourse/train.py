@@ -366,6 +366,9 @@ def fine_tune(
     set_seed(settings.seed)
     model_name = model if isinstance(model, str) else getattr(model, "name_or_path", "")
     run_dir = (Path(output_root) if output_root else paths.fine_tuned_dir()) / run_name
+    ckpt_root = Path(checkpoint_root) if checkpoint_root else paths.checkpoints_dir()
+    if ckpt_root.resolve() == run_dir.parent.resolve():
+        raise CourseError(f"Checkpoints and saved runs would share the folder {ckpt_root}.", "give checkpoint_root and output_root different folders.")
     model_key = model_name or json.dumps(model.config.to_dict(), sort_keys=True, default=str)  # unnamed: its architecture
     key = run_fingerprint(model_key, spec.name, lora, settings, train_records, packing, prompt_init_text, fast_loss, group_by_length)
     if reuse and _read_json(run_dir / RUN_RECORD).get("fingerprint") == key:
@@ -401,7 +404,7 @@ def fine_tune(
         extra.append(ParameterChangeCheck(after_steps=min(warmup_steps + 1, total_steps)))
     extra += [*callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
 
-    ckpt_dir, last = _checkpoint_dir(Path(checkpoint_root) if checkpoint_root else paths.checkpoints_dir(), run_name, key, resume)
+    ckpt_dir, last = _checkpoint_dir(ckpt_root, run_name, key, resume)
     atomic_write_json(ckpt_dir / CHECKPOINT_RECORD, {"fingerprint": key})
     env = detect_environment()
     args = TrainingArguments(

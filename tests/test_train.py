@@ -217,6 +217,8 @@ def test_refuses_to_overwrite_a_folder_it_did_not_write(records, tokenizer, tmp_
     with pytest.raises(CourseError, match="does not hold ftcourse checkpoints"):
         run(records, tmp_path, "theirs", model=tiny_model("llama", vocab_size=len(tokenizer)), tokenizer=tokenizer)
     assert (tmp_path / "ckpt" / "theirs" / "notes.txt").read_text() == "my work"
+    with pytest.raises(CourseError, match="share the folder"):
+        fine_tune(records, run_name="same", output_root=tmp_path, checkpoint_root=tmp_path)
 
 
 def test_latest_run_picks_the_most_recent(tmp_path):
