@@ -27,6 +27,11 @@ def _require_peft(model, what: str) -> None:
                           "load an adapter folder with ftcourse.models.load_model(<run folder>) or ftcourse.deploy.load_adapters.")
 
 
+def _check_loaded(model, name: str) -> None:
+    if name not in model.peft_config:
+        raise CourseError(f"No adapter named {name!r} is loaded.", f"loaded adapters: {', '.join(model.peft_config)}.")
+
+
 def load_adapters(adapters: Mapping[str, str | Path], base=None):
     """One base model with several adapters loaded under the given names; the first one is active.
 
@@ -63,8 +68,7 @@ def using_adapter(model, name: str | None) -> Iterator:
         with adapter_disabled(model):
             yield model
         return
-    if name not in model.peft_config:
-        raise CourseError(f"No adapter named {name!r} is loaded.", f"loaded adapters: {', '.join(model.peft_config)}.")
+    _check_loaded(model, name)
     previous = model.active_adapter
     model.set_adapter(name, inference_mode=True)
     try:
@@ -83,6 +87,7 @@ def merge_adapter(model, adapter: str | None = None):
 
     _require_peft(model, "Merging")
     name = adapter or model.active_adapter
+    _check_loaded(model, name)
     config = model.peft_config[name]
     if config.is_prompt_learning:
         raise CourseError(f"Adapter {name!r} ({config.peft_type}) adds virtual tokens, not weight updates; it cannot be merged.",

@@ -40,7 +40,12 @@ def _device(model) -> torch.device:
 
 
 def _autocast(model):
-    """bf16 autocast on CPUs that support it (same numerics as training), else a no-op."""
+    """bf16 autocast on CPUs that support it (same numerics as training), else a no-op.
+
+    Used for passes over whole blocks of tokens (perplexity, the classification head), where it is
+    faster. Generation and label scoring run without it: autocast re-casts every frozen weight to
+    bf16 at every call, which makes token-by-token decoding several times slower than float32.
+    """
     from ftcourse.hardware import detect_environment
 
     env = detect_environment()
@@ -101,8 +106,7 @@ def generate(
 
     Greedy by default (deterministic); ``temperature > 0`` samples, seeded by ``seed``. Prompts are
     batched by length and left-padded. With ``labels``, decoding is constrained so that each answer
-    is exactly one label. On CPUs with bf16, generation runs under bf16 autocast (as training does):
-    where two tokens are nearly tied, the batch's shape can then decide between them.
+    is exactly one label.
     """
     trie = LabelTrie(tokenizer, labels) if labels else None
     if trie:
@@ -128,16 +132,15 @@ def generate(
         kwargs: dict[str, Any] = {}
         if trie:
             kwargs["prefix_allowed_tokens_fn"] = lambda _b, sent: trie.allowed(sent[width:].tolist())
-        with _autocast(model):
-            out = model.generate(
-                input_ids=ids.to(device),
-                attention_mask=mask.to(device),
-                max_new_tokens=max_new_tokens,
-                pad_token_id=pad,
-                eos_token_id=tokenizer.eos_token_id,
-                **sampling,
-                **kwargs,
-            )
+        out = model.generate(
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
+            max_new_tokens=max_new_tokens,
+            pad_token_id=pad,
+            eos_token_id=tokenizer.eos_token_id,
+            **sampling,
+            **kwargs,
+        )
         for row, i in enumerate(batch):
             results[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
     return [results[i] for i in range(len(prompts))]
@@ -174,12 +177,11 @@ def label_log_likelihoods(model, tokenizer, prompts: Sequence[Prompt], labels: S
     scores = []
     for prompt in tqdm(prompts, desc="Scoring labels", disable=not progress, leave=False):
         ids = torch.tensor([encode_prompt(tokenizer, prompt)], device=device)
-        with _autocast(model):
-            out = model(input_ids=ids, use_cache=True)
-            cache = out.cache
-            cache.batch_repeat_interleave(len(labels))
-            mask = torch.cat([torch.ones((len(labels), ids.shape[1]), dtype=torch.long), cont_mask], dim=1)
-            nxt = model(input_ids=cont.to(device), attention_mask=mask.to(device), cache=cache).logits
+        out = model(input_ids=ids, use_cache=True)
+        cache = out.cache
+        cache.batch_repeat_interleave(len(labels))
+        mask = torch.cat([torch.ones((len(labels), ids.shape[1]), dtype=torch.long), cont_mask], dim=1)
+        nxt = model(input_ids=cont.to(device), attention_mask=mask.to(device), cache=cache).logits
         first = out.logits[0, -1].float().log_softmax(-1)
         rest = nxt.float().log_softmax(-1)
         scores.append([first[seq[0]].item() + sum(rest[row, j - 1, seq[j]].item() for j in range(1, len(seq)))

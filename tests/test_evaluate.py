@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 
 import pytest
@@ -125,11 +124,8 @@ def test_generation_checks_flag_loops_and_invalid_labels():
 # ---------------------------------------------------------------- on the real model
 
 
-def test_batched_left_padded_generation_equals_one_at_a_time(base_model, tokenizer, monkeypatch):
-    """Padding must not change answers. Checked in float32: under bf16 autocast, near-tied logits can flip with the batch shape."""
-    import ftcourse.evaluate as ev
-
-    monkeypatch.setattr(ev, "_autocast", lambda model: contextlib.nullcontext())
+def test_batched_left_padded_generation_equals_one_at_a_time(base_model, tokenizer):
+    """Padding must not change answers (the French-capital prompt has a near tie between "The" and "L'")."""
     prompts = [[{"role": "user", "content": q}] for q in ("Hi!", "Name a colour.", "What is 2 + 2? Answer with a number only, please.")]
     prompts += ["The capital of France is", [{"role": "user", "content": "What is the capital of France?"}]]
     batched = generate(base_model, tokenizer, prompts, max_new_tokens=8, batch_size=5, progress=False)
@@ -146,17 +142,16 @@ def test_sampling_is_seeded(base_model, tokenizer):
 
 
 def test_constrained_and_likelihood_classification_give_labels(base_model, tokenizer, intent_test):
-    prompts = [r["messages"][:-1] for r in intent_test]
+    prompts = [r["messages"][:-1] for r in intent_test[:4]]
     for by in ("generation", "likelihood"):
         predictions = classify(base_model, tokenizer, prompts, INTENT_LABELS, by=by, progress=False)
         assert len(predictions) == len(prompts) and set(predictions) <= set(INTENT_LABELS)
 
 
-def test_label_likelihood_equals_a_full_forward_pass(base_model, tokenizer, intent_test, monkeypatch):
-    """The cached scoring gives the same log-probabilities as scoring each prompt + label from scratch (fp32)."""
+def test_label_likelihood_equals_a_full_forward_pass(base_model, tokenizer, intent_test):
+    """The cached scoring gives the same log-probabilities as scoring each prompt + label from scratch."""
     import ftcourse.evaluate as ev
 
-    monkeypatch.setattr(ev, "_autocast", lambda model: contextlib.nullcontext())
     prompt, labels = intent_test[0]["messages"][:-1], ["order_status", "talk_to_human"]
     scores = label_log_likelihoods(base_model, tokenizer, [prompt], labels, progress=False)[0]
     prompt_ids = ev.encode_prompt(tokenizer, prompt)
@@ -211,8 +206,8 @@ def test_report_is_json_and_markdown_and_never_replaces_a_user_file(base_model, 
 def test_classification_head_learns_its_training_examples(tokenizer):
     labels = ["order_status", "damaged_item"]
     train = [r for r in bundled.intent_splits()["train"].records if r["label"] in labels][:8]
-    model, tok, losses = train_classification_head(train, labels, steps=8, batch_size=4, learning_rate=2e-3, progress=False)
+    model, tok, losses = train_classification_head(train, labels, steps=8, batch_size=4, learning_rate=2e-3, max_length=48, progress=False)
     assert sum(losses[-2:]) < sum(losses[:2])
-    predictions = head_predict(model, tok, [r["text"] for r in train])
+    predictions = head_predict(model, tok, [r["text"] for r in train], max_length=48)
     assert set(predictions) <= set(labels)
     assert sum(p == r["label"] for p, r in zip(predictions, train)) >= 6
