@@ -18,7 +18,7 @@ from ftcourse.configs import LoraSettings
 from ftcourse.data import INTENT_LABELS
 from ftcourse.evaluate import evaluate
 from ftcourse.hardware import Profile
-from ftcourse.memory import MB, footprint_bytes, make_resident, release_memory, track_peak, unpack_cpu_4bit
+from ftcourse.memory import MB, footprint_bytes, make_resident, release_memory, track_peak
 from ftcourse.models import count_parameters, load_model, load_tokenizer
 from ftcourse.peft_methods import build_peft_config, get_method
 from ftcourse.train import fine_tune, settings_from_profile
@@ -100,7 +100,6 @@ def run_and_score(name: str, train_records: Sequence[dict[str, Any]], test_recor
     settings = fine_tune_kwargs.pop("settings", None) or settings_from_profile(profile)
     tokenizer = load_tokenizer(profile.model)
     model = model if model is not None else load_model(profile.model, quantization=method.quantization)
-    unpack_cpu_4bit(model)  # a 4-bit base used for inference first cannot be trained otherwise
     weights_mb = footprint_bytes(model) / MB
     make_resident(model)
     release_memory()

@@ -19,19 +19,17 @@ INSTRUCTION_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_m
 
 def intent_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
     """LoRA on the intent task, sized by ``profile``; saved as ``models/fine_tuned/intent-lora-<profile>``."""
-    data = intent_records(profile)
-    return fine_tune(
-        data["train"], model=profile.model, method="lora", lora=INTENT_LORA,
-        settings=settings_from_profile(profile), eval_records=data["validation"],
-        run_name=f"intent-lora-{profile.name}", reuse=reuse, progress=progress,
-    )
+    return _lora_run("intent", intent_records(profile), INTENT_LORA, profile, progress, reuse)
 
 
 def instruction_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
     """LoRA on all three instruction tasks (classify, extract, reply); saved as ``instruction-lora-<profile>``."""
-    data = instruction_records(profile)
+    return _lora_run("instruction", instruction_records(profile), INSTRUCTION_LORA, profile, progress, reuse)
+
+
+def _lora_run(task: str, data: dict[str, list[dict]], lora: LoraSettings, profile: Profile, progress: bool, reuse: bool) -> RunResult:
     return fine_tune(
-        data["train"], model=profile.model, method="lora", lora=INSTRUCTION_LORA,
+        data["train"], model=profile.model, method="lora", lora=lora,
         settings=settings_from_profile(profile), eval_records=data["validation"],
-        run_name=f"instruction-lora-{profile.name}", reuse=reuse, progress=progress,
+        run_name=f"{task}-lora-{profile.name}", reuse=reuse, progress=progress,
     )

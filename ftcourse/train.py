@@ -42,6 +42,7 @@ from ftcourse.data import IGNORE_INDEX, tokenize_messages, tokenize_text
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json
 from ftcourse.hardware import Profile, detect_environment
+from ftcourse.memory import unpack_cpu_4bit
 from ftcourse.models import count_parameters, load_model, load_tokenizer
 from ftcourse.peft_methods import build_peft_config, get_method
 from ftcourse.preflight import (
@@ -379,6 +380,7 @@ def fine_tune(
     tokenizer = tokenizer or _default_tokenizer(model_name)
     if isinstance(model, str):
         model = load_model(model, quantization=spec.quantization)
+    unpack_cpu_4bit(model)  # a 4-bit base already used for inference on CPU gets no gradients otherwise
 
     train_examples = tokenize_records(tokenizer, train_records, settings.max_seq_length, packing)
     eval_examples = tokenize_records(tokenizer, eval_records, settings.max_seq_length, packing) if eval_records else None

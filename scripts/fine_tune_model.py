@@ -104,8 +104,12 @@ def resolve_settings(args: argparse.Namespace):
     return profile, training, replace(lora, **flags)
 
 
-def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str]:
-    """(train records, validation records or None, dataset name) from a prepared folder or one data file."""
+def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str, dict]:
+    """(train records, validation records or None, dataset name, dataset info) from a prepared folder or one data file.
+
+    The dataset info (``dataset_info.json`` of a prepared folder, else the file's format and labels) is saved with the
+    run, so that ``scripts/evaluate_model.py`` knows the label set the adapter was trained on.
+    """
     from ftcourse.data import load_dataset, processed_records, read_jsonl, resolve_labels
 
     folder = Path(path)
@@ -121,10 +125,10 @@ def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str]:
         info_file = folder / "dataset_info.json"
         info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
         name = Path(info["source"]).stem if info.get("source") else folder.resolve().name
-        return read_jsonl(train_file), read_jsonl(validation_file) if has_validation else None, name
+        return read_jsonl(train_file), read_jsonl(validation_file) if has_validation else None, name, info
     data = load_dataset(path)
     labels = resolve_labels("auto", data) if data.fmt == "classification" else None
-    return processed_records(data, labels), None, folder.stem
+    return processed_records(data, labels), None, folder.stem, {"source": path, "format": data.fmt, "labels": labels}
 
 
 def default_run_name(method: str, dataset_name: str) -> str:
@@ -140,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         profile, training, lora = resolve_settings(args)
         model_name = args.model_name_or_path or (profile.model if profile else "embedded")
         resolve_model(model_name)  # fail fast (offline, typo) before reading data
-        train, validation, dataset_name = load_training_data(args.dataset_path)
+        train, validation, dataset_name, dataset_info = load_training_data(args.dataset_path)
         if profile:
             train = train[: profile.n_train] if profile.n_train else train
             validation = validation[: profile.n_eval] if validation and profile.n_eval else validation
@@ -156,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     except CourseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if dataset_info:
+        from ftcourse.fileio import atomic_write_json
+
+        atomic_write_json(result.run_dir / "dataset_info.json", dataset_info)
     shown = {k: v for k, v in result.metrics.items() if k in ("train_loss", "eval_loss", "steps", "train_seconds", "trainable_parameters", "trainable_percent")}
     print("Metrics: " + ", ".join(f"{k}={v}" for k, v in shown.items()))
     print(f"Saved the fine-tuned run to: {result.run_dir}")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import tiny_model
+from tiny import save_tiny, tiny_model
 from transformers import TrainerCallback
 
 import ftcourse.train as train
@@ -247,6 +247,18 @@ def test_tiny_architectures_train_through_fine_tune(arch, tokenizer, alpaca_toke
     assert torch.allclose(last_logits(reloaded.model, tok, records[:2]), last_logits(result.model, tok, records[:2]), atol=1e-5)
 
 
+def test_qlora_trains_a_loaded_4bit_model_already_used_for_inference(records, tokenizer, tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from ftcourse.models import load_model
+
+    model = load_model(str(save_tiny("llama", tmp_path / "tiny", tokenizer, vocab_size=len(tokenizer))), quantization="4bit")
+    model.eval()
+    with torch.no_grad():  # on AVX512-BF16 CPUs this repacks the 4-bit weights for a kernel without backward
+        model(input_ids=torch.tensor([[1, 2, 3]]))
+    result = run(records[:4], tmp_path, model=model, method="qlora", settings=replace_steps(2))
+    assert result.metrics["checks"]["parameters update"] is True and math.isfinite(result.metrics["train_loss"])
+
+
 def replace_steps(steps: int) -> TrainingSettings:
     return TrainingSettings(max_steps=steps, batch_size=2, gradient_accumulation_steps=1, logging_steps=1, warmup_ratio=0.0)
 
@@ -346,8 +358,9 @@ def test_a_bad_config_value_names_the_file_and_key(tmp_path, capsys):
 
 
 def test_dataset_path_can_be_one_raw_file():
-    train_records, validation, name = load_script().load_training_data("data/raw/support_intents.jsonl")
+    train_records, validation, name, info = load_script().load_training_data("data/raw/support_intents.jsonl")
     assert name == "support_intents" and validation is None and len(train_records) == 1000
+    assert info["format"] == "classification" and len(info["labels"]) == 10
     assert train_records[0]["messages"][-1] == {"role": "assistant", "content": train_records[0]["label"]}
 
 
@@ -372,3 +385,5 @@ def test_original_command_with_the_embedded_model(tmp_path, capsys):
     metrics = json.loads((saved / "metrics.json").read_text())
     assert metrics["steps"] == 1 and "eval_loss" in metrics and metrics["trainable_parameters"] == 921_600
     assert Path(load_run(saved).run_dir) == saved
+    info = json.loads((saved / "dataset_info.json").read_text())  # the label set travels with the adapter
+    assert info == json.loads((processed / "dataset_info.json").read_text())

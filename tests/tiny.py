@@ -38,9 +38,9 @@ def tiny_model(arch: str, seed: int = 0, **overrides):
     return AutoModelForCausalLM.from_config(config)
 
 
-def save_tiny(arch: str, folder: Path, tokenizer) -> Path:
-    """Save a tiny model (with the embedded tokenizer, ids clipped to its vocab) as a local model folder."""
-    model = tiny_model(arch)
+def save_tiny(arch: str, folder: Path, tokenizer, **overrides) -> Path:
+    """Save a tiny model (with the embedded tokenizer, ids clipped to its vocab unless ``vocab_size`` is given) as a local model folder."""
+    model = tiny_model(arch, **overrides)
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
