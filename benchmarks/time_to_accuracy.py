@@ -124,8 +124,7 @@ def main(argv=None) -> int:
     if args.child:
         child(args)
         return 0
-    forwarded = list(argv if argv is not None else sys.argv[1:])
-    runs = {setup: common.run_child(Path(__file__), setup, forwarded) for setup in ("course", "trl")}
+    runs = common.run_setups(Path(__file__), argv)
     course, trl = runs["course"], runs["trl"]
     if not course["reached"]:
         ratio, ratio_text = None, f"the course's defaults did not reach {args.target:.0%} either"

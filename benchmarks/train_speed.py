@@ -99,10 +99,9 @@ def main(argv=None) -> int:
     if args.child:
         child(args)
         return 0
-    forwarded = list(argv if argv is not None else sys.argv[1:])
     peak = common.measure_bf16_peak()
     print(f"bf16 matmul peak on this machine: {peak / 1e9:.0f} GFLOP/s", flush=True)
-    runs = {setup: common.run_child(Path(__file__), setup, forwarded) for setup in ("course", "trl")}
+    runs = common.run_setups(Path(__file__), argv)
     for run in runs.values():
         run["mfu_percent"] = round(100 * run["flops"] / run["train_seconds"] / peak, 1)
     course, trl = runs["course"], runs["trl"]
