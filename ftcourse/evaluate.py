@@ -120,6 +120,11 @@ def generate(
     if temperature > 0:
         torch.manual_seed(seed)
     results: dict[int, str] = {}
+    if uses_prefix_cache(model):
+        for i in tqdm(order, desc=desc, disable=not progress, leave=False):
+            new = _decode_without_cache(model, encoded[i], max_new_tokens, tokenizer.eos_token_id, trie, temperature, top_p)
+            results[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
+        return [results[i] for i in range(len(prompts))]
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
     for batch in tqdm(batches, desc=desc, disable=not progress, leave=False):
         width = max(len(encoded[i]) for i in batch)
@@ -144,6 +149,41 @@ def generate(
         for row, i in enumerate(batch):
             results[i] = tokenizer.decode(out[row, width:], skip_special_tokens=True).strip()
     return [results[i] for i in range(len(prompts))]
+
+
+def uses_prefix_cache(model) -> bool:
+    """Whether ``model`` is a prefix-tuning model (with the adapter disabled, its forward is the base model's).
+
+    Prefix tuning puts its virtual tokens into the key/value cache; ``model.generate`` (transformers 5.24,
+    peft 0.21) starts from a cache of its own, so the prefix is silently ignored and the answers are the base
+    model's. Such models are decoded token by token with full forward passes instead.
+    """
+    config = getattr(model, "active_peft_config", None)
+    return str(getattr(config, "peft_type", "")).endswith("PREFIX_TUNING")
+
+
+def _decode_without_cache(model, prompt: list[int], max_new_tokens: int, eos: int, trie: LabelTrie | None,
+                          temperature: float, top_p: float) -> list[int]:
+    """New token ids after ``prompt``: one full forward pass per token (greedy, or sampled when ``temperature > 0``)."""
+    device = _device(model)
+    new: list[int] = []
+    for _ in range(max_new_tokens):
+        ids = torch.tensor([prompt + new], device=device)
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
+        if trie:
+            allowed = torch.full_like(logits, float("-inf"))
+            allowed[trie.allowed(new)] = 0.0
+            logits = logits + allowed
+        if temperature > 0:
+            probs, order = torch.softmax(logits / temperature, -1).sort(descending=True)
+            probs[(probs.cumsum(0) - probs) > top_p] = 0.0  # keep the smallest set of tokens whose mass reaches top_p
+            token = int(order[torch.multinomial(probs / probs.sum(), 1)])
+        else:
+            token = int(logits.argmax())
+        new.append(token)
+        if token == eos:
+            break
+    return new
 
 
 def match_label(answer: str, labels: Sequence[str]) -> str | None:

@@ -16,6 +16,7 @@ from ftcourse.evaluate import (
     classify,
     compare,
     confusion_matrix,
+    encode_prompt,
     evaluate,
     exact_match,
     generate,
@@ -139,6 +140,23 @@ def test_sampling_is_seeded(base_model, tokenizer):
     runs = [generate(base_model, tokenizer, prompt, max_new_tokens=6, temperature=1.0, seed=s, progress=False)[0] for s in (1, 1, 2, 3)]
     assert runs[0] == runs[1]
     assert len(set(runs)) > 1
+
+
+def test_prefix_tuning_answers_come_from_the_prefix(fresh_model, tokenizer, intent_test):
+    """model.generate ignores a prefix-tuning cache (transformers 5.24, peft 0.21); the answers must be the adapted model's."""
+    from peft import PrefixTuningConfig, get_peft_model
+
+    torch.manual_seed(0)
+    model = get_peft_model(fresh_model, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=8)).eval()
+    prompts = [r["messages"][:-1] for r in intent_test[:4]]
+    with torch.no_grad():
+        tuned = [model(input_ids=torch.tensor([encode_prompt(tokenizer, p)])).logits[0, -1].argmax().item() for p in prompts]
+        with model.disable_adapter():
+            base = [model(input_ids=torch.tensor([encode_prompt(tokenizer, p)])).logits[0, -1].argmax().item() for p in prompts]
+    assert tuned != base  # the random prefix changes the next token
+    answers = generate(model, tokenizer, prompts, max_new_tokens=1, progress=False)
+    assert answers == [tokenizer.decode([t], skip_special_tokens=True).strip() for t in tuned]
+    assert set(classify(model, tokenizer, prompts, INTENT_LABELS, progress=False)) <= set(INTENT_LABELS)
 
 
 def test_constrained_and_likelihood_classification_give_labels(base_model, tokenizer, intent_test):
