@@ -158,32 +158,27 @@ def uses_prefix_cache(model) -> bool:
     peft 0.21) starts from a cache of its own, so the prefix is silently ignored and the answers are the base
     model's. Such models are decoded token by token with full forward passes instead.
     """
-    config = getattr(model, "active_peft_config", None)
-    return str(getattr(config, "peft_type", "")).endswith("PREFIX_TUNING")
+    return getattr(getattr(model, "active_peft_config", None), "peft_type", None) == "PREFIX_TUNING"
 
 
 def _decode_without_cache(model, prompt: list[int], max_new_tokens: int, eos: int, trie: LabelTrie | None,
                           temperature: float, top_p: float) -> list[int]:
-    """New token ids after ``prompt``: one full forward pass per token (greedy, or sampled when ``temperature > 0``)."""
-    device = _device(model)
-    new: list[int] = []
+    """New token ids after ``prompt``: one full forward pass per token, with the logits processors ``generate`` uses."""
+    from transformers import LogitsProcessorList, PrefixConstrainedLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
+
+    processors = LogitsProcessorList()
+    if trie:
+        processors.append(PrefixConstrainedLogitsProcessor(lambda _b, sent: trie.allowed(sent[len(prompt):].tolist()), num_beams=1))
+    if temperature > 0:
+        processors += [TemperatureLogitsWarper(temperature), TopPLogitsWarper(top_p)]
+    ids = torch.tensor([prompt], device=_device(model))
     for _ in range(max_new_tokens):
-        ids = torch.tensor([prompt + new], device=device)
-        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
-        if trie:
-            allowed = torch.full_like(logits, float("-inf"))
-            allowed[trie.allowed(new)] = 0.0
-            logits = logits + allowed
-        if temperature > 0:
-            probs, order = torch.softmax(logits / temperature, -1).sort(descending=True)
-            probs[(probs.cumsum(0) - probs) > top_p] = 0.0  # keep the smallest set of tokens whose mass reaches top_p
-            token = int(order[torch.multinomial(probs / probs.sum(), 1)])
-        else:
-            token = int(logits.argmax())
-        new.append(token)
-        if token == eos:
+        scores = processors(ids, model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1].float())
+        token = torch.multinomial(scores.softmax(-1), 1) if temperature > 0 else scores.argmax(-1, keepdim=True)
+        ids = torch.cat([ids, token], dim=1)
+        if token.item() == eos:
             break
-    return new
+    return ids[0, len(prompt):].tolist()
 
 
 def match_label(answer: str, labels: Sequence[str]) -> str | None:
