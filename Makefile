@@ -9,7 +9,7 @@ NOTEBOOK_DIRS := $(wildcard notebooks solutions)
 # nbval re-executes papermill's executed copies and compares the cells marked # NBVAL_CHECK_OUTPUT (conftest.py skips stderr).
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: setup course test test-unit test-notebooks lab clean-runs
+.PHONY: setup course test test-unit test-notebooks lint lab clean-runs
 
 setup: $(STAMP)
 
@@ -29,10 +29,14 @@ course: setup
 # The README's test command (and .ci/run's): unit tests, then every notebook under smoke, then nbval.
 test: test-unit test-notebooks
 
-# Notebook hygiene (exercises in sync with solutions/, badges, setup cells; tests/test_notebooks.py), then the unit tests.
-test-unit: setup
+# Lint, notebook hygiene (exercises in sync with solutions/, badges, setup cells; tests/test_notebooks.py), then the unit tests.
+test-unit: setup lint
 	HF_HUB_OFFLINE=1 $(BIN)/ftcourse build --check
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+
+# ruff: pyflakes, import order and pyupgrade over the package, scripts, tests and benchmarks (settings in pyproject.toml).
+lint: setup
+	$(BIN)/ruff check ftcourse scripts tests benchmarks
 
 # papermill runs every notebook with the smoke parameters into a fresh runs/smoke/ (summary.json: time and peak
 # memory per notebook); nbval then re-executes those copies and compares the checked cells with papermill's outputs.

@@ -101,7 +101,8 @@ def machine() -> dict[str, Any]:
 @torch.no_grad()
 def validation_loss(model, examples: Sequence[dict[str, Any]], pad_token_id: int, batch_size: int = 16) -> float:
     """Mean NLL per trained token over ``examples``, under the same bf16 autocast as training, for any setup's model."""
-    from ftcourse.train import collate, completion_loss
+    from ftcourse.tokenization import collate
+    from ftcourse.train import completion_loss
 
     model.eval()
     enabled = detect_environment().bf16
@@ -179,11 +180,6 @@ def save_results(name: str, results: dict[str, Any], table: str) -> Path:
         head, rest = text.split(begin, 1)
         atomic_write_text(README, f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
     return path
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def command_line() -> str:

@@ -3,7 +3,7 @@
 The course's defaults (ftcourse.train.fine_tune, the cpu profile's schedule) against TRL SFTTrainer's defaults
 (learning rate 2e-5, 3 epochs, gradient checkpointing, ...), both with the course's LoRA config on the embedded
 model and the same pre-tokenized intent data. Every ``--eval-every`` steps the test split is classified with
-constrained decoding (ftcourse.evaluate.classify); evaluation time is left out of the clock. A setup that has not
+constrained decoding (ftcourse.generation.classify); evaluation time is left out of the clock. A setup that has not
 reached the target within ``--budget-seconds`` of training stops there, and the ratio is reported as a lower bound.
 
     python benchmarks/time_to_accuracy.py                          # ~15-25 min on 2 CPU cores (TRL capped at 900 s)
@@ -24,8 +24,10 @@ from transformers import TrainerCallback  # noqa: E402
 
 from ftcourse.bundled import intent_records  # noqa: E402
 from ftcourse.data import INTENT_LABELS  # noqa: E402
-from ftcourse.evaluate import accuracy, classify  # noqa: E402
+from ftcourse.generation import classify
 from ftcourse.hardware import get_profile  # noqa: E402
+from ftcourse.metrics import accuracy  # noqa: E402
+from ftcourse.reports import markdown_table  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -81,7 +83,8 @@ class AccuracyClock(TrainerCallback):
 
 def child(args) -> None:
     from ftcourse.models import load_tokenizer
-    from ftcourse.train import fine_tune, settings_from_profile, tokenize_records
+    from ftcourse.tokenization import tokenize_records
+    from ftcourse.train import fine_tune, settings_from_profile
 
     profile = get_profile("cpu")
     records = intent_records(profile)
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
     }
     rows = [[setup, r["config"]["learning_rate"], r["points"][0]["accuracy"], describe(r), r["final_accuracy"], r["peak_memory_mb"]]
             for setup, r in (("course defaults", course), ("TRL SFTTrainer defaults", trl))]
-    table = common.markdown_table(["setup", "learning rate", "accuracy at step 0", f"time to {args.target:.0%}", "last accuracy", "peak MB"], rows)
+    table = markdown_table(["setup", "learning rate", "accuracy at step 0", f"time to {args.target:.0%}", "last accuracy", "peak MB"], rows)
     table += (f"\n\nTraining time only (evaluation every {args.eval_every} steps excluded), budget {args.budget_seconds:.0f} s per setup, "
               f"load average {results['machine']['load_average_1min']}. Course defaults vs TRL defaults: **{ratio_text}**.")
     path = common.save_results(args.output, results, table)

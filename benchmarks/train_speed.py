@@ -25,6 +25,7 @@ import common  # noqa: E402
 from ftcourse.bundled import instruction_records  # noqa: E402
 from ftcourse.configs import settings_dict  # noqa: E402
 from ftcourse.hardware import get_profile  # noqa: E402
+from ftcourse.reports import markdown_table  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +49,7 @@ def learning_rate(args) -> float:
 
 def data(args, tokenizer):
     """The training examples (steps x batch, one pass) and the validation examples, tokenized once for both setups."""
-    from ftcourse.train import tokenize_records
+    from ftcourse.tokenization import tokenize_records
 
     records = instruction_records(get_profile("cpu"))
     needed = args.max_steps * args.batch_size
@@ -117,7 +118,7 @@ def main(argv=None) -> int:
     }
     rows = [[setup, r["tokens_per_second"], r["train_seconds"], r["peak_memory_mb"], r["train_loss_final"], r["validation_loss"], r["mfu_percent"]]
             for setup, r in (("course defaults", course), ("TRL SFTTrainer defaults", trl))]
-    table = common.markdown_table(["setup", "tokens/s", "train s", "peak MB", "final train loss", "val loss", "MFU %"], rows)
+    table = markdown_table(["setup", "tokens/s", "train s", "peak MB", "final train loss", "val loss", "MFU %"], rows)
     table += (f"\n\n{args.model_shape}, {args.max_steps} steps x batch {args.batch_size}, lr {learning_rate(args)}, "
               f"bf16 peak {peak / 1e9:.0f} GFLOP/s, load average {results['machine']['load_average_1min']}: "
               f"**{speedup:.2f}x** the tokens per second, validation loss {val_change:+.1f}%.")

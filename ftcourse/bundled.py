@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcourse import paths
-from ftcourse.data import INTENT_LABELS, Dataset, load_dataset, processed_records, split_dataset
+from ftcourse.data import INTENT_LABELS, CourseDataset, processed_records, read_dataset, split_dataset
 from ftcourse.hardware import Profile
 
 SEED = 42
@@ -20,9 +20,9 @@ def raw_path(name: str) -> Path:
     return paths.data_dir() / "raw" / name
 
 
-def intent_splits(seed: int = SEED) -> dict[str, Dataset]:
+def intent_splits(seed: int = SEED) -> dict[str, CourseDataset]:
     """Stratified train/validation/test split of ``support_intents.jsonl`` (80/10/10)."""
-    return split_dataset(load_dataset(raw_path("support_intents.jsonl"), labels=INTENT_LABELS), seed=seed)
+    return split_dataset(read_dataset(raw_path("support_intents.jsonl"), labels=INTENT_LABELS), seed=seed)
 
 
 def _sized(records: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
@@ -40,13 +40,13 @@ def intent_records(profile: Profile, seed: int = SEED) -> dict[str, list[dict[st
 
 def unseen_intent_records(profile: Profile | None = None) -> list[dict[str, Any]]:
     """``support_intents_unseen.jsonl``: same labels, different writing style (never trained on)."""
-    data = load_dataset(raw_path("support_intents_unseen.jsonl"), labels=INTENT_LABELS)
+    data = read_dataset(raw_path("support_intents_unseen.jsonl"), labels=INTENT_LABELS)
     return _sized(processed_records(data, INTENT_LABELS), profile.n_eval if profile else None)
 
 
 def instruction_records(profile: Profile, tasks: tuple[str, ...] = ("classify", "extract", "reply"), seed: int = SEED) -> dict[str, list[dict[str, Any]]]:
     """Processed records of ``support_instructions.jsonl`` (Alpaca) per split, only the given tasks."""
-    splits = split_dataset(load_dataset(raw_path("support_instructions.jsonl")), seed=seed)
+    splits = split_dataset(read_dataset(raw_path("support_instructions.jsonl")), seed=seed)
     out = {}
     for name, part in splits.items():
         records = [r for r in processed_records(part) if r["task"] in tasks]
@@ -58,7 +58,7 @@ def domain_texts() -> dict[str, list[str]]:
     """The fictional product's documentation (train / held-out) and general English text (for forgetting)."""
     corpus = raw_path("domain_corpus")
     return {
-        "train": [r["text"] for r in load_dataset(corpus / "train").records],
-        "heldout": [r["text"] for r in load_dataset(corpus / "heldout").records],
-        "general": [r["text"] for r in load_dataset(raw_path("general_text")).records],
+        "train": [r["text"] for r in read_dataset(corpus / "train").records],
+        "heldout": [r["text"] for r in read_dataset(corpus / "heldout").records],
+        "general": [r["text"] for r in read_dataset(raw_path("general_text")).records],
     }

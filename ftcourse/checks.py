@@ -71,19 +71,19 @@ def _close(a: float, b: float, rel: float) -> bool:
 
 def _intent_data():
     from ftcourse.bundled import raw_path
-    from ftcourse.data import INTENT_LABELS, load_dataset
+    from ftcourse.data import INTENT_LABELS, read_dataset
 
-    return load_dataset(raw_path("support_intents.jsonl"), labels=INTENT_LABELS)
+    return read_dataset(raw_path("support_intents.jsonl"), labels=INTENT_LABELS)
 
 
 @self_check
 def check_ex01_task1(data, label_counts) -> str:
-    """``data``: the intent dataset loaded with ftcourse.data.load_dataset; ``label_counts``: label -> count."""
-    from ftcourse.data import Dataset
+    """``data``: the intent dataset loaded with ftcourse.data.read_dataset; ``label_counts``: label -> count."""
+    from ftcourse.data import CourseDataset
 
     reference = _intent_data()
-    expect(isinstance(data, Dataset), f"`data` is a {type(data).__name__}, not a ftcourse.data.Dataset.",
-           "load the file with ftcourse.data.load_dataset(path, labels=INTENT_LABELS).")
+    expect(isinstance(data, CourseDataset), f"`data` is a {type(data).__name__}, not a ftcourse.data.CourseDataset.",
+           "load the file with ftcourse.data.read_dataset(path, labels=INTENT_LABELS).")
     expect(data.fmt == "classification" and len(data) == len(reference),
            f"`data` holds {len(data)} {data.fmt} records; support_intents.jsonl has {len(reference)} classification records.",
            "load data/raw/support_intents.jsonl (ftcourse.bundled.raw_path) and keep every record.")
@@ -158,7 +158,8 @@ def check_ex01_task3(splits) -> str:
 def check_ex01_task4(completion_only, tokenizer) -> str:
     """``completion_only(tokenizer, messages)`` -> {"input_ids", "labels"} with the prompt masked by -100."""
     from ftcourse.bundled import intent_splits
-    from ftcourse.data import INTENT_LABELS, IGNORE_INDEX, to_messages, tokenize_messages
+    from ftcourse.data import INTENT_LABELS, to_messages
+    from ftcourse.tokenization import IGNORE_INDEX, tokenize_messages
 
     expect(callable(completion_only), "`completion_only` is not a function.", "define def completion_only(tokenizer, messages): ...")
     records = intent_splits()["validation"].records[:3]
@@ -185,7 +186,8 @@ def check_ex01_task4(completion_only, tokenizer) -> str:
 def check_ex01_task5(tokenizer, max_seq_length) -> str:
     """``max_seq_length``: the smallest multiple of 32 that truncates no training example."""
     from ftcourse.bundled import intent_splits
-    from ftcourse.data import INTENT_LABELS, to_messages, tokenize_messages
+    from ftcourse.data import INTENT_LABELS, to_messages
+    from ftcourse.tokenization import tokenize_messages
 
     longest = max(len(tokenize_messages(tokenizer, to_messages(r, "classification", INTENT_LABELS))["input_ids"])
                   for r in intent_splits()["train"].records)
@@ -212,7 +214,7 @@ _F1_CASES = [
 @self_check
 def check_ex03_task1(macro_f1) -> str:
     """``macro_f1(predictions, references, labels)``: mean F1 over the labels present in the references."""
-    from ftcourse.evaluate import classification_metrics
+    from ftcourse.metrics import classification_metrics
 
     expect(callable(macro_f1), "`macro_f1` is not a function.", "define def macro_f1(predictions, references, labels): ...")
     for predictions, references, labels in _F1_CASES:
@@ -222,7 +224,7 @@ def check_ex03_task1(macro_f1) -> str:
                f"macro_f1({predictions}, {references}, {labels}) = {got}; want {want:.4f}.",
                "per label: precision = tp/(tp+fp), recall = tp/(tp+fn), F1 = 2PR/(P+R) (0 when P+R = 0); "
                "average over the labels that occur in the references only; a None prediction is simply wrong.")
-    return f"matches ftcourse.evaluate on {len(_F1_CASES)} hidden cases (None predictions and absent labels included)."
+    return f"matches ftcourse.metrics on {len(_F1_CASES)} hidden cases (None predictions and absent labels included)."
 
 
 @self_check
@@ -230,7 +232,8 @@ def check_ex03_task2(model, tokenizer, predictions, metrics, P) -> str:
     """``predictions``: constrained labels of the base model on the profile's test split; ``metrics``: their classification_metrics."""
     from ftcourse.bundled import intent_records
     from ftcourse.data import INTENT_LABELS
-    from ftcourse.evaluate import accuracy, classify
+    from ftcourse.generation import classify
+    from ftcourse.metrics import accuracy
 
     test = intent_records(P)["test"]
     references = [r["label"] for r in test]
@@ -279,7 +282,7 @@ _PPL_TEXTS = [
 @self_check
 def check_ex03_task4(my_perplexity, model, tokenizer) -> str:
     """``my_perplexity(model, tokenizer, text)``: exp(mean next-token loss) of the text's tokens followed by EOS."""
-    from ftcourse.evaluate import perplexity
+    from ftcourse.generation import perplexity
 
     expect(callable(my_perplexity), "`my_perplexity` is not a function.", "define def my_perplexity(model, tokenizer, text): ...")
     for text in _PPL_TEXTS:
@@ -288,7 +291,7 @@ def check_ex03_task4(my_perplexity, model, tokenizer) -> str:
         expect(_close(got, want, 0.02), f"my_perplexity gives {got:.2f} on a hidden text; want {want:.2f} (within 2%).",
                "ids = text's tokens (add_special_tokens=False) + [eos]; loss = model(input_ids=ids, labels=ids).loss "
                "(the model shifts labels itself); perplexity = exp(loss). A value near exp(loss)^2 or off by a lot means a double shift.")
-    return f"matches ftcourse.evaluate.perplexity within 2% on {len(_PPL_TEXTS)} hidden texts."
+    return f"matches ftcourse.generation.perplexity within 2% on {len(_PPL_TEXTS)} hidden texts."
 
 
 @self_check
@@ -641,7 +644,7 @@ def ex06_samples(chars: int = 1200) -> tuple[str, str]:
 
 
 def _ppl_pair(model, tokenizer) -> dict[str, float]:
-    from ftcourse.evaluate import perplexity
+    from ftcourse.generation import perplexity
 
     domain, general = ex06_samples()
     return {"domain": perplexity(model, tokenizer, [domain], progress=False), "general": perplexity(model, tokenizer, [general], progress=False)}

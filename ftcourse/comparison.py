@@ -8,7 +8,6 @@ label-constrained generation on held-out records.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,10 +15,11 @@ import torch
 
 from ftcourse.configs import LoraSettings
 from ftcourse.data import INTENT_LABELS
-from ftcourse.evaluate import evaluate
+from ftcourse.evaluation import evaluate_model
+from ftcourse.fileio import slug
 from ftcourse.hardware import Profile
 from ftcourse.memory import MB, footprint_bytes, make_resident, release_memory, track_peak
-from ftcourse.models import count_parameters, load_model, load_tokenizer
+from ftcourse.models import count_parameters, load_model, load_tokenizer, weightless_copy
 from ftcourse.peft_methods import build_peft_config, get_method
 from ftcourse.train import fine_tune, settings_from_profile
 
@@ -33,24 +33,16 @@ TARGET_SETS: dict[str, list[str] | str] = {
 
 def classification_accuracy(model, tokenizer, records: Sequence[dict[str, Any]], labels: Sequence[str] = INTENT_LABELS,
                             progress: bool = True) -> float:
-    """Accuracy on processed classification records, by label-constrained generation (:func:`ftcourse.evaluate.evaluate`)."""
-    result = evaluate(model, tokenizer, records, metrics=["accuracy"], labels=labels, progress=progress)
+    """Accuracy on processed classification records, by label-constrained generation (:func:`ftcourse.evaluation.evaluate_model`)."""
+    result = evaluate_model(model, tokenizer, records, metrics=["accuracy"], labels=labels, progress=progress)
     return next(task.metrics["accuracy"] for task in result.tasks.values())
-
-
-def _weightless_copy(model: torch.nn.Module) -> torch.nn.Module:
-    """The same architecture on the ``meta`` device: shapes without memory, for exact parameter counts."""
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(model.config)
 
 
 def peft_parameter_count(model: torch.nn.Module, method: str, lora: LoraSettings | None = None) -> dict[str, float]:
     """Trainable and total parameters that ``method`` would give ``model``, counted by PEFT on a weightless copy."""
     from peft import get_peft_model
 
-    shell = _weightless_copy(model)
+    shell = weightless_copy(model)
     config = build_peft_config(method, shell, lora)
     return count_parameters(shell if config is None else get_peft_model(shell, config))
 
@@ -79,11 +71,6 @@ def config_summary(config) -> dict[str, Any]:
     return out
 
 
-def _slug(text: str) -> str:
-    """A folder name from a display name: ``"LoRA + checkpointing"`` -> ``"lora-checkpointing"``."""
-    return re.sub(r"[^a-z0-9_.]+", "-", text.lower()).strip("-")
-
-
 def run_and_score(name: str, train_records: Sequence[dict[str, Any]], test_records: Sequence[dict[str, Any]] | None,
                   profile: Profile, labels: Sequence[str] = INTENT_LABELS, eval_records: Sequence[dict[str, Any]] | None = None,
                   model: torch.nn.Module | None = None, run_prefix: str = "compare", progress: bool = True,
@@ -105,7 +92,7 @@ def run_and_score(name: str, train_records: Sequence[dict[str, Any]], test_recor
     release_memory()
     with track_peak() as mem:
         run = fine_tune(train_records, model=model, tokenizer=tokenizer, method=method.name, settings=settings,
-                        eval_records=eval_records, run_name=_slug(f"{run_prefix}-{name}-{profile.name}"),
+                        eval_records=eval_records, run_name=slug(f"{run_prefix}-{name}-{profile.name}".lower()),
                         progress=progress, **fine_tune_kwargs)
     row = {
         "name": name,

@@ -16,20 +16,18 @@ Every record becomes chat ``messages``; the last assistant turn is the target.
 from __future__ import annotations
 
 import csv
-import itertools
 import json
 import os
 import random
 import re
-from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ftcourse import paths
 from ftcourse.errors import CourseError
-from ftcourse.fileio import jsonl_text, write_outputs
 
 INTENT_LABELS = (
     "order_status",
@@ -53,10 +51,6 @@ TASK_TYPES = {
     "text": ("text",),
 }
 SPLITS = ("train", "validation", "test")
-IGNORE_INDEX = -100
-DEFAULT_MAX_SEQ_LENGTH = 256  # the smoke and cpu profiles' sequence length
-ALPACA_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
-ALPACA_TEMPLATE_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n"
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system"}
 _TEXT_SUFFIXES = {".txt", ".md"}
 _TURN_FIELDS = ("messages", "conversations")
@@ -78,7 +72,7 @@ class Problem:
 
 
 @dataclass
-class Dataset:
+class CourseDataset:
     """Records with the format they were read as and where they came from."""
 
     records: list[dict[str, Any]]
@@ -93,9 +87,9 @@ class Dataset:
     def labels(self) -> list[str]:
         return [r["label"] for r in self.records]
 
-    def subset(self, keep: Sequence[int], source: str | None = None) -> Dataset:
+    def subset(self, keep: Sequence[int], source: str | None = None) -> CourseDataset:
         """The records at positions ``keep`` (in that order), with their line numbers."""
-        return Dataset([self.records[i] for i in keep], self.fmt, source or self.source, [self.lines[i] for i in keep], self.unit)
+        return CourseDataset([self.records[i] for i in keep], self.fmt, source or self.source, [self.lines[i] for i in keep], self.unit)
 
 
 # ---------------------------------------------------------------- reading
@@ -185,7 +179,7 @@ def detect_format(record: dict[str, Any]) -> str:
     raise DataError(
         f"Cannot tell the format of a record with fields {sorted(keys)}.",
         "use text+label (classification), instruction+input+output (alpaca), messages (chat), "
-        "conversations (sharegpt) or text (plain text), or pass fmt= / --format.",
+        "conversations (sharegpt) or text (plain text), or pass fmt=.",
     )
 
 
@@ -260,9 +254,9 @@ def _text_files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.suffix.lower() in _TEXT_SUFFIXES and p.name != "README.md")
 
 
-def load_dataset(
+def read_dataset(
     source: str | Path, fmt: str | None = None, labels: Sequence[str] | None = None, split: str = "train"
-) -> Dataset:
+) -> CourseDataset:
     """Load and validate a dataset file (JSONL/JSON/CSV/Parquet), .txt/.md text (a file or a folder), or a Hub id.
 
     ``fmt`` forces a format (else it is detected from the first record); ``labels`` is the known
@@ -278,7 +272,7 @@ def load_dataset(
         records = [{"text": p.read_text(encoding="utf-8"), "source": str(p.relative_to(root))} for p in files]
         problems = [Problem(i, "text", f"is empty ({r['source']})") for i, r in enumerate(records, 1) if not r["text"].strip()]
         _raise_problems(str(path), problems, "file")
-        return Dataset(records, "text", str(path), list(range(1, len(records) + 1)), "file")
+        return CourseDataset(records, "text", str(path), list(range(1, len(records) + 1)), "file")
     if path.exists():
         rows, lines, problems, unit = _read_rows(path)
     elif _is_hub_id(str(source)):
@@ -299,7 +293,7 @@ def load_dataset(
         problems.extend(validate_record(row, fmt, line, labels))
     problems.sort(key=lambda p: p.line or 0)
     _raise_problems(str(path), problems, unit)
-    return Dataset(rows, fmt, str(path), lines, unit)
+    return CourseDataset(rows, fmt, str(path), lines, unit)
 
 
 def _load_hub(dataset_id: str, split: str) -> list[dict]:
@@ -352,7 +346,7 @@ def record_target(record: dict[str, Any], fmt: str) -> str:
     return "" if fmt == "text" else _turns(record, fmt)[-1]
 
 
-def find_duplicates(data: Dataset) -> list[tuple[int, int]]:
+def find_duplicates(data: CourseDataset) -> list[tuple[int, int]]:
     """(first line, duplicate line) pairs of records whose inputs are equal after normalising."""
     seen: dict[str, int] = {}
     pairs = []
@@ -365,30 +359,30 @@ def find_duplicates(data: Dataset) -> list[tuple[int, int]]:
     return pairs
 
 
-def conflicting_duplicates(data: Dataset, pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+def conflicting_duplicates(data: CourseDataset, pairs: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
     """The duplicate pairs whose targets differ (the same input taught two answers: label noise)."""
     by_line = dict(zip(data.lines, data.records))
     return [(a, b) for a, b in pairs if record_target(by_line[a], data.fmt) != record_target(by_line[b], data.fmt)]
 
 
-def drop_lines(data: Dataset, lines: Sequence[int]) -> Dataset:
+def drop_lines(data: CourseDataset, lines: Sequence[int]) -> CourseDataset:
     """``data`` without the records at the given source lines."""
     drop = set(lines)
     return data.subset([i for i, n in enumerate(data.lines) if n not in drop])
 
 
-def drop_duplicates(data: Dataset) -> Dataset:
+def drop_duplicates(data: CourseDataset) -> CourseDataset:
     """Keep the first of each group of duplicates (see :func:`find_duplicates`)."""
     return drop_lines(data, [line for _, line in find_duplicates(data)])
 
 
-def find_leakage(train: Dataset, other: Dataset) -> list[int]:
+def find_leakage(train: CourseDataset, other: CourseDataset) -> list[int]:
     """Lines of ``other`` whose input also occurs in ``train`` (train/test leakage)."""
     train_keys = {record_key(r, train.fmt) for r in train.records}
     return [n for r, n in zip(other.records, other.lines) if record_key(r, other.fmt) in train_keys]
 
 
-def check_label_coverage(train: Dataset, test: Dataset) -> None:
+def check_label_coverage(train: CourseDataset, test: CourseDataset) -> None:
     """Raise when the test split has labels the training split never shows."""
     missing = sorted(set(test.labels()) - set(train.labels()))
     if missing:
@@ -398,11 +392,11 @@ def check_label_coverage(train: Dataset, test: Dataset) -> None:
         )
 
 
-def resolve_labels(spec: str | Sequence[str] | None, data: Dataset | None = None) -> list[str] | None:
+def resolve_labels(spec: str | Sequence[str] | None, data: CourseDataset | None = None) -> list[str] | None:
     """The known label set from a ``--labels`` value.
 
     ``"intents"`` is the course's 10 intents; ``"a,b,c"`` or a sequence is that list; ``None``/``"auto"``
-    takes the labels found in ``data`` (in the course's order when they are exactly its intents), or
+    takes the labels found in ``data`` (:func:`infer_labels`), or
     ``None`` without data (nothing to check against).
     """
     if isinstance(spec, str):
@@ -411,21 +405,30 @@ def resolve_labels(spec: str | Sequence[str] | None, data: Dataset | None = None
         if spec != "auto":
             labels = [s.strip() for s in spec.split(",") if s.strip()]
             if not labels:
-                raise CourseError(f"--labels {spec!r} names no label.", "pass labels separated by commas, 'intents' or 'auto'.")
+                raise CourseError(f"labels={spec!r} names no label.", "pass labels separated by commas, 'intents' or 'auto'.")
             return labels
         spec = None
     if spec is not None:
         return list(spec)
     if data is None:
         return None
-    found = set(data.labels())
-    return list(INTENT_LABELS) if found == set(INTENT_LABELS) else sorted(found)
+    return infer_labels(data.labels())
+
+
+def infer_labels(found: Iterable[str]) -> list[str]:
+    """A label set from the labels seen: the course's intents (in its order) when they are among them, else sorted.
+
+    The one rule for training data and test references alike, so that a test set that lacks an intent is still
+    scored (and prompted) with the label set its model was trained with.
+    """
+    found = set(found)
+    return list(INTENT_LABELS) if found <= set(INTENT_LABELS) else sorted(found)
 
 
 # ---------------------------------------------------------------- splitting
 
 
-def stratify_key(data: Dataset) -> str | None:
+def stratify_key(data: CourseDataset) -> str | None:
     if data.fmt == "classification":
         return "label"
     if data.records and all("task" in r for r in data.records):
@@ -434,8 +437,8 @@ def stratify_key(data: Dataset) -> str | None:
 
 
 def split_dataset(
-    data: Dataset, validation: float = 0.1, test: float = 0.1, seed: int = 42
-) -> dict[str, Dataset]:
+    data: CourseDataset, validation: float = 0.1, test: float = 0.1, seed: int = 42
+) -> dict[str, CourseDataset]:
     """Seeded train/validation/test split, stratified by ``label`` (or ``task``) when present."""
     if not 0 <= validation < 1 or not 0 <= test < 1 or validation + test >= 1:
         raise CourseError(f"Split fractions validation={validation}, test={test} are invalid.", "use fractions in [0, 1) that sum to less than 1.")
@@ -495,107 +498,10 @@ def to_messages(record: dict[str, Any], fmt: str, labels: Sequence[str] | None =
     raise CourseError(f"Records of format {fmt!r} have no chat form.", "plain text is tokenized with tokenize_text().")
 
 
-def uses_chat_template(tokenizer) -> bool:
-    return bool(getattr(tokenizer, "chat_template", None))
-
-
-def alpaca_prompt(messages: Sequence[dict[str, str]]) -> str:
-    """The original course's Alpaca prompt for models without a chat template."""
-    system = [m["content"] for m in messages if m["role"] == "system"]
-    turns = [m for m in messages if m["role"] != "system"]
-    if system:
-        body = "\n".join(("" if m["role"] == "user" else "Assistant: ") + m["content"] for m in turns)
-        return ALPACA_TEMPLATE.format(instruction="\n".join(system), input=body)
-    *earlier, last = turns
-    context = "\n".join(f"{m['role'].capitalize()}: {m['content']}" for m in earlier)
-    if context:
-        return ALPACA_TEMPLATE.format(instruction=last["content"], input=context)
-    return ALPACA_TEMPLATE_NO_INPUT.format(instruction=last["content"])
-
-
-def prompt_ids(tokenizer, prompt_messages: Sequence[dict[str, str]]) -> list[int]:
-    """Token ids of the prompt, exactly as generation sees it (chat template, or Alpaca prompt)."""
-    if uses_chat_template(tokenizer):
-        encoded = tokenizer.apply_chat_template(list(prompt_messages), add_generation_prompt=True, tokenize=True, return_dict=True)
-        return list(encoded["input_ids"])
-    ids = tokenizer(alpaca_prompt(prompt_messages), add_special_tokens=True)["input_ids"]
-    return list(ids)
-
-
-def prompt_text(tokenizer, prompt_messages: Sequence[dict[str, str]]) -> str:
-    if uses_chat_template(tokenizer):
-        return tokenizer.apply_chat_template(list(prompt_messages), add_generation_prompt=True, tokenize=False)
-    return alpaca_prompt(prompt_messages)
-
-
-def tokenize_messages(tokenizer, messages: Sequence[dict[str, str]], max_length: int | None = None) -> dict[str, Any]:
-    """Token ids and labels for one conversation: only the final assistant turn (plus EOS) is trained.
-
-    Returns ``input_ids``, ``labels`` (``-100`` on prompt tokens) and ``truncated``.
-    """
-    if not messages or messages[-1]["role"] != "assistant":
-        raise CourseError("The last message must be the assistant's answer (the training target).", "end each example with a message of role 'assistant'.")
-    prompt = prompt_ids(tokenizer, messages[:-1])
-    target = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-    ids = prompt + list(target)
-    labels = [IGNORE_INDEX] * len(prompt) + list(target)
-    truncated = max_length is not None and len(ids) > max_length
-    if truncated:
-        ids, labels = ids[:max_length], labels[:max_length]
-    return {"input_ids": ids, "labels": labels, "truncated": truncated}
-
-
-def tokenize_text(tokenizer, texts: Sequence[str], max_length: int, packing: bool = False) -> list[dict[str, Any]]:
-    """Plain text for continued pre-training: every token is trained.
-
-    Each text is cut into blocks of ``max_length`` tokens; with ``packing`` the texts are
-    first joined (EOS between them) so that every block but the last is full and no padding is needed.
-    """
-    docs = [tokenizer(t, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for t in texts]
-    streams = [[tok for doc in docs for tok in doc]] if packing else docs
-    blocks = []
-    for stream in streams:
-        for start in range(0, len(stream), max_length):
-            block = stream[start : start + max_length]
-            if len(block) > 1:
-                blocks.append({"input_ids": block, "labels": list(block), "truncated": False})
-    return blocks
-
-
-def length_stats(examples: Sequence[dict[str, Any]], max_length: int | None = None) -> dict[str, float]:
-    """Token-length statistics of tokenized examples, with the number and share truncated."""
-    lengths = sorted(len(e["input_ids"]) for e in examples)
-    n = len(lengths)
-    if n == 0:
-        return {"count": 0}
-    truncated = sum(bool(e.get("truncated")) for e in examples)
-    return {
-        "count": n,
-        "mean": round(sum(lengths) / n, 1),
-        "p50": lengths[n // 2],
-        "p95": lengths[min(n - 1, int(0.95 * n))],
-        "max": lengths[-1],
-        "trained_tokens": sum(sum(lbl != IGNORE_INDEX for lbl in e["labels"]) for e in examples),
-        "truncated": truncated,
-        "truncated_share": round(truncated / n, 4),
-        **({"max_length": max_length, "full": sum(length == max_length for length in lengths)} if max_length else {}),
-    }
-
-
-def show_masked(tokenizer, example: dict[str, Any]) -> str:
-    """Render one tokenized example: trained tokens in ``[[...]]``, masked ones plain."""
-    out = []
-    pairs = zip(example["input_ids"], example["labels"])
-    for trained, run in itertools.groupby(pairs, key=lambda pair: pair[1] != IGNORE_INDEX):
-        text = tokenizer.decode([tok for tok, _ in run])
-        out.append(f"[[{text}]]" if trained else text)
-    return "".join(out)
-
-
 # ---------------------------------------------------------------- preparing (script / notebook)
 
 
-def processed_records(data: Dataset, labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
+def processed_records(data: CourseDataset, labels: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Model-ready records: chat ``messages`` (+ ``label``/``task`` kept for evaluation), or ``text``."""
     out = []
     for record in data.records:
@@ -619,156 +525,6 @@ def display_path(path: str | Path) -> str:
         return full.as_posix()
 
 
-def token_lengths(
-    tokenizer, records: Sequence[dict[str, Any]], max_length: int = DEFAULT_MAX_SEQ_LENGTH, packing: bool = False
-) -> dict[str, float]:
-    """:func:`length_stats` of processed records tokenized exactly as training will tokenize them."""
-    from ftcourse.train import tokenize_records  # imported here: train imports this module
-
-    if not records:
-        return {"count": 0}
-    return length_stats(tokenize_records(tokenizer, records, max_length, packing=packing), max_length)
-
-
-def prepare_dataset(
-    input_file: str | Path,
-    output_dir: str | Path,
-    task_type: str,
-    splits_dir: str | Path | None = None,
-    labels: str | Sequence[str] | None = None,
-    fmt: str | None = None,
-    validation: float = 0.1,
-    test: float = 0.1,
-    seed: int = 42,
-    drop_dupes: bool = False,
-    overwrite: bool = False,
-    test_file: str | Path | None = None,
-    drop_leakage: bool = False,
-    tokenizer=None,
-    max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
-    packing: bool = False,
-) -> dict[str, Any]:
-    """Load, validate, de-duplicate, split and format a dataset; write splits and processed files.
-
-    Writes ``{splits_dir}/{train,validation,test}.jsonl`` (raw records; default ``splits_dir`` is
-    ``splits/`` next to ``output_dir``) and ``{output_dir}/{train,validation,test}.jsonl`` plus
-    ``dataset_info.json``. ``labels``: see :func:`resolve_labels`. ``test_file``: a separate test
-    set (the input is then split into train/validation only). Nothing is written when any output
-    would replace a different existing file, unless ``overwrite``. Returns the info dict (counts,
-    label distribution, duplicates, leakage), plus ``token_lengths`` per split when a ``tokenizer``
-    is given (not written: it depends on the model).
-    """
-    if task_type not in TASK_TYPES:
-        raise CourseError(f"Unknown task type {task_type!r}.", f"use one of: {', '.join(TASK_TYPES)}.")
-    explicit = resolve_labels(labels)  # None for "auto": then the labels are the ones found in the data
-    data = load_dataset(input_file, fmt=fmt, labels=explicit)
-    if data.fmt not in TASK_TYPES[task_type]:
-        raise DataError(
-            f"{input_file} holds {data.fmt} records, which task type {task_type!r} cannot use.",
-            f"for {data.fmt} data use --task_type {next(t for t, f in TASK_TYPES.items() if data.fmt in f)}, or pass --format.",
-        )
-    known = resolve_labels(labels, data) if data.fmt == "classification" else None
-    duplicates = find_duplicates(data)
-    conflicting = conflicting_duplicates(data, duplicates)
-    if drop_dupes:
-        data = drop_duplicates(data)
-    parts = split_dataset(data, validation=validation, test=0.0 if test_file else test, seed=seed)
-    if test_file:
-        parts["test"] = load_dataset(test_file, fmt=data.fmt, labels=explicit)
-    if data.fmt == "classification":
-        for name in ("validation", "test"):
-            check_label_coverage(parts["train"], parts[name])
-    leakage = {name: find_leakage(parts["train"], parts[name]) for name in ("validation", "test")}
-    if drop_leakage:
-        parts.update({name: drop_lines(parts[name], lines) for name, lines in leakage.items()})
-    output_dir = Path(output_dir)
-    splits_dir = Path(splits_dir) if splits_dir else output_dir.parent / "splits"
-    processed = {name: processed_records(part, known) for name, part in parts.items()}
-    key = stratify_key(data)
-    info = {
-        "source": display_path(input_file),
-        "test_file": display_path(test_file) if test_file else None,
-        "task_type": task_type,
-        "format": data.fmt,
-        "labels": known,
-        "seed": seed,
-        "validation_size": validation,
-        "test_size": None if test_file else test,
-        "counts": {name: len(part) for name, part in parts.items()},
-        "stratified_by": key,
-        "distribution": {name: dict(sorted(Counter(r.get(key) for r in part.records).items(), key=lambda kv: str(kv[0]))) for name, part in parts.items()} if key else {},
-        "duplicates": [list(p) for p in duplicates],
-        "conflicting_duplicates": [list(p) for p in conflicting],
-        "duplicates_dropped": drop_dupes,
-        "leakage_lines": leakage,
-        "leakage_dropped": drop_leakage,
-        "splits_dir": display_path(splits_dir),
-    }
-    files: dict[Path, str] = {}
-    for name, part in parts.items():
-        files[splits_dir / f"{name}.jsonl"] = jsonl_text(part.records)
-        files[output_dir / f"{name}.jsonl"] = jsonl_text(processed[name])
-    files[output_dir / "dataset_info.json"] = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
-    write_outputs(files, overwrite)
-    info["written"] = [display_path(p) for p in files]
-    if tokenizer is not None:
-        info["token_lengths"] = {name: token_lengths(tokenizer, recs, max_seq_length, packing) for name, recs in processed.items()}
-        info["packing"] = packing
-    return info
-
-
-def format_summary(info: dict[str, Any]) -> str:
-    """A readable report of :func:`prepare_dataset`'s result (what the script prints)."""
-    counts = info["counts"]
-    lines = [
-        f"Prepared {info['source']} ({info['format']}, task type {info['task_type']}, seed {info['seed']})"
-        + (f"; test set from {info['test_file']}" if info.get("test_file") else ""),
-        "  records:    " + " · ".join(f"{name} {n}" for name, n in counts.items()) + f"  (total {sum(counts.values())})",
-    ]
-    if info.get("labels"):
-        lines.append(f"  labels ({len(info['labels'])}): {', '.join(info['labels'])}")
-    if info["distribution"]:
-        values = sorted({v for dist in info["distribution"].values() for v in dist}, key=str)
-        width = max(len(str(v)) for v in values)
-        lines.append(f"  {info['stratified_by']} distribution (stratified):")
-        lines.append(f"    {'':<{width}}  " + "  ".join(f"{name:>10}" for name in counts))
-        for v in values:
-            lines.append(f"    {v:<{width}}  " + "  ".join(f"{info['distribution'][name].get(v, 0):>10}" for name in counts))
-        rare = [v for v in values if sum(d.get(v, 0) for d in info["distribution"].values()) < 3]
-        if rare:
-            lines.append(f"  ! rare: {', '.join(map(str, rare))} (< 3 examples): a typo? --labels intents (or a list) rejects unknown labels")
-    dupes, conflicts = info["duplicates"], info["conflicting_duplicates"]
-    if dupes:
-        shown = ", ".join(f"{b} (= {a})" for a, b in dupes[:5]) + (" ..." if len(dupes) > 5 else "")
-        action = "dropped" if info["duplicates_dropped"] else "kept; --drop_duplicates removes them"
-        lines.append(f"  duplicates: {len(dupes)}, {len(conflicts)} with a different answer; lines {shown} — {action}")
-    else:
-        lines.append("  duplicates: none")
-    leaks = {name: found for name, found in info["leakage_lines"].items() if found}
-    if leaks:
-        action = "dropped" if info["leakage_dropped"] else "kept; --drop_leakage removes them"
-        detail = "; ".join(f"{name} {len(found)} (lines {', '.join(map(str, found[:5]))}{' ...' if len(found) > 5 else ''})" for name, found in leaks.items())
-        lines.append(f"  leakage (input also in train): {detail} — {action}")
-    else:
-        lines.append("  leakage (input also in train): none")
-    if "token_lengths" in info:
-        stats = info["token_lengths"]
-        limit = next((s["max_length"] for s in stats.values() if "max_length" in s), None)
-        last = "full" if info.get("packing") else "truncated"
-        unit = "blocks" if info["format"] == "text" else "examples"
-        lines.append(f"  token lengths (max_seq_length {limit}{', packed' if info.get('packing') else ''}):")
-        lines.append(f"    {'split':<10} {unit:>8} {'mean':>7} {'p50':>5} {'p95':>5} {'max':>5} {last:>10}")
-        for name, s in stats.items():
-            if s["count"]:
-                lines.append(f"    {name:<10} {s['count']:>8} {s['mean']:>7} {s['p50']:>5} {s['p95']:>5} {s['max']:>5} {s[last]:>10}")
-    folders: dict[str, list[str]] = defaultdict(list)
-    for written in info.get("written", []):
-        folder, _, name = written.rpartition("/")
-        folders[folder].append(name)
-    lines += [f"  {'wrote:' if i == 0 else '':<6} {folder}/ {', '.join(names)}" for i, (folder, names) in enumerate(folders.items())]
-    return "\n".join(lines)
-
-
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read a processed JSONL file (validated as chat or text records)."""
-    return load_dataset(path).records
+    return read_dataset(path).records

@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from ftcourse.errors import CourseError
-from ftcourse.evaluate import Prompt, adapter_disabled, encode_prompt, generate
 from ftcourse.fileio import atomic_directory, atomic_write_json
+from ftcourse.generation import Prompt, adapter_disabled, encode_prompt, generate
 
 #: Marker file of a folder written by :func:`export_merged` (names the base model, for comparisons).
 EXPORT_RECORD = "ftcourse_export.json"

@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping
@@ -110,3 +111,8 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def slug(text: str) -> str:
+    """A file or folder name from any text: runs of characters other than letters, digits, ``_``, ``.``, ``-`` become ``-``."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")

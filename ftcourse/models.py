@@ -283,3 +283,10 @@ def count_parameters(model: torch.nn.Module) -> dict[str, float]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable, "trainable_percent": 100.0 * trainable / total if total else 0.0}
+
+
+def weightless_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """The same architecture (of a PEFT model's base) on the ``meta`` device: shapes without memory, for exact parameter counts."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(base.config)

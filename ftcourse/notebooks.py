@@ -382,7 +382,7 @@ def run_many(notebooks: list[Path], profile: str, output_dir: str | Path | None 
     names = [nb.name for nb in notebooks]
     if clash := sorted({n for n in names if names.count(n) > 1}):
         raise CourseError(f"Several notebooks are named {', '.join(clash)}; their executed copies would overwrite each other.",
-                          "rename one of them, or run them into different --output-dir folders.")
+                          "rename one of them, or run them into different output_dir folders.")
     for nb in notebooks:  # every notebook's parameters are checked before the first one runs
         validate_parameters(nb, {"profile": profile, **(params or {})})
     out_dir = Path(output_dir) if output_dir else paths.runs_dir() / profile

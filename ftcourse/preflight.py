@@ -12,20 +12,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psutil
 import torch
 from transformers import TrainerCallback
 
-from ftcourse.data import IGNORE_INDEX, prompt_ids
 from ftcourse.errors import CourseError
+from ftcourse.memory import available_memory, estimate_training_memory
+from ftcourse.tokenization import IGNORE_INDEX, prompt_ids
 
 MAX_TRUNCATED_SHARE = 0.05
-# Both constants are fitted to the embedded model's peak RSS when training LoRA with bf16 autocast on CPU, batch 8 x 153
-# tokens: 3.0 GB without gradient checkpointing, 1.8 GB with it (the estimate gives the same to within 2%).
-#: Memory the runtime needs besides weights, optimizer and activations (Python, torch, allocator caches).
-RUNTIME_OVERHEAD_BYTES = 896 * 2**20
-#: Activation bytes kept per token and layer, in units of hidden_size.
-ACTIVATION_BYTES_PER_HIDDEN = 64
 
 
 @dataclass
@@ -59,7 +53,7 @@ def check_label_mask(examples: Sequence[dict[str, Any]], prompt_masked: bool = T
         full = [i for i, e in enumerate(examples) if all(lbl != IGNORE_INDEX for lbl in e["labels"])]
         if len(full) == len(examples):
             return Check("label mask", False, "every token of every example is trained, prompt included",
-                         "mask the prompt with -100 (ftcourse.data.tokenize_messages) so that only responses are learned")
+                         "mask the prompt with -100 (ftcourse.tokenization.tokenize_messages) so that only responses are learned")
     trained = sum(sum(lbl != IGNORE_INDEX for lbl in e["labels"]) for e in examples)
     total = sum(len(e["labels"]) for e in examples)
     return Check("label mask", True, f"{trained:,} of {total:,} tokens trained ({100 * trained / max(total, 1):.1f}%)")
@@ -75,7 +69,7 @@ def check_eos_trained(batch: dict[str, torch.Tensor], eos_token_id: int) -> Chec
             missing += 1
     if missing:
         return Check("EOS trained", False, f"{missing} of {len(labels)} responses in a collated batch do not end with a trained EOS label",
-                     "the collator masks pad tokens and pad == EOS, so EOS is masked too; build labels from the completion mask (ftcourse.train.collate) instead of the pad id")
+                     "the collator masks pad tokens and pad == EOS, so EOS is masked too; build labels from the completion mask (ftcourse.tokenization.collate) instead of the pad id")
     return Check("EOS trained", True, "every response ends with a trained EOS label")
 
 
@@ -85,7 +79,7 @@ def check_template_parity(tokenizer, examples: Sequence[dict[str, Any]], convers
         expected = prompt_ids(tokenizer, messages[:-1])
         if list(example["input_ids"][: len(expected)]) != expected:
             return Check("chat template", False, f"example #{i} was formatted differently from the prompt used at inference",
-                         "format training data with the tokenizer's chat template (ftcourse.data.tokenize_messages)")
+                         "format training data with the tokenizer's chat template (ftcourse.tokenization.tokenize_messages)")
     return Check("chat template", True, "training prompts match the inference prompt format")
 
 
@@ -96,32 +90,6 @@ def check_sequence_length(examples: Sequence[dict[str, Any]], max_length: int) -
     ok = share <= MAX_TRUNCATED_SHARE
     return Check("sequence length", ok, f"{truncated} of {len(examples)} examples truncated at {max_length} tokens ({100 * share:.1f}%), longest kept {longest}",
                  f"raise max_seq_length (truncation above {100 * MAX_TRUNCATED_SHARE:.0f}% cuts responses)", warning=True)
-
-
-def estimate_training_memory(model: torch.nn.Module, batch_size: int, seq_length: int, gradient_checkpointing: bool = False) -> int:
-    """Rough bytes needed: runtime + weights + (grad + 2 Adam states) of trainable params + activations.
-
-    Activations: ``ACTIVATION_BYTES_PER_HIDDEN * hidden`` bytes per token and layer, plus fp32 logits;
-    with gradient checkpointing only each layer's input is kept, plus one layer recomputed at a time.
-    """
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    config = getattr(model, "config", None)
-    hidden = getattr(config, "hidden_size", 1024) or 1024
-    layers = getattr(config, "num_hidden_layers", 12) or 12
-    vocab = getattr(config, "vocab_size", 32000) or 32000
-    per_layer = ACTIVATION_BYTES_PER_HIDDEN * hidden
-    kept = layers * hidden * 4 + per_layer if gradient_checkpointing else layers * per_layer
-    activations = batch_size * seq_length * (kept + vocab * 4)
-    overhead = RUNTIME_OVERHEAD_BYTES if not torch.cuda.is_available() else 0
-    return int(overhead + weights + trainable * 12 + activations)
-
-
-def available_memory() -> int:
-    if torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info()
-        return int(free)
-    return int(psutil.virtual_memory().available)
 
 
 def check_memory(model: torch.nn.Module, batch_size: int, seq_length: int, available: int | None = None, gradient_checkpointing: bool = False) -> Check:

@@ -101,11 +101,11 @@ def _load_state(folder: Path, notebook: Path) -> dict[str, Any]:
     state_file = folder / STATE
     if not state_file.exists():
         if any(not p.name.startswith(".") for p in folder.iterdir()):
-            raise CourseError(f"{folder} exists and is not a sweep folder (no {STATE}); not writing into it.", "choose another --output-dir.")
+            raise CourseError(f"{folder} exists and is not a sweep folder (no {STATE}); not writing into it.", "choose another output_dir.")
         return {"notebook": str(notebook), "points": {}}
     state = json.loads(state_file.read_text(encoding="utf-8"))
     if Path(state["notebook"]).name != notebook.name:
-        raise CourseError(f"{folder} holds a sweep of {state['notebook']}, not of {notebook}.", "choose another --output-dir for this notebook.")
+        raise CourseError(f"{folder} holds a sweep of {state['notebook']}, not of {notebook}.", "choose another output_dir for this notebook.")
     return state
 
 

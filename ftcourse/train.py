@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -30,29 +29,23 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
-import psutil
 import torch
 import torch.nn.functional as F
+from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftcourse import paths
 from ftcourse.configs import LoraSettings, TrainingSettings, settings_dict
-from ftcourse.data import IGNORE_INDEX, tokenize_messages, tokenize_text
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json
+from ftcourse.generation import cpu_autocast, model_device
 from ftcourse.hardware import Profile, detect_environment
-from ftcourse.memory import unpack_cpu_4bit
-from ftcourse.models import count_parameters, load_model, load_tokenizer
+from ftcourse.memory import available_memory, estimate_training_memory, track_peak, unpack_cpu_4bit
+from ftcourse.models import count_parameters, default_dtype, load_model, load_tokenizer, resolve_model
 from ftcourse.peft_methods import build_peft_config, get_method
-from ftcourse.preflight import (
-    Check,
-    ParameterChangeCheck,
-    available_memory,
-    estimate_training_memory,
-    run_preflight,
-    training_checks,
-)
+from ftcourse.preflight import Check, ParameterChangeCheck, run_preflight, training_checks
+from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_records
 
 RUN_RECORD = "ftcourse_run.json"
 CHECKPOINT_RECORD = "ftcourse_checkpoint.json"
@@ -75,74 +68,6 @@ def settings_from_profile(profile: Profile, **overrides: Any) -> TrainingSetting
 
 
 # ---------------------------------------------------------------- data for the trainer
-
-
-def _pretokenized(record: dict[str, Any], max_length: int) -> dict[str, Any]:
-    ids, labels = list(record["input_ids"]), list(record["labels"])
-    if len(ids) != len(labels):
-        raise CourseError(f"A pre-tokenized record has {len(ids)} input_ids but {len(labels)} labels.", "give every token one label (-100 where it is not trained).")
-    truncated = len(ids) > max_length or bool(record.get("truncated"))
-    return {"input_ids": ids[:max_length], "labels": labels[:max_length], "truncated": truncated}
-
-
-def tokenize_records(tokenizer, records: Sequence[dict[str, Any]], max_length: int, packing: bool = False) -> list[dict[str, Any]]:
-    """Tokenize processed records: chat ``messages`` (completion-only labels) or plain ``text`` (all labels).
-
-    Records that already hold ``input_ids`` and ``labels`` are kept as they are (cut to ``max_length``).
-    """
-    if not records:
-        raise CourseError("No training records were given.", "check the dataset path and the profile's n_train.")
-    first = records[0]
-    if "input_ids" in first and "labels" in first:
-        return [_pretokenized(r, max_length) for r in records]
-    if "messages" in first:
-        return [tokenize_messages(tokenizer, r["messages"], max_length) for r in records]
-    if "text" in first:
-        return tokenize_text(tokenizer, [r["text"] for r in records], max_length, packing=packing)
-    raise CourseError(f"Records with fields {sorted(first)} cannot be tokenized.", "pass processed records with 'messages' or 'text' (ftcourse.data.processed_records).")
-
-
-def collate(examples: Sequence[dict[str, Any]], pad_token_id: int, pad_to_multiple_of: int = 8) -> dict[str, torch.Tensor]:
-    """Right-pad a batch to its longest example; labels come from the mask, so EOS stays trained when pad == EOS."""
-    longest = max(len(e["input_ids"]) for e in examples)
-    width = int(math.ceil(longest / pad_to_multiple_of) * pad_to_multiple_of)
-    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    attention = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n = len(e["input_ids"])
-        input_ids[i, :n] = torch.tensor(e["input_ids"])
-        labels[i, :n] = torch.tensor(e["labels"])
-        attention[i, :n] = 1
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-
-
-class LengthGroupedSampler(torch.utils.data.Sampler):
-    """Seeded sampler: shuffle, then sort by length inside mega-batches, then shuffle the batches.
-
-    Examples of similar length share a batch, so dynamic padding wastes little compute.
-    """
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, mega: int = 16):
-        self.lengths, self.batch_size, self.seed, self.mega, self.epoch = list(lengths), batch_size, seed, mega, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.lengths)
-
-    def __iter__(self):
-        rng = random.Random(self.seed + self.epoch)
-        order = list(range(len(self.lengths)))
-        rng.shuffle(order)
-        size = self.batch_size * self.mega
-        batches = []
-        for start in range(0, len(order), size):
-            chunk = sorted(order[start : start + size], key=lambda i: -self.lengths[i])
-            batches += [chunk[i : i + self.batch_size] for i in range(0, len(chunk), self.batch_size)]
-        rng.shuffle(batches)
-        return iter([i for b in batches for i in b])
 
 
 # ---------------------------------------------------------------- trainer
@@ -172,21 +97,13 @@ def completion_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], num
 
 
 class CourseTrainer(Trainer):
-    """``Trainer`` with the course's loss (head only where labels are) and length-grouped batches."""
+    """``Trainer`` with the course's loss: the LM head runs only where labels are (:func:`completion_loss`)."""
 
-    def __init__(self, *args, fast_loss: bool = True, group_by_length: bool = True, **kwargs):
+    def __init__(self, *args, fast_loss: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.fast_loss = fast_loss
-        self.group_by_length = group_by_length
         self.model_accepts_loss_kwargs = True
         self.tokens = {"input": 0, "trained": 0}
-
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        if not self.group_by_length:
-            return super()._get_train_sampler(dataset)
-        lengths = [len(e["input_ids"]) for e in dataset]
-        return LengthGroupedSampler(lengths, self.args.per_device_train_batch_size, self.args.seed)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs["labels"]
@@ -206,21 +123,6 @@ class _AdaLoraAllocator(TrainerCallback):
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         model.base_model.update_and_allocate(state.global_step)
-
-
-class _PeakMemory(TrainerCallback):
-    """Peak memory during training: allocated GPU memory on CUDA, else the process RSS after each step."""
-
-    def __init__(self):
-        self.peak = 0
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        now = torch.cuda.max_memory_allocated() if torch.cuda.is_available() else psutil.Process().memory_info().rss
-        self.peak = max(self.peak, now)
 
 
 # ---------------------------------------------------------------- the entry point
@@ -398,7 +300,7 @@ def fine_tune(
     collator = data_collator or (lambda batch: collate(batch, tokenizer.pad_token_id))
     warmup_steps = max(0, round(settings.warmup_ratio * total_steps))
     checks: list[Check] = []
-    extra: list[TrainerCallback] = [_PeakMemory()]
+    extra: list[TrainerCallback] = []
     if preflight:
         checks = run_preflight(training_checks(tokenizer, train_examples, conversations, collator, model, settings.batch_size,
                                                settings.max_seq_length, gradient_checkpointing))
@@ -436,6 +338,8 @@ def fine_tune(
         prediction_loss_only=True,
         dataloader_num_workers=0,
         eval_strategy="no",
+        # transformers' own length grouping (shuffled mega-batches sorted by length): little padding per batch
+        train_sampling_strategy="group_by_length" if group_by_length else "random",
     )
     trainer = CourseTrainer(
         model=model,
@@ -445,19 +349,18 @@ def fine_tune(
         data_collator=collator,
         callbacks=extra,
         fast_loss=fast_loss and not spec.prompt_learning and spec.name != "adalora" and supports_fast_loss(model),
-        group_by_length=group_by_length,
     )
     if report_to == "tensorboard":
         print(f"TensorBoard logs: tensorboard --logdir {ckpt_dir / 'runs'}")
     start = time.perf_counter()
     try:
-        output = trainer.train(resume_from_checkpoint=last)
+        with track_peak() as peak:
+            output = trainer.train(resume_from_checkpoint=last)
     except BaseException:
         if get_last_checkpoint(str(ckpt_dir)):
             print(f"Training stopped; checkpoints are in {ckpt_dir}: run again with resume=True to continue.")
         raise
     seconds = time.perf_counter() - start
-    peak = next(c for c in extra if isinstance(c, _PeakMemory)).peak
     checks += [c.result for c in extra if isinstance(c, ParameterChangeCheck) and c.result is not None]
     metrics: dict[str, Any] = {
         "method": spec.name,
@@ -468,7 +371,8 @@ def fine_tune(
         "input_tokens": trainer.tokens["input"],
         "trained_tokens_per_second": round(trainer.tokens["trained"] / seconds, 1) if seconds else None,
         "input_tokens_per_second": round(trainer.tokens["input"] / seconds, 1) if seconds else None,
-        "peak_memory_mb": round(peak / 2**20, 1),
+        "peak_memory_mb": peak.peak_mb,  # ftcourse.memory.track_peak over trainer.train()
+        "peak_memory_source": peak.source,
         "trainable_parameters": params["trainable"],
         "total_parameters": params["total"],
         "trainable_percent": round(params["trainable_percent"], 4),
@@ -486,6 +390,88 @@ def fine_tune(
               "training": settings_dict(settings), "history": history, "finished_at": time.time()}
     _save_run(run_dir, model, tokenizer, model_name, metrics, record)
     return RunResult(run_name, spec.name, model, tokenizer, run_dir, metrics, history, checks)
+
+
+# ---------------------------------------------------------------- classification with a head
+
+
+def example_text(record: dict[str, Any]) -> str:
+    """The input text of a raw (``text``) or processed (last user message) classification record."""
+    if "text" in record:
+        return record["text"]
+    return next(m["content"] for m in reversed(record["messages"]) if m["role"] == "user")
+
+
+def _head_batch(tokenizer, texts: Sequence[str], max_length: int, device) -> dict[str, torch.Tensor]:
+    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def train_classification_head(
+    records: Sequence[dict[str, Any]],
+    labels: Sequence[str],
+    model: str = "embedded",
+    steps: int = 30,
+    batch_size: int = 8,
+    learning_rate: float = 1e-3,
+    lora_r: int = 8,
+    max_length: int = 128,
+    seed: int = 42,
+    progress: bool = True,
+):
+    """Train a classification head (``AutoModelForSequenceClassification`` on the same base) plus LoRA on q/v.
+
+    ``records`` are raw (``text``/``label``) or processed classification records. Returns
+    ``(model, tokenizer, losses)``; predict with :func:`head_predict`.
+    """
+    from peft import LoraConfig, TaskType, get_peft_model
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+
+    unknown = sorted({r["label"] for r in records} - set(labels))
+    if unknown:
+        raise CourseError(f"Training labels {unknown} are not in the label set.", f"use labels from: {', '.join(labels)}.")
+    set_seed(seed)
+    tokenizer = load_tokenizer(model)
+    head = AutoModelForSequenceClassification.from_pretrained(
+        resolve_model(model), num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)}, pad_token_id=tokenizer.pad_token_id, dtype=default_dtype(),
+    )
+    if torch.cuda.is_available():
+        head = head.to("cuda")
+    head = get_peft_model(head, LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_r, lora_alpha=2 * lora_r, target_modules=["q_proj", "v_proj"]))
+    device = model_device(head)
+    optimizer = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    texts, targets = [example_text(r) for r in records], [labels.index(r["label"]) for r in records]
+    losses = []
+    head.train()
+    order: list[int] = []
+    for _ in tqdm(range(steps), desc="Training the head", disable=not progress, leave=False):
+        if len(order) < batch_size:
+            order += torch.randperm(len(texts), generator=generator).tolist()
+        batch, order = order[:batch_size], order[batch_size:]
+        inputs = _head_batch(tokenizer, [texts[i] for i in batch], max_length, device)
+        with cpu_autocast(head):
+            loss = head(**inputs, labels=torch.tensor([targets[i] for i in batch], device=device)).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    head.eval()
+    return head, tokenizer, losses
+
+
+@torch.no_grad()
+def head_predict(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 128) -> list[str]:
+    """Labels a classification head predicts for ``texts`` (the argmax of its logits)."""
+    names = model.config.id2label
+    predictions = []
+    for start in range(0, len(texts), batch_size):
+        with cpu_autocast(model):
+            logits = model(**_head_batch(tokenizer, texts[start : start + batch_size], max_length, model_device(model))).logits
+        predictions += [names[int(i)] for i in logits.argmax(-1)]
+    return predictions
 
 
 def run_fingerprint(model_name: str, method: str, lora: LoraSettings, settings: TrainingSettings, records: Sequence[dict],

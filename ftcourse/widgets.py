@@ -15,7 +15,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from ftcourse.deploy import using_adapter
-from ftcourse.evaluate import generate
+from ftcourse.generation import generate
+
 
 def default_choices(model) -> dict[str, Any]:
     """``base`` plus one entry per loaded adapter for a PeftModel (PEFT's unnamed ``default`` shows as ``fine-tuned``); just the model otherwise."""

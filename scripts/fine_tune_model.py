@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from ftcourse.errors import CourseError
+from ftcourse.fileio import slug
 
 #: Flag name -> TrainingSettings field.
 TRAINING_FLAGS = {
@@ -110,7 +110,7 @@ def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str, d
     The dataset info (``dataset_info.json`` of a prepared folder, else the file's format and labels) is saved with the
     run, so that ``scripts/evaluate_model.py`` knows the label set the adapter was trained on.
     """
-    from ftcourse.data import load_dataset, processed_records, read_jsonl, resolve_labels
+    from ftcourse.data import processed_records, read_dataset, read_jsonl, resolve_labels
 
     folder = Path(path)
     if folder.is_dir():
@@ -126,13 +126,9 @@ def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str, d
         info = json.loads(info_file.read_text(encoding="utf-8")) if info_file.is_file() else {}
         name = Path(info["source"]).stem if info.get("source") else folder.resolve().name
         return read_jsonl(train_file), read_jsonl(validation_file) if has_validation else None, name, info
-    data = load_dataset(path)
+    data = read_dataset(path)
     labels = resolve_labels("auto", data) if data.fmt == "classification" else None
     return processed_records(data, labels), None, folder.stem, {"source": path, "format": data.fmt, "labels": labels}
-
-
-def default_run_name(method: str, dataset_name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{method}-{dataset_name}").strip("-")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         if profile:
             train = train[: profile.n_train] if profile.n_train else train
             validation = validation[: profile.n_eval] if validation and profile.n_eval else validation
-        run_name = args.run_name or default_run_name(args.peft_method, dataset_name)
+        run_name = args.run_name or slug(f"{args.peft_method}-{dataset_name}")
         from ftcourse.train import fine_tune
 
         print(f"Fine-tuning {model_name} with {args.peft_method} on {len(train)} examples ({args.dataset_path}) -> {Path(args.output_dir) / run_name}")

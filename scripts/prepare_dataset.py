@@ -14,8 +14,10 @@ import argparse
 import os
 import sys
 
-from ftcourse.data import DEFAULT_MAX_SEQ_LENGTH, FORMATS, TASK_TYPES, format_summary, prepare_dataset
+from ftcourse.data import FORMATS, TASK_TYPES
 from ftcourse.errors import CourseError
+from ftcourse.preparation import format_summary, prepare_dataset
+from ftcourse.tokenization import DEFAULT_MAX_SEQ_LENGTH
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,8 +12,7 @@ import nbformat
 import pytest
 
 from ftcourse import paths
-from ftcourse.build import (BEGIN, END, HIDDEN_TAG, build, exercise_notebook, is_hidden, make_exercise, masters, read_tasks,
-                            strip_solutions, task_of)
+from ftcourse.build import BEGIN, END, HIDDEN_TAG, build, exercise_notebook, is_hidden, make_exercise, masters, read_tasks, strip_solutions, task_of
 from ftcourse.errors import CourseError
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "ex00_tiny.ipynb"

@@ -14,8 +14,8 @@ from ftcourse import checks
 from ftcourse.bundled import intent_splits, raw_path
 from ftcourse.checks import CheckFailed
 from ftcourse.configs import LoraSettings
-from ftcourse.data import INTENT_LABELS, load_dataset, split_dataset
-from ftcourse.evaluate import classification_metrics
+from ftcourse.data import INTENT_LABELS, read_dataset, split_dataset
+from ftcourse.metrics import classification_metrics
 from ftcourse.train import RunResult
 from tests.tiny import tiny_model
 
@@ -30,7 +30,7 @@ def test_a_check_prints_a_tick_or_the_problem_and_its_hint_and_never_raises(caps
     checks.check_ex03_task1(lambda p, r, labels: (_ for _ in ()).throw(NotImplementedError()))
     checks.check_ex03_task1(lambda p: 0.5)  # the wrong signature
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("✓ Exercise 03, task 1: matches ftcourse.evaluate")
+    assert lines[0].startswith("✓ Exercise 03, task 1: matches ftcourse.metrics")
     assert lines[1].startswith("✗ Exercise 03, task 1: macro_f1(") and lines[2].startswith("  Hint: per label: precision")
     assert "not answered yet" in lines[3]
     assert "could not run (TypeError" in lines[5] and "check_ex03_task1(macro_f1)" in lines[6]
@@ -44,7 +44,7 @@ def test_verify_returns_the_message_or_raises_an_assertion_error_with_the_hint()
 
 
 def _data():
-    return load_dataset(raw_path("support_intents.jsonl"), labels=INTENT_LABELS)
+    return read_dataset(raw_path("support_intents.jsonl"), labels=INTENT_LABELS)
 
 
 def _bootstrap(correct, n_boot=2000, seed=0):
@@ -77,7 +77,7 @@ RIGHT = [
 
 WRONG = [
     (checks.check_ex01_task1, lambda: (_data(), {**Counter(_data().labels()), "order_status": 1}), "Counter"),
-    (checks.check_ex01_task1, lambda: (_data().records, {}), "ftcourse.data.Dataset"),
+    (checks.check_ex01_task1, lambda: (_data().records, {}), "ftcourse.data.CourseDataset"),
     (checks.check_ex01_task2, lambda: (checks.EX01_MESSY_RECORDS[:3],), "normalize_text"),
     (checks.check_ex01_task2, lambda: ([r for r in checks.EX01_MESSY_RECORDS if "label" in r][:6],), "validate_record"),
     (checks.check_ex01_task2, lambda: ([checks.EX01_MESSY_RECORDS[i] for i in (2, 0, 5, 8)],), "original order"),

@@ -15,7 +15,7 @@ from ftcourse.comparison import (
     peft_parameter_count,
 )
 from ftcourse.data import INTENT_LABELS
-from ftcourse.evaluate import classify
+from ftcourse.generation import classify
 from ftcourse.hardware import get_profile
 from ftcourse.memory import MB, footprint_bytes
 from ftcourse.models import count_parameters

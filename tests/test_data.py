@@ -14,25 +14,20 @@ import pytest
 
 from ftcourse import bundled, paths
 from ftcourse.data import (
-    ALPACA_TEMPLATE,
-    IGNORE_INDEX,
     INTENT_LABELS,
     DataError,
     conflicting_duplicates,
     find_duplicates,
     find_leakage,
-    format_summary,
-    load_dataset,
-    prepare_dataset,
     processed_records,
+    read_dataset,
     read_jsonl,
-    show_masked,
     split_dataset,
     to_messages,
-    tokenize_messages,
-    tokenize_text,
 )
 from ftcourse.errors import CourseError
+from ftcourse.preparation import format_summary, prepare_dataset
+from ftcourse.tokenization import ALPACA_TEMPLATE, IGNORE_INDEX, show_masked, tokenize_messages, tokenize_text
 
 ROOT = paths.project_root()
 INTENTS = ROOT / "data" / "raw" / "support_intents.jsonl"
@@ -61,7 +56,7 @@ def test_corrupted_file_gives_one_error_naming_file_line_and_field(tmp_path, cas
     rows, labels, expected = CORRUPTED[case]
     path = write_jsonl(tmp_path / f"{case}.jsonl", rows)
     with pytest.raises(DataError) as err:
-        load_dataset(path, labels=labels)
+        read_dataset(path, labels=labels)
     message = str(err.value)
     assert message.startswith(f"1 problem(s) in {path}:")
     assert f"{path}, {expected}" in message
@@ -71,13 +66,13 @@ def test_empty_file_is_an_error(tmp_path):
     path = tmp_path / "empty.jsonl"
     path.write_text("\n\n", encoding="utf-8")
     with pytest.raises(DataError, match=f"{path} is empty: no records"):
-        load_dataset(path)
+        read_dataset(path)
 
 
 def test_all_problems_are_reported_together(tmp_path):
     path = write_jsonl(tmp_path / "many.jsonl", [GOOD[0], "not json", {"text": 1, "label": "order_status"}, {"label": "x"}])
     with pytest.raises(DataError) as err:
-        load_dataset(path)
+        read_dataset(path)
     assert str(err.value).startswith("3 problem(s)")
     assert all(f"line {n}" in str(err.value) for n in (2, 3, 4))
 
@@ -92,7 +87,7 @@ def test_labels_in_test_but_not_in_train_are_an_error(tmp_path):
 def test_hub_id_offline_is_a_clean_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="Hugging Face Hub is off"):
-        load_dataset("tatsu-lab/alpaca")
+        read_dataset("tatsu-lab/alpaca")
 
 
 # ---------------------------------------------------------------- formats and file types
@@ -109,7 +104,7 @@ FORMAT_RECORDS = {
 @pytest.mark.parametrize("fmt", sorted(FORMAT_RECORDS))
 def test_each_format_is_detected_and_formatted(tmp_path, fmt):
     path = write_jsonl(tmp_path / "d.jsonl", [FORMAT_RECORDS[fmt]] * 2)
-    data = load_dataset(path)
+    data = read_dataset(path)
     assert data.fmt == fmt and len(data) == 2
     if fmt == "text":
         assert processed_records(data) == [{"text": FORMAT_RECORDS["text"]["text"]}] * 2
@@ -120,9 +115,9 @@ def test_each_format_is_detected_and_formatted(tmp_path, fmt):
 
 def test_format_override_validates_against_the_forced_format(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [FORMAT_RECORDS["classification"]])
-    assert load_dataset(path, fmt="text").fmt == "text"
+    assert read_dataset(path, fmt="text").fmt == "text"
     with pytest.raises(DataError, match="field 'instruction': missing"):
-        load_dataset(path, fmt="alpaca")
+        read_dataset(path, fmt="alpaca")
 
 
 def test_four_file_types_load_the_same_records(tmp_path):
@@ -133,24 +128,24 @@ def test_four_file_types_load_the_same_records(tmp_path):
     pd.DataFrame(rows).to_csv(tmp_path / "a.csv", index=False)
     pd.DataFrame(rows).to_parquet(tmp_path / "a.parquet")
     for suffix in ("jsonl", "json", "csv", "parquet"):
-        data = load_dataset(tmp_path / f"a.{suffix}")
+        data = read_dataset(tmp_path / f"a.{suffix}")
         assert (data.fmt, data.records) == ("classification", rows), suffix
     # nested turns survive CSV (a JSON cell) and Parquet (list of structs)
     pd.DataFrame({"messages": [json.dumps(r["messages"]) for r in chat]}).to_csv(tmp_path / "c.csv", index=False)
     pd.DataFrame(chat).to_parquet(tmp_path / "c.parquet")
     for suffix in ("csv", "parquet"):
-        assert load_dataset(tmp_path / f"c.{suffix}").records == chat, suffix
+        assert read_dataset(tmp_path / f"c.{suffix}").records == chat, suffix
 
 
 def test_csv_errors_name_the_file_line(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text('text,label\nhello,order_status\n"two\nlines",\n', encoding="utf-8")
     with pytest.raises(DataError, match=r"d\.csv, line 3: field 'label': is empty"):
-        load_dataset(path)
+        read_dataset(path)
 
 
 def test_folder_of_text_files_loads_without_readme():
-    data = load_dataset(ROOT / "data" / "raw" / "domain_corpus" / "train")
+    data = read_dataset(ROOT / "data" / "raw" / "domain_corpus" / "train")
     assert data.fmt == "text" and len(data) == 19
     assert all(not r["source"].endswith("README.md") for r in data.records)
 
@@ -158,7 +153,7 @@ def test_folder_of_text_files_loads_without_readme():
 def test_train_jsonl_is_a_relative_symlink_to_the_intents():
     link = ROOT / "data" / "raw" / "train.jsonl"
     assert link.is_symlink() and os.readlink(link) == "support_intents.jsonl"
-    assert load_dataset(link, labels=INTENT_LABELS).records == load_dataset(INTENTS).records
+    assert read_dataset(link, labels=INTENT_LABELS).records == read_dataset(INTENTS).records
 
 
 # ---------------------------------------------------------------- splits, duplicates, leakage
@@ -185,7 +180,7 @@ def test_script_splits_match_the_bundled_splits(tmp_path):
 
 def test_duplicates_and_conflicting_labels_are_found(tmp_path):
     rows = [*GOOD[:5], {"text": "  WHERE is my order 1? ", "label": "order_status"}, {"text": "where is my order 2?", "label": "cancel_order"}]
-    data = load_dataset(write_jsonl(tmp_path / "d.jsonl", rows))
+    data = read_dataset(write_jsonl(tmp_path / "d.jsonl", rows))
     pairs = find_duplicates(data)
     assert pairs == [(2, 6), (3, 7)]
     assert conflicting_duplicates(data, pairs) == [(3, 7)]
@@ -201,7 +196,7 @@ def test_leakage_is_found_and_can_be_dropped(tmp_path):
     dropped = prepare_dataset(train, tmp_path / "p2", "classification", test_file=test_file, validation=0.0,
                               splits_dir=tmp_path / "s2", drop_leakage=True)
     assert dropped["counts"]["test"] == 1
-    assert find_leakage(load_dataset(tmp_path / "s2" / "train.jsonl"), load_dataset(tmp_path / "s2" / "test.jsonl")) == []
+    assert find_leakage(read_dataset(tmp_path / "s2" / "train.jsonl"), read_dataset(tmp_path / "s2" / "test.jsonl")) == []
 
 
 def test_drop_duplicates_removes_them_before_the_split(tmp_path):
@@ -253,7 +248,7 @@ def test_original_command_works_and_prints_a_summary(tmp_path):
 
 
 def test_masked_view_trains_only_the_response_and_eos(tokenizer):
-    record = load_dataset(INTENTS).records[0]
+    record = read_dataset(INTENTS).records[0]
     example = tokenize_messages(tokenizer, to_messages(record, "classification", INTENT_LABELS))
     trained = [tok for tok, lbl in zip(example["input_ids"], example["labels"]) if lbl != IGNORE_INDEX]
     assert tokenizer.decode(trained) == record["label"] + tokenizer.eos_token
@@ -295,12 +290,12 @@ def test_text_task_on_the_domain_corpus_reports_packed_blocks(tmp_path, tokenize
 
 
 def test_task_type_must_match_the_format(tmp_path):
-    with pytest.raises(DataError, match="use --task_type instruction"):
+    with pytest.raises(DataError, match="use task_type=.instruction."):
         prepare_dataset(ROOT / "data" / "raw" / "support_instructions.jsonl", tmp_path / "p", "classification")
 
 
 def test_split_of_instructions_is_stratified_by_task():
-    parts = split_dataset(load_dataset(ROOT / "data" / "raw" / "support_instructions.jsonl"), seed=42)
+    parts = split_dataset(read_dataset(ROOT / "data" / "raw" / "support_instructions.jsonl"), seed=42)
     assert [sum(r["task"] == "extract" for r in parts[name].records) for name in ("train", "validation", "test")] == [200, 25, 25]
 
 
@@ -314,3 +309,12 @@ def test_label_distribution_plot_draws_the_counts():
     assert sorted(bar.get_width() for bar in ax.patches) == [0, 1, 1, 3]
     ax = token_length_histogram({"x": [10, 12, 12, 40]}, max_length=32)
     assert sum(bar.get_height() for bar in ax.patches) == 4
+
+
+def test_one_rule_infers_a_label_set():
+    """The course's intents in its order when the labels are among them (a test set may lack some), else sorted."""
+    from ftcourse.data import infer_labels
+
+    assert infer_labels(["track_refund", "order_status"]) == list(INTENT_LABELS)
+    assert infer_labels(INTENT_LABELS) == list(INTENT_LABELS)
+    assert infer_labels(["spam", "ham", "order_status"]) == ["ham", "order_status", "spam"]

@@ -10,28 +10,19 @@ import torch
 from ftcourse import bundled
 from ftcourse.data import INTENT_LABELS
 from ftcourse.errors import CourseError
-from ftcourse.evaluate import (
-    METRICS,
-    classification_metrics,
-    classify,
-    compare,
-    confusion_matrix,
-    encode_prompt,
-    evaluate,
-    exact_match,
-    generate,
-    generation_checks,
-    group_tasks,
-    head_predict,
-    json_metrics,
-    label_log_likelihoods,
-    perplexity,
-    rouge,
-    text_nll,
-    train_classification_head,
-    write_report,
-)
+from ftcourse.evaluation import METRICS, compare, evaluate_model, group_tasks
+from ftcourse.generation import classify, encode_prompt, generate, label_log_likelihoods, perplexity, text_nll
 from ftcourse.hardware import get_profile
+from ftcourse.metrics import (
+    classification_metrics,
+    confusion_matrix,
+    exact_match,
+    generation_checks,
+    json_metrics,
+    rouge,
+)
+from ftcourse.reports import write_report
+from ftcourse.train import head_predict, train_classification_head
 
 SMOKE = get_profile("smoke")
 
@@ -97,13 +88,13 @@ def test_json_metrics_valid_rate_and_per_field_accuracy():
 
 def test_unknown_metric_is_an_error_listing_the_valid_ones(intent_test):
     with pytest.raises(CourseError) as err:
-        evaluate(None, None, intent_test, metrics=["accuracy", "bleu"])
+        evaluate_model(None, None, intent_test, metrics=["accuracy", "bleu"])
     assert "'bleu'" in str(err.value) and all(name in str(err.value) for name in METRICS)
 
 
 def test_a_metric_that_fits_no_task_is_an_error(intent_test):
     with pytest.raises(CourseError, match="(?s)does not apply.*accuracy"):
-        evaluate(None, None, intent_test, metrics=["rouge"])
+        evaluate_model(None, None, intent_test, metrics=["rouge"])
 
 
 def test_records_are_grouped_into_tasks_by_kind():
@@ -168,11 +159,9 @@ def test_constrained_and_likelihood_classification_give_labels(base_model, token
 
 def test_label_likelihood_equals_a_full_forward_pass(base_model, tokenizer, intent_test):
     """The cached scoring gives the same log-probabilities as scoring each prompt + label from scratch."""
-    import ftcourse.evaluate as ev
-
     prompt, labels = intent_test[0]["messages"][:-1], ["order_status", "talk_to_human"]
     scores = label_log_likelihoods(base_model, tokenizer, [prompt], labels, progress=False)[0]
-    prompt_ids = ev.encode_prompt(tokenizer, prompt)
+    prompt_ids = encode_prompt(tokenizer, prompt)
     for label, score in zip(labels, scores):
         answer = tokenizer(label, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         with torch.no_grad():
@@ -193,7 +182,7 @@ def test_compare_uses_the_disabled_adapter_as_base(random_adapter, base_model, t
     trainable = [n for n, p in random_adapter.named_parameters() if p.requires_grad]
     result = compare(random_adapter, tokenizer, intent_test, metrics=["accuracy", "f1"], progress=False)
     assert [n for n, p in random_adapter.named_parameters() if p.requires_grad] == trainable
-    alone = evaluate(base_model, tokenizer, intent_test, metrics=["accuracy", "f1"], progress=False)
+    alone = evaluate_model(base_model, tokenizer, intent_test, metrics=["accuracy", "f1"], progress=False)
     assert result.base.tasks["classification"].predictions == alone.tasks["classification"].predictions
     assert result.tuned.tasks["classification"].predictions != alone.tasks["classification"].predictions
     assert [r["metric"] for r in result.rows()] == ["classification/accuracy", "classification/f1"]
@@ -209,7 +198,7 @@ def test_compare_needs_an_adapter_or_a_base(base_model, tokenizer, intent_test):
 
 
 def test_report_is_json_and_markdown_and_never_replaces_a_user_file(base_model, tokenizer, intent_test, tmp_path):
-    result = evaluate(base_model, tokenizer, intent_test[:3], metrics=["accuracy"], progress=False, name="embedded")
+    result = evaluate_model(base_model, tokenizer, intent_test[:3], metrics=["accuracy"], progress=False, name="embedded")
     json_path, md_path = write_report(result, tmp_path)
     saved = json.loads(json_path.read_text())
     assert saved["ftcourse_report"] == "evaluation" and "accuracy" in saved["tasks"]["classification"]["metrics"]

@@ -12,9 +12,10 @@ import pytest
 
 from ftcourse import bundled, paths
 from ftcourse.configs import TrainingSettings
-from ftcourse.data import INTENT_LABELS, prepare_dataset
+from ftcourse.data import INTENT_LABELS
 from ftcourse.hardware import get_profile
 from ftcourse.lessons import INSTRUCTION_LORA, INTENT_LORA
+from ftcourse.preparation import prepare_dataset
 from ftcourse.train import RUN_RECORD, fine_tune
 
 ROOT = paths.project_root()
@@ -63,7 +64,7 @@ def test_original_command_on_a_folder_of_runs(runs, processed):
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert f"Using the most recently written run in {root}: intent-lora (of 2 runs there)" in out
+    assert f"Using the most recently finished run in {root}: intent-lora (of 2 runs there)" in out
     assert f"10 labels, from {processed / 'dataset_info.json'}" in out
     assert "classification/accuracy" in out and "classification/f1" in out
     report = json.loads((made["intent"] / "evaluation_test.json").read_text())

@@ -1,7 +1,7 @@
 """The grader: honest scores for solutions, blanks, wrong answers, crashes, hangs, floods of output and tampering.
 
 The batch cases use the tiny assignment in ``tests/fixtures/grading/`` (real checks, cheap tasks);
-the real exercises are graded only for "every solution scores 100%, every blank 0%".
+the real exercises are graded here for "every blank scores 0%"; their solutions run (hidden tests included) under papermill.
 """
 
 from __future__ import annotations
@@ -181,8 +181,9 @@ def test_an_unreadable_submission_scores_zero(tmp_path):
 
 
 @pytest.mark.parametrize("master", masters(), ids=lambda p: p.stem)
-def test_every_solution_scores_100_and_every_blank_0(master, tmp_path):
-    solved = grade_notebook(master, master, "solution", timeout=1800)
-    assert solved.percent == 100.0, [(t.task, t.message) for t in solved.tasks]
+def test_every_blank_scores_0(master, tmp_path):
+    """A blank exercise earns nothing. (Every solution scoring 100% is checked where the solutions already run: papermill
+    executes each master with its hidden-test cells in `make test-notebooks`, and a failing hidden test fails that run;
+    the grader's own placement of those tests is covered by the fixture assignment above.)"""
     blank = grade_notebook(exercise_path(master), master, "blank", timeout=1800)
     assert blank.status == "ok" and [t.points for t in blank.tasks] == [0] * len(blank.tasks), [(t.task, t.message) for t in blank.tasks]

@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from tiny import save_tiny
 
 from ftcourse.errors import CourseError
 from ftcourse.memory import (
@@ -18,7 +19,6 @@ from ftcourse.memory import (
     track_peak,
     unpack_cpu_4bit,
 )
-from tiny import save_tiny
 
 EMBEDDING_MB = 49152 * 576 * 4 / MB  # SmolLM2-135M: vocabulary × hidden size, fp32, tied with the LM head
 
@@ -138,3 +138,14 @@ def test_make_resident_reads_memory_mapped_weights_into_ram(fresh_model):
         make_resident(fresh_model)
     # from_pretrained maps the safetensors file lazily; reading every page makes the 513 MB of weights resident
     assert mem.end_mb - mem.start_mb > 0.8 * footprint_bytes(fresh_model) / MB
+
+
+def test_a_bitsandbytes_without_the_private_unpacker_gets_a_clear_error(monkeypatch):
+    """The CPU unpacking relies on a private bitsandbytes function: if a release drops it, the error says what to do."""
+    bnbf = pytest.importorskip("bitsandbytes.functional")
+    from ftcourse.memory import _cpu_unpacker
+
+    assert callable(_cpu_unpacker())
+    monkeypatch.delattr(bnbf, "_convert_weight_packed_for_cpu_inverse")
+    with pytest.raises(CourseError, match="constraints.txt"):
+        _cpu_unpacker()

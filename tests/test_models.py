@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ftcourse.errors import CourseError
-from ftcourse.evaluate import generate
+from ftcourse.generation import generate
 from ftcourse.models import (
     SOURCE_RECORD,
     count_parameters,

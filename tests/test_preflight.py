@@ -12,9 +12,9 @@ import ftcourse.preflight as preflight
 import ftcourse.train as train
 from ftcourse.bundled import intent_records
 from ftcourse.configs import LoraSettings, TrainingSettings
-from ftcourse.data import IGNORE_INDEX, tokenize_messages
 from ftcourse.errors import CourseError
 from ftcourse.hardware import get_profile
+from ftcourse.memory import estimate_training_memory
 from ftcourse.preflight import (
     ParameterChangeCheck,
     check_eos_trained,
@@ -23,11 +23,11 @@ from ftcourse.preflight import (
     check_pad_token,
     check_sequence_length,
     check_template_parity,
-    estimate_training_memory,
     run_preflight,
     training_checks,
 )
-from ftcourse.train import collate, fine_tune, tokenize_records
+from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_messages, tokenize_records
+from ftcourse.train import fine_tune
 
 STEPS = TrainingSettings(max_steps=1, batch_size=2, gradient_accumulation_steps=1, logging_steps=1, warmup_ratio=0.0)
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from ftcourse.cli import main
 from ftcourse.errors import CourseError
 from ftcourse.notebooks import CommandLineValue, find_notebooks, parameters_of, run_many, validate_parameters
 
@@ -45,8 +44,20 @@ def notebook(tmp_path) -> Path:
     return write_notebook(tmp_path / "params.ipynb")
 
 
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ftcourse.cli", *args], capture_output=True, text=True)
+class Done:
+    """What one in-process ``ftcourse`` call returned and printed (tests/test_cli.py runs the command as a process)."""
+
+    def __init__(self, returncode: int, captured):
+        self.returncode, self.stdout, self.stderr = returncode, captured.out, captured.err
+
+
+@pytest.fixture
+def cli(capsys):
+    def call(*args: str) -> Done:
+        code = main(list(args))
+        return Done(code, capsys.readouterr())
+
+    return call
 
 
 def test_parameter_types_come_from_the_defaults(notebook):
@@ -88,7 +99,7 @@ def test_unknown_profile_is_an_error(notebook):
         validate_parameters(notebook, {"profile": "fast"})
 
 
-def test_cli_rejects_an_unknown_parameter_before_running_anything(notebook, tmp_path):
+def test_cli_rejects_an_unknown_parameter_before_running_anything(cli, notebook, tmp_path):
     out = tmp_path / "out"
     proc = cli("run", str(notebook), "--profile", "smoke", "-p", "lora_rank", "8", "--output-dir", str(out))
     assert proc.returncode == 2
@@ -96,14 +107,14 @@ def test_cli_rejects_an_unknown_parameter_before_running_anything(notebook, tmp_
     assert not out.exists()
 
 
-def test_cli_rejects_a_wrong_type_from_a_params_file(notebook, tmp_path):
+def test_cli_rejects_a_wrong_type_from_a_params_file(cli, notebook, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("lora_r: eight\n")
     proc = cli("run", str(notebook), "--profile", "smoke", "--params", str(params), "--output-dir", str(tmp_path / "out"))
     assert proc.returncode == 2 and "parameter 'lora_r' must be int" in proc.stderr
 
 
-def test_cli_runs_with_parameters_and_records_metrics(notebook, tmp_path):
+def test_cli_runs_with_parameters_and_records_metrics(cli, notebook, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("method: dora\nlora_r: 2\n")
     out = tmp_path / "out"
@@ -119,7 +130,7 @@ def test_cli_runs_with_parameters_and_records_metrics(notebook, tmp_path):
     assert summary["runs"][0]["status"] == "ok" and summary["runs"][0]["seconds"] > 0 and summary["runs"][0]["peak_rss_mb"] > 0
 
 
-def test_a_failing_notebook_fails_the_run_and_keeps_its_executed_copy(notebook, tmp_path):
+def test_a_failing_notebook_fails_the_run_and_keeps_its_executed_copy(cli, notebook, tmp_path):
     out = tmp_path / "out"
     proc = cli("run", str(notebook), "--profile", "smoke", "-p", "fail", "true", "--output-dir", str(out))
     assert proc.returncode == 1

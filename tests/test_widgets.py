@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ftcourse.evaluate import generate
+from ftcourse.generation import generate
 from ftcourse.widgets import Playground
 
 PROMPT = "Name one fruit."

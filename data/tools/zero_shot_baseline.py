@@ -20,7 +20,8 @@ import transformers
 from ftcourse.bundled import SEED, domain_texts, instruction_records, intent_splits
 from ftcourse.data import INTENT_LABELS, processed_records
 from ftcourse.errors import CourseError
-from ftcourse.evaluate import classification_metrics, classify, generate, json_metrics, perplexity
+from ftcourse.generation import classify, generate, perplexity
+from ftcourse.metrics import classification_metrics, json_metrics
 from ftcourse.fileio import write_output
 from ftcourse.hardware import detect_environment, get_profile
 from ftcourse.models import load_model, load_tokenizer

@@ -1,0 +1,191 @@
+"""Metrics on predictions and references: pure Python, no model and no torch.
+
+Classification (accuracy, per-label and macro precision/recall/F1, confusion matrix), exact match,
+ROUGE, JSON extraction scores, perplexity from summed log-likelihoods, and LLM-free checks of free answers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from ftcourse.data import normalize_text
+from ftcourse.errors import CourseError
+
+
+def accuracy(predictions: Sequence[Any], references: Sequence[Any]) -> float:
+    _same_length(predictions, references)
+    return sum(p == r for p, r in zip(predictions, references)) / len(references) if references else 0.0
+
+
+def _same_length(predictions: Sequence, references: Sequence) -> None:
+    if len(predictions) != len(references):
+        raise CourseError(f"{len(predictions)} predictions but {len(references)} references.", "evaluate the same examples you predicted.")
+
+
+def per_label_scores(predictions: Sequence[Any], references: Sequence[Any], labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per label."""
+    _same_length(predictions, references)
+    scores = {}
+    for label in labels:
+        tp = sum(p == label and r == label for p, r in zip(predictions, references))
+        fp = sum(p == label and r != label for p, r in zip(predictions, references))
+        fn = sum(p != label and r == label for p, r in zip(predictions, references))
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        scores[label] = {"precision": precision, "recall": recall, "f1": f1, "support": tp + fn}
+    return scores
+
+
+def classification_metrics(predictions: Sequence[Any], references: Sequence[Any], labels: Sequence[str]) -> dict[str, Any]:
+    """Accuracy and macro precision/recall/F1 (over labels present in the references), plus per-label scores."""
+    per_label = per_label_scores(predictions, references, labels)
+    present = [label for label in labels if per_label[label]["support"] > 0] or list(labels)
+    macro = {k: sum(per_label[label][k] for label in present) / len(present) for k in ("precision", "recall", "f1")}
+    return {
+        "accuracy": accuracy(predictions, references),
+        "precision": macro["precision"],
+        "recall": macro["recall"],
+        "f1": macro["f1"],
+        "per_label": per_label,
+        "n": len(references),
+    }
+
+
+def confusion_matrix(predictions: Sequence[Any], references: Sequence[Any], labels: Sequence[str]) -> list[list[int]]:
+    """Rows: true label; columns: predicted label, plus a last column for answers that named no label."""
+    _same_length(predictions, references)
+    index = {label: i for i, label in enumerate(labels)}
+    matrix = [[0] * (len(labels) + 1) for _ in labels]
+    for p, r in zip(predictions, references):
+        if r in index:
+            matrix[index[r]][index.get(p, len(labels))] += 1
+    return matrix
+
+
+def exact_match(predictions: Sequence[Any], references: Sequence[Any]) -> float:
+    """Share of predictions equal to their reference after lower-casing and collapsing white space."""
+    _same_length(predictions, references)
+    same = [p is not None and normalize_text(str(p)) == normalize_text(str(r)) for p, r in zip(predictions, references)]
+    return sum(same) / len(same) if same else 0.0
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _f1(overlap: int, n_pred: int, n_ref: int) -> float:
+    if not overlap:
+        return 0.0
+    precision, recall = overlap / n_pred, overlap / n_ref
+    return 2 * precision * recall / (precision + recall)
+
+
+def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev = 0
+        for j, y in enumerate(b, start=1):
+            prev, row[j] = row[j], prev + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def rouge_scores(prediction: str, reference: str) -> dict[str, float]:
+    """ROUGE-1 (word overlap) and ROUGE-L (longest common word subsequence) F1 of one answer."""
+    pred, ref = _words(prediction), _words(reference)
+    overlap = sum((Counter(pred) & Counter(ref)).values())
+    return {"rouge1": _f1(overlap, len(pred), len(ref)), "rougeL": _f1(_lcs(pred, ref), len(pred), len(ref))}
+
+
+def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Mean ROUGE-1 and ROUGE-L F1 over examples."""
+    _same_length(predictions, references)
+    scores = [rouge_scores(p, r) for p, r in zip(predictions, references)]
+    return {key: sum(s[key] for s in scores) / len(scores) if scores else 0.0 for key in ("rouge1", "rougeL")}
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object an answer holds (a surrounding Markdown code fence is allowed), else ``None``."""
+    body = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())
+    try:
+        value = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if a is None or b is None:
+        return a is b
+    return normalize_text(str(a)) == normalize_text(str(b))
+
+
+def json_field_scores(prediction: str, reference: str) -> dict[str, bool]:
+    """For each field of the reference object: does the predicted object hold the same value?"""
+    expected, got = parse_json_object(reference) or {}, parse_json_object(prediction)
+    return {key: got is not None and key in got and _same_value(got[key], value) for key, value in expected.items()}
+
+
+def json_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
+    """Valid-JSON rate, accuracy per field of the reference objects, and the share with every field right."""
+    _same_length(predictions, references)
+    rows = [json_field_scores(p, r) for p, r in zip(predictions, references)]
+    fields = list(dict.fromkeys(key for row in rows for key in row))
+    n = len(rows) or 1
+    return {
+        "valid_json": sum(parse_json_object(p) is not None for p in predictions) / n,
+        "field_accuracy": {key: sum(row.get(key, False) for row in rows) / n for key in fields},
+        "all_fields": sum(bool(row) and all(row.values()) for row in rows) / n,
+    }
+
+
+def match_label(answer: str, labels: Sequence[str]) -> str | None:
+    """The label an unconstrained answer names: an exact match, else the first label mentioned."""
+    text = answer.strip().lower()
+    for label in labels:
+        if text == label.lower():
+            return label
+    hits = [(text.find(label.lower()), label) for label in labels if label.lower() in text]
+    return min(hits)[1] if hits else None
+
+
+def label_distribution(values: Sequence[Any]) -> dict[Any, int]:
+    return dict(Counter(values).most_common())
+
+
+def generation_checks(answers: Sequence[str], labels: Sequence[str] | None = None, max_words: int = 60) -> dict[str, float]:
+    """LLM-free sanity checks of free generations: empty, label validity, length, repetition (looping).
+
+    ``repeated_trigrams``: mean share of an answer's word 3-grams that repeat an earlier one;
+    ``looping``: share of answers with a 3-gram seen three times or more.
+    """
+    def trigrams(text: str) -> list[tuple[str, ...]]:
+        words = _words(text)
+        return [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+
+    n = len(answers) or 1
+    grams = [trigrams(a) for a in answers]
+    out = {
+        "empty": sum(not a.strip() for a in answers) / n,
+        "mean_words": sum(len(_words(a)) for a in answers) / n,
+        "too_long": sum(len(_words(a)) > max_words for a in answers) / n,
+        "repeated_trigrams": sum((len(g) - len(set(g))) / len(g) if g else 0.0 for g in grams) / n,
+        "looping": sum(bool(g) and Counter(g).most_common(1)[0][1] >= 3 for g in grams) / n,
+    }
+    if labels is not None:
+        out["valid_label"] = sum(a.strip() in labels for a in answers) / n
+        out["names_a_label"] = sum(match_label(a, labels) is not None for a in answers) / n
+    return out
+
+
+
+
+
+def pooled_perplexity(per_text: Sequence[tuple[float, int]]) -> float:
+    """exp(total negative log-likelihood / total predicted tokens) over ``(nll, tokens)`` pairs."""
+    return math.exp(sum(n for n, _ in per_text) / max(1, sum(c for _, c in per_text)))
