@@ -395,7 +395,3 @@ def run_many(notebooks: list[Path], profile: str, output_dir: str | Path | None 
     total = round(sum(r.seconds for r in results), 1)
     atomic_write_json(out_dir / summary_name, {"profile": profile, "total_seconds": total, "runs": [asdict(r) for r in results]})
     return results
-
-
-def load_summary(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -48,12 +48,6 @@ def prompt_ids(tokenizer, prompt_messages: Sequence[dict[str, str]]) -> list[int
     return list(ids)
 
 
-def prompt_text(tokenizer, prompt_messages: Sequence[dict[str, str]]) -> str:
-    if uses_chat_template(tokenizer):
-        return tokenizer.apply_chat_template(list(prompt_messages), add_generation_prompt=True, tokenize=False)
-    return alpaca_prompt(prompt_messages)
-
-
 def tokenize_messages(tokenizer, messages: Sequence[dict[str, str]], max_length: int | None = None) -> dict[str, Any]:
     """Token ids and labels for one conversation: only the final assistant turn (plus EOS) is trained.
 
