@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.ftcourse-setup
 PROFILE ?= auto
+# make test runs JOBS test files / notebooks at once, each process with one thread (two processes with two threads each
+# on a 2-core machine fight over the cores); JOBS=1 runs one at a time.
+JOBS ?= 2
+PARALLEL := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 # Every notebook CI runs: all of notebooks/ (lessons and experiments/) and solutions/.
 NOTEBOOK_DIRS := $(wildcard notebooks solutions)
 # nbval re-executes papermill's executed copies and compares the cells marked # NBVAL_CHECK_OUTPUT (conftest.py skips stderr).
@@ -32,7 +36,7 @@ test: test-unit test-notebooks
 # Lint, notebook hygiene (exercises in sync with solutions/, badges, setup cells; tests/test_notebooks.py), then the unit tests.
 test-unit: setup lint
 	HF_HUB_OFFLINE=1 $(BIN)/ftcourse build --check
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests
+	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile tests
 
 # ruff: pyflakes, import order and pyupgrade over the package, scripts, tests and benchmarks (settings in pyproject.toml).
 lint: setup
@@ -42,8 +46,8 @@ lint: setup
 # memory per notebook); nbval then re-executes those copies and compares the checked cells with papermill's outputs.
 test-notebooks: setup
 	rm -rf runs/smoke
-	HF_HUB_OFFLINE=1 $(BIN)/ftcourse run $(NOTEBOOK_DIRS) --profile smoke --output-dir runs/smoke
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest $(NBVAL) runs/smoke/*.ipynb
+	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/ftcourse run $(NOTEBOOK_DIRS) --profile smoke --output-dir runs/smoke --jobs $(JOBS)
+	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python -m pytest -n $(JOBS) --dist loadscope $(NBVAL) runs/smoke/*.ipynb
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -149,3 +149,18 @@ def test_folders_expand_to_their_notebooks_and_names_must_not_clash(tmp_path):
         find_notebooks([tmp_path / "nope"])
     with pytest.raises(CourseError, match="Several notebooks are named 01_a.ipynb"):
         run_many([a, clash], "smoke", tmp_path / "out")
+
+
+def test_notebooks_run_in_parallel_keep_their_own_parameters_and_metrics(tmp_path):
+    """jobs=2: two notebooks at once, each in its own process, each recording its own metrics; one summary in input order."""
+    a = write_notebook(tmp_path / "lessons" / "01_a.ipynb")
+    b = write_notebook(tmp_path / "lessons" / "02_b.ipynb", PARAMETERS.replace("lora_r = 8", "lora_r = 16"))
+    out = tmp_path / "out"
+    runs = run_many([a, b], "smoke", out, jobs=2)
+    assert [r.status for r in runs] == ["ok", "ok"] and [Path(r.notebook).name for r in runs] == ["01_a.ipynb", "02_b.ipynb"]
+    assert json.loads((out / "01_a.metrics.json").read_text())["lora_r"] == 8
+    assert json.loads((out / "02_b.metrics.json").read_text())["lora_r"] == 16
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["jobs"] == 2 and [r["status"] for r in summary["runs"]] == ["ok", "ok"] and summary["wall_seconds"] > 0
+    with pytest.raises(CourseError, match="jobs=0 runs nothing"):
+        run_many([a], "smoke", out, jobs=0)
