@@ -145,7 +145,9 @@ def launch(module_args: Sequence[str], nproc: int = 2, printer: Callable[[str], 
             lines.append(line.rstrip("\n"))
             printer(lines[-1])
     if process.returncode:
-        raise CourseError(f"torchrun exited with code {process.returncode}: {' '.join(module_args)}", "read the log above (the first rank's error is the cause).")
+        tail = "\n".join(line for line in lines if line.strip())[-3000:]
+        raise CourseError(f"torchrun exited with code {process.returncode}: {' '.join(module_args)}\n{tail}",
+                          "the first rank's error in the log is the cause.")
     return lines
 
 
