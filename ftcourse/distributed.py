@@ -105,20 +105,20 @@ def activation_bytes(hidden: int, layers: int, heads: int, seq_length: int, batc
     return float(layers * per_layer)
 
 
-def per_gpu_memory(total_params: int, trainable_params: int, weights: str = "bf16", gpus: int = 1, zero_stage: int = 0,
+def per_gpu_memory(total_params: int, trainable_params: int, weights: str | float = "bf16", gpus: int = 1, zero_stage: int = 0,
                    activations: float = 0.0) -> dict[str, float]:
     """Bytes per GPU of weights, gradients, optimizer states and activations for LoRA-style training.
 
-    The frozen base is stored as ``weights`` (``"fp32"``, ``"bf16"``, ``"4bit"``); the ``trainable_params`` are fp32 with
+    The frozen base is stored as ``weights`` (``"fp32"``, ``"bf16"``, ``"4bit"``, or bytes per weight); the ``trainable_params`` are fp32 with
     fp32 gradients and two fp32 Adam moments. ZeRO (Rajbhandari et al. 2020) divides over ``gpus``: stage 1 the
     optimizer states, stage 2 also the gradients, stage 3 (= FSDP full shard) also the weights. Activations belong to
     each GPU's own micro-batch and are not divided.
     """
-    if weights not in WEIGHT_BYTES:
-        raise CourseError(f"Unknown weights format {weights!r}.", f"use one of: {', '.join(WEIGHT_BYTES)}.")
+    if isinstance(weights, str) and weights not in WEIGHT_BYTES:
+        raise CourseError(f"Unknown weights format {weights!r}.", f"use one of: {', '.join(WEIGHT_BYTES)}, or bytes per weight.")
     if zero_stage not in (0, 1, 2, 3) or gpus < 1:
         raise CourseError(f"zero_stage={zero_stage}, gpus={gpus} is not a setup.", "zero_stage is 0-3 and gpus >= 1.")
-    frozen = (total_params - trainable_params) * WEIGHT_BYTES[weights]
+    frozen = (total_params - trainable_params) * (WEIGHT_BYTES[weights] if isinstance(weights, str) else float(weights))
     split = {key: gpus if zero_stage >= stage else 1 for key, stage in (("optimizer", 1), ("gradients", 2), ("weights", 3))}
     return {
         "weights": (frozen + 4 * trainable_params) / split["weights"],
