@@ -26,7 +26,7 @@ def _lora_model(name: str, seed: int):
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)  # the same LoRA initialisation on every rank
-    model = load_model(name, dtype="float32")
+    model = load_model(name, dtype="float32", device_map="cpu")  # gloo on CPU processes, also on a GPU machine
     return get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"]))
 
 
