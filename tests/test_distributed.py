@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny import save_tiny
 
 from ftcourse.distributed import check_launch, launch, per_gpu_memory
 from ftcourse.errors import CourseError
 from ftcourse.train import load_run
-
-from tiny import save_tiny
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
