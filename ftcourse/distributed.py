@@ -145,7 +145,8 @@ def launch(module_args: Sequence[str], nproc: int = 2, printer: Callable[[str], 
             lines.append(line.rstrip("\n"))
             printer(lines[-1])
     if process.returncode:
-        tail = "\n".join(line for line in lines if line.strip())[-3000:]
+        errors = [line for line in lines if line.startswith(("error:", "Fix:"))]  # a script's own CourseError, if any
+        tail = "\n".join(errors or [line for line in lines if line.strip()][-30:])
         raise CourseError(f"torchrun exited with code {process.returncode}: {' '.join(module_args)}\n{tail}",
                           "the first rank's error in the log is the cause.")
     return lines

@@ -58,7 +58,7 @@ def test_fine_tune_script_under_torchrun_writes_one_run_that_loads(tmp_path):
     data.write_text("\n".join(lines) + "\n", encoding="utf-8")
     log = launch([str(ROOT / "scripts" / "fine_tune_model.py"), "--model_name_or_path", "embedded", "--dataset_path", str(data),
                   "--output_dir", str(tmp_path / "runs"), "--checkpoint_dir", str(tmp_path / "checkpoints"), "--max_steps", "2",
-                  "--batch_size", "2", "--gradient_accumulation_steps", "1", "--max_seq_length", "128", "--no_progress"],
+                  "--batch_size", "2", "--gradient_accumulation_steps", "1", "--max_seq_length", "256", "--no_progress"],
                  nproc=2, printer=_silent)
     text = "\n".join(log)
     assert "Process 0 of 2 (MULTI_CPU" in text and "Process 1 of 2 (MULTI_CPU" in text  # both ranks started and joined
