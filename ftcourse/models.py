@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ftcourse import paths
+from ftcourse.distributed import local_device_map, requested_sharding
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json, file_lock, sha256_file
 from ftcourse.hardware import detect_environment, hub_offline
@@ -210,6 +211,8 @@ def quantization_config(kind: Quantization, settings=None):
         bnb_4bit_quant_type=settings.bnb_4bit_quant_type,
         bnb_4bit_use_double_quant=settings.bnb_4bit_use_double_quant,
         bnb_4bit_compute_dtype=getattr(torch, settings.bnb_4bit_compute_dtype),
+        # FSDP and ZeRO-3 shard flat tensors of one dtype: store the packed 4-bit weights as the compute dtype (peft's QLoRA recipes)
+        **({"bnb_4bit_quant_storage": getattr(torch, settings.bnb_4bit_compute_dtype)} if requested_sharding() else {}),
     )
 
 
@@ -258,6 +261,7 @@ def load_model(
         source = _adapter_base(adapter)
     torch_dtype = default_dtype() if dtype == "auto" else (getattr(torch, dtype) if isinstance(dtype, str) else dtype)
     kwargs = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
+    device_map = device_map or local_device_map()  # under torchrun / accelerate launch: this rank's GPU
     if quantization is not None:
         kwargs["quantization_config"] = quantization_config(quantization)
         kwargs["device_map"] = device_map or ("auto" if torch.cuda.is_available() else "cpu")

@@ -37,6 +37,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ftcourse import paths
 from ftcourse.configs import LoraSettings, TrainingSettings, settings_dict
+from ftcourse.distributed import check_launch
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json
 from ftcourse.generation import cpu_autocast, model_device
@@ -110,9 +111,10 @@ class CourseTrainer(Trainer):
         if model.training:
             self.tokens["input"] += int(inputs["attention_mask"].sum())
             self.tokens["trained"] += int((labels[:, 1:] != IGNORE_INDEX).sum())
-        if not self.fast_loss or isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            outputs = model(**inputs, num_items_in_batch=num_items_in_batch)
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
+        if not self.fast_loss or self.args.world_size > 1:
+            # DDP syncs gradients and FSDP gathers weights only through the wrapped model's own forward;
+            # the Trainer's loss also scales by the number of processes
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         with self.accelerator.autocast():  # the model's own forward gets autocast from accelerate; this path calls the backbone
             loss = completion_loss(model, inputs, num_items_in_batch)
         return (loss, {"loss": loss}) if return_outputs else loss
@@ -199,20 +201,25 @@ def _use_gradient_checkpointing(requested: bool | None, model, batch_size: int, 
     return False
 
 
-def _checkpoint_dir(root: Path, run_name: str, fingerprint: str, resume: bool) -> tuple[Path, str | None]:
-    """The run's checkpoint folder and the checkpoint to resume from (None: start fresh, old checkpoints removed)."""
+def _checkpoint_dir(root: Path, run_name: str, fingerprint: str, resume: bool, main: bool = True) -> tuple[Path, str | None]:
+    """The run's checkpoint folder and the checkpoint to resume from (None: start fresh, old checkpoints removed).
+
+    Only the ``main`` process removes and reports; the other ranks of a launch call this after it.
+    """
     folder = root / run_name
     ours = (folder / CHECKPOINT_RECORD).is_file()
     if folder.is_dir() and not ours and any(folder.iterdir()):
         raise CourseError(f"{folder} exists and does not hold ftcourse checkpoints; not touching it.", "choose another run_name or checkpoint folder.")
     if not resume:
-        if ours and get_last_checkpoint(str(folder)):
+        if main and ours and get_last_checkpoint(str(folder)):
             print(f"Starting fresh: removing the earlier checkpoints in {folder} (resume=True would continue from them).")
-        shutil.rmtree(folder, ignore_errors=True)
+        if main:
+            shutil.rmtree(folder, ignore_errors=True)
         return folder, None
     last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
     if last is None:
-        print(f"No checkpoint in {folder} to resume from; starting fresh.")
+        if main:
+            print(f"No checkpoint in {folder} to resume from; starting fresh.")
         return folder, None
     recorded = _read_json(folder / CHECKPOINT_RECORD).get("fingerprint")
     if recorded != fingerprint:
@@ -220,7 +227,8 @@ def _checkpoint_dir(root: Path, run_name: str, fingerprint: str, resume: bool) -
             f"The checkpoints in {folder} belong to a run with different data or settings.",
             "resume with the same model, method, settings and data, or start fresh with resume=False.",
         )
-    print(f"Resuming from {last}")
+    if main:
+        print(f"Resuming from {last}")
     return folder, last
 
 
@@ -297,22 +305,10 @@ def fine_tune(
             model.enable_input_require_grads()
     params = count_parameters(model)
 
-    collator = data_collator or (lambda batch: collate(batch, tokenizer.pad_token_id))
     warmup_steps = max(0, round(settings.warmup_ratio * total_steps))
-    checks: list[Check] = []
-    extra: list[TrainerCallback] = []
-    if preflight:
-        checks = run_preflight(training_checks(tokenizer, train_examples, conversations, collator, model, settings.batch_size,
-                                               settings.max_seq_length, gradient_checkpointing))
-        # the first optimizer step under linear warm-up has learning rate 0: check after the first real one
-        extra.append(ParameterChangeCheck(after_steps=min(warmup_steps + 1, total_steps)))
-    extra += [*callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
-
-    ckpt_dir, last = _checkpoint_dir(ckpt_root, run_name, key, resume)
-    atomic_write_json(ckpt_dir / CHECKPOINT_RECORD, {"fingerprint": key})
     env = detect_environment()
-    args = TrainingArguments(
-        output_dir=str(ckpt_dir),
+    args = TrainingArguments(  # under a launcher this joins the process group (gloo on CPU: use_cpu)
+        output_dir=str(ckpt_root / run_name),
         per_device_train_batch_size=settings.batch_size,
         per_device_eval_batch_size=settings.batch_size * 2,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
@@ -332,6 +328,7 @@ def fine_tune(
         bf16=env.bf16,
         fp16=env.device == "cuda" and not env.bf16,
         use_cpu=env.device == "cpu",
+        ddp_find_unused_parameters=False,
         report_to=report_to,
         disable_tqdm=not progress,
         remove_unused_columns=False,
@@ -341,6 +338,21 @@ def fine_tune(
         # transformers' own length grouping (shuffled mega-batches sorted by length): little padding per batch
         train_sampling_strategy="group_by_length" if group_by_length else "random",
     )
+    main = args.process_index == 0  # one process writes folders, runs the checks and prints
+    with args.main_process_first(local=False, desc="checkpoint folder"):
+        ckpt_dir, last = _checkpoint_dir(ckpt_root, run_name, key, resume, main)
+        if main:
+            atomic_write_json(ckpt_dir / CHECKPOINT_RECORD, {"fingerprint": key})
+    collator = data_collator or (lambda batch: collate(batch, tokenizer.pad_token_id))
+    checks: list[Check] = []
+    extra: list[TrainerCallback] = []
+    if preflight and main:
+        checks = run_preflight(training_checks(tokenizer, train_examples, conversations, collator, model, settings.batch_size,
+                                               settings.max_seq_length, gradient_checkpointing))
+        # the first optimizer step under linear warm-up has learning rate 0: check after the first real one
+        extra.append(ParameterChangeCheck(after_steps=min(warmup_steps + 1, total_steps)))
+    extra += [*callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
+
     trainer = CourseTrainer(
         model=model,
         args=args,
@@ -350,27 +362,35 @@ def fine_tune(
         callbacks=extra,
         fast_loss=fast_loss and not spec.prompt_learning and spec.name != "adalora" and supports_fast_loss(model),
     )
-    if report_to == "tensorboard":
+    kind = str(trainer.accelerator.distributed_type).split(".")[-1]
+    warning = check_launch(args.world_size, kind, args.fsdp)
+    if args.world_size > 1:  # every rank says who it is: a launch that started fewer processes shows here
+        print(f"Process {args.process_index} of {args.world_size} ({kind}, {args.device}): {len(train_examples)} examples, "
+              f"batch {settings.batch_size} per process x {args.world_size} processes x {settings.gradient_accumulation_steps} accumulation steps", flush=True)
+    if warning and main:
+        print(warning)
+    if report_to == "tensorboard" and main:
         print(f"TensorBoard logs: tensorboard --logdir {ckpt_dir / 'runs'}")
     start = time.perf_counter()
     try:
         with track_peak() as peak:
             output = trainer.train(resume_from_checkpoint=last)
     except BaseException:
-        if get_last_checkpoint(str(ckpt_dir)):
+        if main and get_last_checkpoint(str(ckpt_dir)):
             print(f"Training stopped; checkpoints are in {ckpt_dir}: run again with resume=True to continue.")
         raise
     seconds = time.perf_counter() - start
     checks += [c.result for c in extra if isinstance(c, ParameterChangeCheck) and c.result is not None]
+    trained, inputs = trainer.accelerator.reduce(torch.tensor([trainer.tokens["trained"], trainer.tokens["input"]], device=args.device), "sum").tolist()
     metrics: dict[str, Any] = {
         "method": spec.name,
         "train_loss": round(output.training_loss, 4),
         "train_seconds": round(seconds, 2),
         "steps": trainer.state.global_step,
-        "trained_tokens": trainer.tokens["trained"],
-        "input_tokens": trainer.tokens["input"],
-        "trained_tokens_per_second": round(trainer.tokens["trained"] / seconds, 1) if seconds else None,
-        "input_tokens_per_second": round(trainer.tokens["input"] / seconds, 1) if seconds else None,
+        "trained_tokens": trained,  # all processes together
+        "input_tokens": inputs,
+        "trained_tokens_per_second": round(trained / seconds, 1) if seconds else None,
+        "input_tokens_per_second": round(inputs / seconds, 1) if seconds else None,
         "peak_memory_mb": peak.peak_mb,  # ftcourse.memory.track_peak over trainer.train()
         "peak_memory_source": peak.source,
         "trainable_parameters": params["trainable"],
@@ -380,6 +400,8 @@ def fine_tune(
         "bf16": env.bf16,
         "gradient_checkpointing": gradient_checkpointing,
         "checks": {c.name: c.ok for c in checks},
+        "world_size": args.world_size,
+        "distributed_type": kind,
     }
     if eval_examples:
         metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
@@ -388,7 +410,12 @@ def fine_tune(
     model.eval()
     record = {"base_model": model_name, "method": spec.name, "fingerprint": key, "lora": settings_dict(lora),
               "training": settings_dict(settings), "history": history, "finished_at": time.time()}
-    _save_run(run_dir, model, tokenizer, model_name, metrics, record)
+    # FSDP / ZeRO-3 ranks each hold a shard: gather the full weights (a collective, all ranks) before rank 0 saves
+    sharded = kind in ("FSDP", "DEEPSPEED")
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
+    if main:
+        _save_run(run_dir, model, tokenizer, model_name, metrics, record, state_dict)
+    trainer.accelerator.wait_for_everyone()  # the other ranks return once the run folder is complete
     return RunResult(run_name, spec.name, model, tokenizer, run_dir, metrics, history, checks)
 
 
@@ -534,11 +561,11 @@ def load_run(run_dir: str | Path, model: PreTrainedModel | None = None) -> RunRe
     return RunResult(run_dir.name, spec.name, trained, tokenizer, run_dir, metrics, record.get("history", []))
 
 
-def _save_run(run_dir: Path, model, tokenizer, model_name: str, metrics: dict, record: dict) -> None:
+def _save_run(run_dir: Path, model, tokenizer, model_name: str, metrics: dict, record: dict, state_dict: dict | None = None) -> None:
     if run_dir.exists():
         print(f"Replacing the earlier run in {run_dir}")
     with atomic_directory(run_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
         tokenizer.save_pretrained(tmp)
         adapter_config = tmp / "adapter_config.json"
         if adapter_config.exists():  # name the base the way the user did, so the folder is portable

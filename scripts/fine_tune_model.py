@@ -10,6 +10,11 @@ JSONL/JSON/CSV file. Settings come from ``--profile`` (sizes), then ``--config``
 (JSON files), then the flags — each overriding the one before. The run is saved to
 ``<output_dir>/<run_name>`` and its folder is printed at the end. Problems are reported as
 ``error: ...`` with exit code 2.
+
+Across processes (one run, gradients averaged, only rank 0 writes; lesson 09)::
+
+    torchrun --nproc_per_node 2 scripts/fine_tune_model.py --model_name_or_path embedded ...
+    accelerate launch --config_file configs/accelerate/ddp.yaml scripts/fine_tune_model.py ...
 """
 
 from __future__ import annotations
@@ -145,9 +150,12 @@ def main(argv: list[str] | None = None) -> int:
             train = train[: profile.n_train] if profile.n_train else train
             validation = validation[: profile.n_eval] if validation and profile.n_eval else validation
         run_name = args.run_name or slug(f"{args.peft_method}-{dataset_name}")
+        from ftcourse.distributed import world_info
         from ftcourse.train import fine_tune
 
-        print(f"Fine-tuning {model_name} with {args.peft_method} on {len(train)} examples ({args.dataset_path}) -> {Path(args.output_dir) / run_name}")
+        main_process = world_info().is_main  # under torchrun / accelerate launch only rank 0 prints and writes
+        if main_process:
+            print(f"Fine-tuning {model_name} with {args.peft_method} on {len(train)} examples ({args.dataset_path}) -> {Path(args.output_dir) / run_name}")
         result = fine_tune(
             train, model=model_name, method=args.peft_method, lora=lora, settings=training, eval_records=validation,
             run_name=run_name, output_root=args.output_dir, checkpoint_root=args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite,
@@ -156,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     except CourseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not main_process:
+        return 0
     if dataset_info:
         from ftcourse.fileio import atomic_write_json
 

@@ -71,7 +71,8 @@ def test_exercise_has_placeholders_no_hidden_tests_no_outputs_and_keeps_task_ids
 
 def test_every_master_generates_a_deterministic_exercise_with_3_to_6_tasks():
     found = masters()
-    assert [m.name[:4] for m in found] == [f"ex0{n}" for n in range(1, 8)]
+    names = [m.name[:4] for m in found]
+    assert names == sorted(names) and {f"ex0{n}" for n in range(1, 8)} <= set(names)  # later lessons add theirs
     for master in found:
         assert 3 <= len(read_tasks(master)) <= 6, master
         target = paths.project_root() / "exercises" / master.name

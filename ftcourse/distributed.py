@@ -1,0 +1,189 @@
+"""Running one training across processes (``torchrun``, ``accelerate launch``): who am I, and did the launch do what was asked.
+
+A launcher starts N copies of the same script and tells each one its place through environment
+variables (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``). The Trainer (through accelerate) then joins
+them into one process group, wraps the model in DDP (or FSDP / DeepSpeed on GPUs), gives each
+rank its shard of every batch and averages the gradients. Two silent failures are common, and
+:func:`check_launch` turns them into clear messages:
+
+* processes started but never joined (on CPU without ``use_cpu``: N independent runs);
+* FSDP or DeepSpeed requested but the run is plain DDP (accelerate only shards on GPU-like devices).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ftcourse.errors import CourseError
+
+
+@dataclass(frozen=True)
+class WorldInfo:
+    """This process's place in the launch, read from the launcher's environment variables."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def launched(self) -> bool:
+        """True when a launcher started more than one process."""
+        return self.world_size > 1
+
+
+def world_info() -> WorldInfo:
+    """Rank, local rank and world size as the launcher set them (1 process when not launched)."""
+    return WorldInfo(int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)))
+
+
+def _flag(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes")
+
+
+def requested_sharding(fsdp_option: object = None) -> str | None:
+    """``"FSDP"`` or ``"DEEPSPEED"`` when the launch (accelerate config, env or Trainer ``fsdp=``) asks for sharding, else None."""
+    if _flag("ACCELERATE_USE_DEEPSPEED"):
+        return "DEEPSPEED"
+    if _flag("ACCELERATE_USE_FSDP") or fsdp_option:
+        return "FSDP"
+    return None
+
+
+def check_launch(world_size: int, distributed_type: str, fsdp_option: object = None) -> str | None:
+    """Compare what the launcher asked for with what the Trainer set up; raise or return a warning line.
+
+    ``world_size`` and ``distributed_type`` are the Trainer's (``args.world_size``,
+    ``str(trainer.accelerator.distributed_type)``). Raises a :class:`CourseError` when a launcher
+    started N > 1 processes but each trains alone; returns a warning when sharding was requested
+    but the processes run plain data parallel (every rank holds the whole model).
+    """
+    launched = world_info().world_size
+    if launched > 1 and world_size == 1:
+        raise CourseError(
+            f"The launcher started {launched} processes, but each one trains alone (world size 1): {launched} independent runs, not one.",
+            "on CPU set TrainingArguments(use_cpu=True) or ACCELERATE_USE_CPU=true (fine_tune does this when no GPU is found).",
+        )
+    wanted = requested_sharding(fsdp_option)
+    kind = distributed_type.split(".")[-1]
+    if wanted and kind != wanted:
+        return (f"Warning: {wanted} was requested but the run is {kind} (plain data parallel, every rank holds the whole model): "
+                f"accelerate shards only on GPU-like devices. Sharding runs on the GPU workflow; see lesson 09.")
+    return None
+
+
+def local_device_map() -> dict[str, int] | None:
+    """``{"": local_rank}`` under a multi-process launch with CUDA (each rank loads its own copy on its own GPU), else None.
+
+    Without it, ``device_map="auto"`` spreads one copy over all GPUs in every process, and the
+    Trainer treats the model as model-parallel instead of data-parallel.
+    """
+    import torch
+
+    info = world_info()
+    return {"": info.local_rank} if info.launched and torch.cuda.is_available() else None
+
+
+# ---------------------------------------------------------------- memory per GPU (lesson 09's table)
+
+#: Bytes per stored weight: NF4 with double quantization is 4.127 bits per parameter (QLoRA, Dettmers et al. 2023).
+WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "4bit": 4.127 / 8}
+
+
+def activation_bytes(hidden: int, layers: int, heads: int, seq_length: int, batch_size: int, checkpointing: bool = False) -> float:
+    """Activations kept for backward in 16-bit, per GPU: ``s·b·h·(34 + 5·a·s/h)`` per layer, or ``2·s·b·h`` per layer
+    with full recomputation (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models")."""
+    per_layer = 2 * seq_length * batch_size * hidden if checkpointing else seq_length * batch_size * hidden * (34 + 5 * heads * seq_length / hidden)
+    return float(layers * per_layer)
+
+
+def per_gpu_memory(total_params: int, trainable_params: int, weights: str | float = "bf16", gpus: int = 1, zero_stage: int = 0,
+                   activations: float = 0.0) -> dict[str, float]:
+    """Bytes per GPU of weights, gradients, optimizer states and activations for LoRA-style training.
+
+    The frozen base is stored as ``weights`` (``"fp32"``, ``"bf16"``, ``"4bit"``, or bytes per weight); the ``trainable_params`` are fp32 with
+    fp32 gradients and two fp32 Adam moments. ZeRO (Rajbhandari et al. 2020) divides over ``gpus``: stage 1 the
+    optimizer states, stage 2 also the gradients, stage 3 (= FSDP full shard) also the weights. Activations belong to
+    each GPU's own micro-batch and are not divided.
+    """
+    if isinstance(weights, str) and weights not in WEIGHT_BYTES:
+        raise CourseError(f"Unknown weights format {weights!r}.", f"use one of: {', '.join(WEIGHT_BYTES)}, or bytes per weight.")
+    if zero_stage not in (0, 1, 2, 3) or gpus < 1:
+        raise CourseError(f"zero_stage={zero_stage}, gpus={gpus} is not a setup.", "zero_stage is 0-3 and gpus >= 1.")
+    frozen = (total_params - trainable_params) * (WEIGHT_BYTES[weights] if isinstance(weights, str) else float(weights))
+    split = {key: gpus if zero_stage >= stage else 1 for key, stage in (("optimizer", 1), ("gradients", 2), ("weights", 3))}
+    return {
+        "weights": (frozen + 4 * trainable_params) / split["weights"],
+        "gradients": 4 * trainable_params / split["gradients"],
+        "optimizer": 8 * trainable_params / split["optimizer"],
+        "activations": float(activations),
+    }
+
+
+# ---------------------------------------------------------------- launching and FSDP2
+
+
+def launch(module_args: Sequence[str], nproc: int = 2, printer: Callable[[str], None] = print, env: dict[str, str] | None = None) -> list[str]:
+    """Run ``torchrun --nproc_per_node nproc`` on ``module_args`` (a script path or ``-m module`` and its arguments),
+    streaming its output line by line; return the lines. Raises a :class:`CourseError` when it fails.
+
+    One thread per process (``OMP_NUM_THREADS=1``) unless ``env`` says otherwise.
+    """
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port", str(_free_port()), *module_args]
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    lines = []
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=environment) as process:
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            printer(lines[-1])
+    if process.returncode:
+        errors = [line for line in lines if line.startswith(("error:", "Fix:"))]  # a script's own CourseError, if any
+        tail = "\n".join(errors or [line for line in lines if line.strip()][-30:])
+        raise CourseError(f"torchrun exited with code {process.returncode}: {' '.join(module_args)}\n{tail}",
+                          "the first rank's error in the log is the cause.")
+    return lines
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def fsdp2_shard(model) -> int:
+    """FSDP2 as accelerate's TRANSFORMER_BASED_WRAP does it: ``fully_shard`` each decoder layer, then the root.
+
+    Needs an initialised process group. Every parameter becomes a DTensor of which this rank keeps ``1/world``
+    (dimension 0); returns the number of decoder layers sharded.
+    """
+    from torch.distributed.fsdp import fully_shard
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(base, "_no_split_modules", None) or ())
+    layers = [m for m in model.modules() if type(m).__name__ in names]
+    if not layers:
+        raise CourseError(f"{type(base).__name__} names no decoder layer class (_no_split_modules).", "shard a transformers model, or wrap its layers yourself.")
+    for layer in layers:
+        fully_shard(layer)
+    fully_shard(model)
+    return len(layers)
+
+
+def local_numel(model, name_filter: str = "lora_") -> tuple[int, int]:
+    """(values this rank stores, values in the whole model) of the parameters whose name contains ``name_filter``."""
+    from torch.distributed.tensor import DTensor
+
+    mine = whole = 0
+    for name, p in model.named_parameters():
+        if name_filter in name:
+            whole += p.numel()
+            mine += p.to_local().numel() if isinstance(p, DTensor) else p.numel()
+    return mine, whole
