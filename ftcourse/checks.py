@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import re
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 
 class CheckFailed(AssertionError):
@@ -24,14 +26,60 @@ class CheckFailed(AssertionError):
         super().__init__(f"{what} Hint: {hint}")
 
 
+class CheckerError(RuntimeError):
+    """The check itself failed (a fault in the checker or the course, not in the learner's answer)."""
+
+
 def expect(condition: object, what: str, hint: str) -> None:
     """Raise :class:`CheckFailed` unless ``condition`` holds."""
     if not condition:
         raise CheckFailed(what, hint)
 
 
+def call_learner(func: Callable, *args, name: str = "your function", **kwargs):
+    """Call the learner's ``func``; an exception it raises becomes a :class:`CheckFailed` (the learner's fault)."""
+    try:
+        return func(*args, **kwargs)
+    except (CheckFailed, NotImplementedError):
+        raise
+    except Exception as exc:
+        raise CheckFailed(f"`{name}` raised {type(exc).__name__}: {exc}",
+                          "run it on the small example of the task yourself; the task gives its arguments and what it returns.") from None
+
+
+def _code_names(code) -> set[str]:
+    names = set(code.co_names) | set(code.co_varnames) | set(code.co_freevars)
+    for const in code.co_consts:
+        if inspect.iscode(const):
+            names |= _code_names(const)
+    return names
+
+
+def uses_helper(func: Callable, helpers: dict[str, object]) -> str | None:
+    """The name of a helper (name -> object) that ``func`` calls, directly, under another name or as an attribute."""
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return None
+    names = _code_names(code)
+    scope = {**getattr(func, "__globals__", {}), **inspect.getclosurevars(func).nonlocals}
+    for helper, obj in helpers.items():
+        if helper in names or (obj is not None and any(scope.get(n) is obj for n in names if n in scope)):
+            return helper
+    return None
+
+
+def forbid_helpers(func: Callable, name: str, helpers: dict[str, object], why: str) -> None:
+    """Fail when the learner's ``func`` hands the task to one of the course's ``helpers``."""
+    used = uses_helper(func, helpers)
+    expect(used is None, f"`{name}` calls `{used}`, the course's helper for this very task.", why)
+
+
 class SelfCheck:
-    """A task's check: call it for a ✓/✗ line; ``.verify(...)`` returns the message or raises :class:`CheckFailed`."""
+    """A task's check: call it for a ✓/✗ line; ``.verify(...)`` returns the message or raises.
+
+    :class:`CheckFailed` means the answer is wrong (its hint is for the learner);
+    :class:`CheckerError` means the check itself failed and says nothing about the answer.
+    """
 
     def __init__(self, func: Callable[..., str]):
         functools.update_wrapper(self, func)
@@ -41,7 +89,18 @@ class SelfCheck:
         self.signature = inspect.signature(func).replace(return_annotation=inspect.Signature.empty)
 
     def verify(self, *args, **kwargs) -> str:
-        return self.func(*args, **kwargs)
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise CheckFailed(f"the check was called with the wrong arguments ({exc}).",
+                              f"pass what the task asks for: {self.func.__name__}{self.signature}") from None
+        try:
+            return self.func(*args, **kwargs)
+        except (CheckFailed, NotImplementedError):
+            raise
+        except Exception as exc:
+            raise CheckerError(f"{self.label}: the checker itself failed ({type(exc).__name__}: {exc}). "
+                               "This says nothing about your answer; please tell your instructor.") from exc
 
     def __call__(self, *args, **kwargs) -> None:
         try:
@@ -50,9 +109,8 @@ class SelfCheck:
             print(f"✗ {self.label}: {exc.what}\n  Hint: {exc.hint}")
         except NotImplementedError:
             print(f"✗ {self.label}: not answered yet.\n  Hint: replace `raise NotImplementedError()` with your code.")
-        except Exception as exc:  # a wrong kind of argument: explain instead of a traceback
-            print(f"✗ {self.label}: the check could not run ({type(exc).__name__}: {exc}).\n"
-                  f"  Hint: pass what the task asks for: {self.func.__name__}{self.signature}")
+        except CheckerError as exc:
+            print(f"⚠ {exc}")
         else:
             print(f"✓ {self.label}: {message}")
 
@@ -113,23 +171,45 @@ EX01_MESSY_RECORDS = [
 _EX01_INVALID, _EX01_CLEAN = (3, 4, 6, 7), (0, 2, 5, 8)
 
 
+#: A second messy dataset the check of exercise 01, task 2 runs the learner's function on.
+_EX01_HIDDEN_MESSY = [
+    {"text": "My parcel never came.", "label": "order_status"},
+    {"text": "Update my card, the old one expired.", "label": "payment_update"},
+    {"text": "MY PARCEL   never came.", "label": "order_status"},  # duplicate of the first (case, spaces)
+    {"text": "I can't log in to my account.", "label": "account_access"},
+    {"text": "", "label": "billing_issue"},  # empty text
+    {"text": "I can't log in to my account.", "label": "talk_to_human"},  # same message, other label: still a duplicate
+    {"text": "Refund for order 88, please.", "label": "refund"},  # unknown label
+    {"text": "Move my delivery to 5 Elm Street.", "label": "change_address"},
+]
+_EX01_HIDDEN_CLEAN = (0, 1, 3, 7)
+
+
 @self_check
-def check_ex01_task2(clean) -> str:
-    """``clean``: the valid records of EX01_MESSY_RECORDS, first copy of each duplicate kept, in order."""
+def check_ex01_task2(clean_records) -> str:
+    """``clean_records(records)``: the valid records, first copy of each (normalised) message kept, in order."""
     from ftcourse.data import normalize_text
 
-    want = [EX01_MESSY_RECORDS[i] for i in _EX01_CLEAN]
-    expect(isinstance(clean, list), f"`clean` is a {type(clean).__name__}, not a list of records.", "collect the records you keep in a list.")
-    invalid = [r for r in clean if r in [EX01_MESSY_RECORDS[i] for i in _EX01_INVALID]]
-    expect(not invalid, f"`clean` keeps an invalid record: {invalid[0]!r}." if invalid else "",
-           "drop records that ftcourse.data.validate_record(record, 'classification', line, INTENT_LABELS) finds problems in.")
-    keys = [normalize_text(r["text"]) for r in clean]
-    expect(len(keys) == len(set(keys)), "`clean` keeps two copies of the same message.",
-           "messages that differ only in case or spaces are duplicates: compare ftcourse.data.normalize_text(text), keep the first.")
-    missing = [r for r in want if r not in clean]
-    expect(not missing, f"`clean` lost a valid record: {missing[0]!r}." if missing else "", "keep every valid record; of duplicates keep the first.")
-    expect(clean == want, "`clean` has the right records, but not in their original order.", "keep the records in the order of the data.")
-    return f"kept {len(clean)} of {len(EX01_MESSY_RECORDS)} records ({len(_EX01_INVALID)} invalid and 2 duplicates dropped)."
+    expect(callable(clean_records), "`clean_records` is not a function.", "define def clean_records(records): ... returning a list.")
+    for records, keep in ((EX01_MESSY_RECORDS, _EX01_CLEAN), (_EX01_HIDDEN_MESSY, _EX01_HIDDEN_CLEAN)):
+        want = [records[i] for i in keep]
+        clean = call_learner(clean_records, [dict(r) for r in records], name="clean_records")
+        expect(isinstance(clean, list), f"`clean_records` returns a {type(clean).__name__}, not a list of records.", "collect the records you keep in a list.")
+        where = "on a hidden messy set" if records is _EX01_HIDDEN_MESSY else "on EX01_MESSY_RECORDS"
+        foreign = [r for r in clean if r not in records]
+        expect(not foreign, f"{where}, your result holds records that are not in its input, e.g. {foreign[0]!r}." if foreign else "",
+               "clean the records you are given: a list copied from the printout fits one dataset only.")
+        keys = [normalize_text(r["text"]) if isinstance(r.get("text"), str) else r.get("text") for r in clean if isinstance(r, dict)]
+        expect(len(keys) == len(set(keys)), f"{where}, your result keeps two copies of one message.",
+               "messages that differ only in case or spaces are duplicates, whatever their label: compare ftcourse.data.normalize_text(text), keep the first.")
+        invalid = [r for r in clean if r not in want]
+        expect(not invalid, f"{where}, your result keeps an invalid record: {invalid[0]!r}." if invalid else "",
+               "drop records that ftcourse.data.validate_record(record, 'classification', line, INTENT_LABELS) finds problems in.")
+        missing = [r for r in want if r not in clean]
+        expect(not missing, f"{where}, your result lost a valid record: {missing[0]!r}." if missing else "",
+               "keep every valid record; of duplicates keep the first (the later copy may be the one with a typo'd label).")
+        expect(clean == want, "your result has the right records, but not in their original order.", "keep the records in the order of the data.")
+    return f"kept {len(_EX01_CLEAN)} of {len(EX01_MESSY_RECORDS)} records here and {len(_EX01_HIDDEN_CLEAN)} of {len(_EX01_HIDDEN_MESSY)} on a hidden set."
 
 
 @self_check
@@ -159,14 +239,17 @@ def check_ex01_task4(completion_only, tokenizer) -> str:
     """``completion_only(tokenizer, messages)`` -> {"input_ids", "labels"} with the prompt masked by -100."""
     from ftcourse.bundled import intent_splits
     from ftcourse.data import INTENT_LABELS, to_messages
-    from ftcourse.tokenization import IGNORE_INDEX, tokenize_messages
+    from ftcourse.tokenization import IGNORE_INDEX, tokenize_messages, tokenize_records
 
     expect(callable(completion_only), "`completion_only` is not a function.", "define def completion_only(tokenizer, messages): ...")
+    forbid_helpers(completion_only, "completion_only", {"tokenize_messages": tokenize_messages, "tokenize_records": tokenize_records},
+                   "this task is to write the masking yourself: prompt ids from prompt_ids, the answer's ids and EOS, "
+                   "then -100 for every prompt position.")
     records = intent_splits()["validation"].records[:3]
     for record in records:
         messages = to_messages(record, "classification", INTENT_LABELS)
         want = tokenize_messages(tokenizer, messages)
-        got = completion_only(tokenizer, messages)
+        got = call_learner(completion_only, tokenizer, messages, name="completion_only")
         expect(isinstance(got, dict) and {"input_ids", "labels"} <= set(got), "completion_only must return a dict with 'input_ids' and 'labels'.",
                "return {'input_ids': ids, 'labels': labels}.")
         ids, labels = list(got["input_ids"]), list(got["labels"])
@@ -175,10 +258,16 @@ def check_ex01_task4(completion_only, tokenizer) -> str:
                "ids = prompt_ids(tokenizer, messages[:-1]) + the answer's ids (add_special_tokens=False) + [tokenizer.eos_token_id].")
         trained = [lbl for lbl in labels if lbl != IGNORE_INDEX]
         expect(trained, "every label is -100: nothing would be trained.", "keep the answer's tokens (and EOS) as labels.")
+        expect(labels[:-1] != want["labels"][1:], "your labels are shifted one position to the left of the tokens.",
+               "labels line up with input_ids: do not shift them yourself (the model shifts labels by one inside its loss).")
         expect(labels[-1] == tokenizer.eos_token_id, "the last label is not EOS: the model would never learn to stop.",
                "append tokenizer.eos_token_id to the ids and keep it in the labels.")
-        expect(labels == want["labels"], "the prompt is not masked exactly: some prompt token is trained, or an answer token is masked.",
-               "set the label of every prompt token to -100 and keep the answer's ids (and EOS) as labels.")
+        first = next(i for i, lbl in enumerate(want["labels"]) if lbl != IGNORE_INDEX)
+        shifted = labels[:first] != want["labels"][:first] or labels[first] != want["labels"][first]
+        expect(labels == want["labels"], "the prompt is not masked exactly: " + (
+            "the boundary is off by one (the last prompt token is trained, or the first answer token masked)." if shifted
+            else "some answer token is masked or some prompt token trained."),
+               "labels = [-100] * len(prompt) + answer ids: do not shift them yourself (the model shifts labels by one inside its loss).")
     return f"prompt masked, answer + EOS trained on {len(records)} hidden examples."
 
 
@@ -201,35 +290,115 @@ def check_ex01_task5(tokenizer, max_seq_length) -> str:
     return f"the longest training example has {longest} tokens; max_seq_length={want} truncates none."
 
 
+def ex01_buggy_collate(examples, pad_id):
+    """Exercise 01, task 6: the collator of a run whose model never learned to stop. Do not fix it here."""
+    width = max(len(e["input_ids"]) for e in examples)
+    input_ids = [list(e["input_ids"]) + [pad_id] * (width - len(e["input_ids"])) for e in examples]
+    labels = [list(e["labels"]) + [pad_id] * (width - len(e["labels"])) for e in examples]
+    labels = [[-100 if t == pad_id else t for t in row] for row in labels]  # "ignore the padding"
+    attention_mask = [[int(t != pad_id) for t in row] for row in input_ids]
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+def _as_rows(value) -> list[list[int]]:
+    return value.tolist() if hasattr(value, "tolist") else [list(row) for row in value]
+
+
+@self_check
+def check_ex01_task6(collate, tokenizer) -> str:
+    """``collate(examples, pad_id)``: right-padded input_ids, attention_mask and labels; EOS stays trained when pad == eos."""
+    from ftcourse.bundled import intent_splits
+    from ftcourse.data import INTENT_LABELS, to_messages
+    from ftcourse.tokenization import IGNORE_INDEX, tokenize_messages
+    from ftcourse.tokenization import collate as course_collate
+
+    expect(callable(collate), "`collate` is not a function.", "define def collate(examples, pad_id): ...")
+    forbid_helpers(collate, "collate", {"collate": course_collate},
+                   "write the padding yourself: it is the point of this debugging task.")
+    pad = tokenizer.pad_token_id
+    expect(pad == tokenizer.eos_token_id, "this tokenizer's pad token is not its EOS token; the task is about the case where they are equal.",
+           "use the exercise's tokenizer (load_tokenizer(P.model)).")
+    examples = [tokenize_messages(tokenizer, to_messages(r, "classification", INTENT_LABELS)) for r in intent_splits()["test"].records[:4]]
+    examples = [{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples]
+    want = course_collate(examples, pad, pad_to_multiple_of=1)
+    got = call_learner(collate, [dict(e) for e in examples], pad, name="collate")
+    expect(isinstance(got, dict) and {"input_ids", "attention_mask", "labels"} <= set(got),
+           "`collate` must return a dict with 'input_ids', 'attention_mask' and 'labels'.", "return all three, one row per example.")
+    ids, mask, labels = (_as_rows(got[k]) for k in ("input_ids", "attention_mask", "labels"))
+    expect(ids == _as_rows(want["input_ids"]), "the padded input_ids are wrong (padded on the left, or to another width).",
+           "pad on the right to the longest example of the batch: training pads right, generation pads left.")
+    rows = [e["labels"] for e in examples]
+    eos_masked = any(row[len(e) - 1] == IGNORE_INDEX for row, e in zip(labels, rows))
+    expect(not eos_masked, "the label of the final EOS token is -100: the model is never taught to stop — the bug of the given collator.",
+           "pad == eos here, so 'mask every pad token' also masks the real EOS. Build the labels from the lengths: "
+           "copy each example's own labels, then -100 only in the padding positions.")
+    trained_pad = any(lbl != IGNORE_INDEX for row, e in zip(labels, rows) for lbl in row[len(e):])
+    expect(not trained_pad, "padding positions have labels other than -100: the model would be trained to emit padding.",
+           "the labels of the padding positions must be -100.")
+    expect(labels == _as_rows(want["labels"]), "some label inside an example changed.", "copy each example's labels unchanged before padding.")
+    expect(mask == _as_rows(want["attention_mask"]), "the attention_mask is wrong: "
+           + ("it hides the real EOS token." if any(m[len(e) - 1] == 0 for m, e in zip(mask, rows)) else "it does not mark exactly the real tokens."),
+           "build the mask from the lengths (1 for each real token, EOS included; 0 for padding), not from `ids != pad_id`.")
+    return f"EOS stays trained and padding is ignored on {len(examples)} hidden examples with pad == eos (id {pad})."
+
+
 # ---------------------------------------------------------------- ex03 · evaluation
 
 
 _F1_CASES = [
-    (["a", "b", "a", "c"], ["a", "b", "b", "c"], ["a", "b", "c"]),
-    (["a", None, "b", "b", "c"], ["a", "a", "b", "c", "c"], ["a", "b", "c"]),
-    (["x", "x", "x", "y"], ["x", "y", "z", "y"], ["x", "y", "z", "w"]),
+    (["a", "b", "a", "c"], ["a", "b", "b", "c"]),
+    (["a", None, "b", "b", "c"], ["a", "a", "b", "c", "c"]),
+    (["x", "x", "z", "y"], ["x", "y", "x", "y"]),  # z is predicted but never a reference
+    (["a", "b", "b"], ["a", "a", "a"]),  # b likewise
 ]
+
+
+def _mean_f1(predictions, references, labels) -> float:
+    """Mean over ``labels`` of F1 = 2tp / (2tp + fp + fn) (0 without a true positive)."""
+    scores = []
+    for label in labels:
+        tp = sum(p == label == r for p, r in zip(predictions, references))
+        fp = sum(p == label != r for p, r in zip(predictions, references))
+        fn = sum(r == label != p for p, r in zip(predictions, references))
+        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    return sum(scores) / len(scores)
+
+
+def macro_f1_reference(predictions, references) -> float:
+    """The course's macro F1: scikit-learn's ``f1_score(average="macro")`` over the labels in references ∪ predictions.
+
+    A ``None`` prediction (no label named) is wrong and is not a label; F1 is 0 when precision + recall is 0.
+    """
+    return _mean_f1(predictions, references, sorted(set(references) | {p for p in predictions if p is not None}))
 
 
 @self_check
 def check_ex03_task1(macro_f1) -> str:
-    """``macro_f1(predictions, references, labels)``: mean F1 over the labels present in the references."""
-    from ftcourse.metrics import classification_metrics
+    """``macro_f1(predictions, references)``: mean F1 over the labels in references ∪ predictions (scikit-learn's macro F1)."""
+    from ftcourse.metrics import classification_metrics, per_label_scores
 
-    expect(callable(macro_f1), "`macro_f1` is not a function.", "define def macro_f1(predictions, references, labels): ...")
-    for predictions, references, labels in _F1_CASES:
-        want = classification_metrics(predictions, references, labels)["f1"]
-        got = macro_f1(list(predictions), list(references), list(labels))
-        expect(isinstance(got, (int, float)) and _close(float(got), want, 1e-6),
-               f"macro_f1({predictions}, {references}, {labels}) = {got}; want {want:.4f}.",
-               "per label: precision = tp/(tp+fp), recall = tp/(tp+fn), F1 = 2PR/(P+R) (0 when P+R = 0); "
-               "average over the labels that occur in the references only; a None prediction is simply wrong.")
-    return f"matches ftcourse.metrics on {len(_F1_CASES)} hidden cases (None predictions and absent labels included)."
+    expect(callable(macro_f1), "`macro_f1` is not a function.", "define def macro_f1(predictions, references): ...")
+    forbid_helpers(macro_f1, "macro_f1", {"classification_metrics": classification_metrics, "per_label_scores": per_label_scores, "f1_score": None},
+                   "count tp, fp and fn per label yourself; that is the exercise.")
+    for predictions, references in _F1_CASES:
+        want = macro_f1_reference(predictions, references)
+        got = call_learner(macro_f1, list(predictions), list(references), name="macro_f1")
+        expect(isinstance(got, (int, float)), f"macro_f1 returns a {type(got).__name__}, not a number.", "return the mean F1 as a float.")
+        refs_only = [lbl for lbl in dict.fromkeys(references)]
+        hint = ("per label: precision = tp/(tp+fp), recall = tp/(tp+fn), F1 = 2PR/(P+R) (0 when P+R = 0); "
+                "average over every label in references ∪ predictions; a None prediction is wrong and is not a label.")
+        if any(p is not None and p not in references for p in predictions) and _close(float(got), _mean_f1(predictions, references, refs_only), 1e-6):
+            hint = ("you average over the labels of the references only. A label the model predicts but nobody asked for still has "
+                    "false positives, and scikit-learn's macro F1 (the course's definition) counts it, with F1 = 0.")
+        elif _close(float(got), sum(p == r for p, r in zip(predictions, references)) / len(references), 1e-6) and not _close(want, float(got), 1e-6):
+            hint = "that is accuracy (= micro F1). Macro F1 computes F1 per label and averages the labels equally. " + hint
+        expect(_close(float(got), want, 1e-6), f"macro_f1({predictions}, {references}) = {got}; want {want:.4f}.", hint)
+    return f"matches scikit-learn's macro F1 on {len(_F1_CASES)} hidden cases (None predictions and labels nobody asked for included)."
 
 
 @self_check
 def check_ex03_task2(model, tokenizer, predictions, metrics, P) -> str:
-    """``predictions``: constrained labels of the base model on the profile's test split; ``metrics``: their classification_metrics."""
+    """``predictions``: constrained labels of the base model on the profile's test split; ``metrics``: {"accuracy", "macro_f1"} of them."""
     from ftcourse.bundled import intent_records
     from ftcourse.data import INTENT_LABELS
     from ftcourse.generation import classify
@@ -243,13 +412,18 @@ def check_ex03_task2(model, tokenizer, predictions, metrics, P) -> str:
     expect(all(p in INTENT_LABELS for p in predictions), "some predictions are not intent labels.",
            "constrain generation to the label set: classify(model, tokenizer, prompts, INTENT_LABELS) (constrained=True).")
     want = accuracy(predictions, references)
-    expect(isinstance(metrics, dict) and _close(metrics.get("accuracy", -1), want, 1e-9),
-           f"metrics['accuracy'] does not match your predictions (want {want:.3f}).",
-           "metrics = classification_metrics(predictions, references, INTENT_LABELS), references in the same order.")
+    expect(isinstance(metrics, dict) and {"accuracy", "macro_f1"} <= set(metrics), "`metrics` should be a dict with 'accuracy' and 'macro_f1'.",
+           "metrics = {'accuracy': ..., 'macro_f1': macro_f1(predictions, references)}.")
+    expect(_close(float(metrics["accuracy"]), want, 1e-9), f"metrics['accuracy'] is {metrics['accuracy']}; your predictions' accuracy is {want:.3f}.",
+           "the share of predictions equal to their reference, references in test order.")
+    f1 = macro_f1_reference(predictions, references)
+    expect(_close(float(metrics["macro_f1"]), f1, 1e-6), f"metrics['macro_f1'] is {metrics['macro_f1']}; your predictions' macro F1 is {f1:.3f}.",
+           "use your task-1 macro_f1 on (predictions, references) — a zero-shot model predicts labels that no test example has, "
+           "and they count.")
     again = classify(model, tokenizer, [r["messages"][:-1] for r in test[:2]], INTENT_LABELS, progress=False)
     expect(again == predictions[:2], "re-classifying the first two test examples gives different labels than your predictions.",
            "predict with the base model, the prompts without the answer (r['messages'][:-1]), in test order.")
-    return f"zero-shot accuracy {want:.2f} and macro F1 {metrics['f1']:.2f} on {len(test)} test examples (re-checked on 2)."
+    return f"zero-shot accuracy {want:.2f} and macro F1 {f1:.2f} on {len(test)} test examples (re-checked on 2)."
 
 
 _CONFUSION_CASES = [
@@ -282,12 +456,16 @@ _PPL_TEXTS = [
 @self_check
 def check_ex03_task4(my_perplexity, model, tokenizer) -> str:
     """``my_perplexity(model, tokenizer, text)``: exp(mean next-token loss) of the text's tokens followed by EOS."""
-    from ftcourse.generation import perplexity
+    from ftcourse.generation import perplexity, text_nll
 
     expect(callable(my_perplexity), "`my_perplexity` is not a function.", "define def my_perplexity(model, tokenizer, text): ...")
+    forbid_helpers(my_perplexity, "my_perplexity", {"perplexity": perplexity, "text_nll": text_nll},
+                   "compute it from the model's loss yourself: exp(model(input_ids=ids, labels=ids).loss).")
     for text in _PPL_TEXTS:
         want = perplexity(model, tokenizer, [text], progress=False)
-        got = float(my_perplexity(model, tokenizer, text))
+        got = call_learner(my_perplexity, model, tokenizer, text, name="my_perplexity")
+        expect(isinstance(got, (int, float)) or hasattr(got, "item"), f"my_perplexity returns a {type(got).__name__}.", "return a float.")
+        got = float(got)
         expect(_close(got, want, 0.02), f"my_perplexity gives {got:.2f} on a hidden text; want {want:.2f} (within 2%).",
                "ids = text's tokens (add_special_tokens=False) + [eos]; loss = model(input_ids=ids, labels=ids).loss "
                "(the model shifts labels itself); perplexity = exp(loss). A value near exp(loss)^2 or off by a lot means a double shift.")
@@ -298,47 +476,95 @@ def check_ex03_task4(my_perplexity, model, tokenizer) -> str:
 def check_ex03_task5(bootstrap_ci) -> str:
     """``bootstrap_ci(correct, n_boot=2000, seed=0)``: a 95% percentile-bootstrap interval (low, high) of accuracy."""
     expect(callable(bootstrap_ci), "`bootstrap_ci` is not a function.", "define def bootstrap_ci(correct, n_boot=2000, seed=0): ...")
+
+    def ci(correct, n_boot, seed):
+        got = call_learner(bootstrap_ci, list(correct), n_boot=n_boot, seed=seed, name="bootstrap_ci")
+        expect(isinstance(got, (tuple, list)) and len(got) == 2, f"bootstrap_ci returns {got!r}, not (low, high).", "return a tuple (low, high).")
+        return float(got[0]), float(got[1])
+
     small = [True] * 70 + [False] * 30
-    large = small * 4
-    low, high = (float(v) for v in bootstrap_ci(small, n_boot=2000, seed=0))
+    low, high = ci(small, 2000, 0)
     expect(low <= 0.7 <= high, f"the interval ({low:.3f}, {high:.3f}) does not contain the accuracy 0.70.",
            "resample the list with replacement n_boot times, take each sample's mean, return the 2.5th and 97.5th percentiles.")
-    expect(0.12 <= high - low <= 0.24, f"for 100 examples at 70% the interval is {high - low:.3f} wide; a 95% interval is about 0.18.",
+    expect(0.16 <= high - low <= 0.21, f"for 100 examples at 70% the interval is {high - low:.3f} wide; a 95% interval is about 0.18.",
            "take the 2.5th and 97.5th percentiles of the resampled accuracies (not the standard deviation, not 5/95).")
     wide = high - low
-    low4, high4 = (float(v) for v in bootstrap_ci(large, n_boot=2000, seed=0))
+    low4, high4 = ci(small * 4, 2000, 0)
     expect(0.35 <= (high4 - low4) / wide <= 0.7, f"with 4x the examples the interval should be about half as wide; it went from {wide:.3f} to {high4 - low4:.3f}.",
            "resample the given list itself (same size as the data), not a fixed number of items.")
-    expect(tuple(bootstrap_ci(large, n_boot=20, seed=3)) == tuple(bootstrap_ci(large, n_boot=20, seed=3)),
-           "two calls with the same seed give different intervals.",
+    expect(ci(small * 4, 20, 3) == ci(small * 4, 20, 3), "two calls with the same seed give different intervals.",
            "draw from a generator seeded with `seed` (random.Random(seed) or numpy.random.default_rng(seed)).")
-    expect(tuple(float(v) for v in bootstrap_ci([True] * 20, n_boot=200, seed=1)) == (1.0, 1.0),
-           "all-correct data must give the interval (1.0, 1.0).", "compute accuracies of the resamples directly.")
-    return f"100 examples at 70%: [{low:.3f}, {high:.3f}]; 4x the data halves the width ({high4 - low4:.3f})."
+    skewed = [True] * 19 + [False]
+    low_s, high_s = ci(skewed, 2000, 0)
+    expect(high_s <= 1.0, f"for 19 of 20 correct your interval reaches {high_s:.3f}, above 100% accuracy.",
+           "that is the normal-approximation (Wald) formula p ± 1.96·sqrt(p(1-p)/n), which the task does not ask for: near 0 or 1 "
+           "it leaves [0, 1]. Resample instead: no resampled accuracy can exceed 1.")
+    seeds = {ci([True] * 30 + [False] * 20, 40, seed) for seed in range(6)}
+    expect(len(seeds) > 1, "six different seeds give exactly the same interval: your function does not resample.",
+           "a formula (e.g. Wald's p ± 1.96·sqrt(p(1-p)/n)) ignores n_boot and seed. The bootstrap draws n_boot resamples "
+           "with replacement from a generator seeded with `seed`, so with few resamples the seed shows.")
+    expect(ci([True] * 20, 200, 1) == (1.0, 1.0), "all-correct data must give the interval (1.0, 1.0).", "compute accuracies of the resamples directly.")
+    return f"100 examples at 70%: [{low:.3f}, {high:.3f}]; 4x the data halves the width ({high4 - low4:.3f}); 19/20: [{low_s:.2f}, {high_s:.2f}]."
+
+
+def paired_difference_ci(correct_a, correct_b, n_boot: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of accuracy(B) - accuracy(A), resampling examples (pairs) with ``random.Random(seed)``."""
+    import random
+
+    rng = random.Random(seed)
+    n = len(correct_a)
+    diffs = sorted(sum(correct_b[i] - correct_a[i] for i in (rng.randrange(n) for _ in range(n))) / n for _ in range(n_boot))
+    return diffs[int(0.025 * n_boot)], diffs[int(0.975 * n_boot) - 1]
+
+
+def _paired_case(n: int, both: int, only_a: int, only_b: int) -> tuple[list[bool], list[bool]]:
+    """A and B right together on ``both`` examples, A alone on ``only_a``, B alone on ``only_b``, both wrong on the rest."""
+    a = [True] * both + [True] * only_a + [False] * only_b
+    b = [True] * both + [False] * only_a + [True] * only_b
+    rest = n - len(a)
+    return a + [False] * rest, b + [False] * rest
+
+
+#: (n, both right, only A right, only B right) -> the verdict of the course's rule.
+_COMPARE_CASES = [((100, 70, 0, 8), "B"), ((50, 30, 1, 3), "no clear difference"), ((200, 120, 20, 4), "A")]
+
+
+@self_check
+def check_ex03_task6(compare_models) -> str:
+    """``compare_models(correct_a, correct_b, n_boot=2000, seed=0)`` -> ("A" | "B" | "no clear difference", (low, high))."""
+    expect(callable(compare_models), "`compare_models` is not a function.", "define def compare_models(correct_a, correct_b, n_boot=2000, seed=0): ...")
+    for (n, both, only_a, only_b), want in _COMPARE_CASES:
+        a, b = _paired_case(n, both, only_a, only_b)
+        got = call_learner(compare_models, list(a), list(b), n_boot=2000, seed=0, name="compare_models")
+        expect(isinstance(got, (tuple, list)) and len(got) == 2 and got[0] in ("A", "B", "no clear difference"),
+               f"compare_models returns {got!r}.", 'return (verdict, (low, high)) with verdict "A", "B" or "no clear difference".')
+        verdict, interval = got
+        acc_a, acc_b = sum(a) / n, sum(b) / n
+        low, high = paired_difference_ci(a, b)
+        case = f"A {acc_a:.2f} vs B {acc_b:.2f} on {n} examples ({only_a + only_b} disagreements)"
+        if verdict != want and want == "no clear difference":
+            hint = ("a higher accuracy on a small test set is not yet a better model: decide from the interval of the difference, "
+                    "and only when it excludes 0.")
+        elif verdict != want:
+            hint = ("the two models answer the SAME examples, so compare them pair by pair: resample example indices, and compute "
+                    "accuracy(B) - accuracy(A) on each resample. Two separate intervals that overlap do not show that there is no difference.")
+        else:
+            hint = ""
+        expect(verdict == want, f"{case}: you say {verdict!r}; the paired bootstrap of the difference gives [{low:+.3f}, {high:+.3f}], so {want!r}.", hint)
+        lo, hi = (float(v) for v in interval)
+        expect(abs(lo - low) <= 0.03 and abs(hi - high) <= 0.03, f"{case}: your interval [{lo:+.3f}, {hi:+.3f}] is far from the paired bootstrap's [{low:+.3f}, {high:+.3f}].",
+               "interval of accuracy(B) - accuracy(A): resample indices i with replacement, take the mean of b[i] - a[i]; 2.5th and 97.5th percentiles.")
+    return f"right on {len(_COMPARE_CASES)} hidden comparisons, including one where the separate intervals overlap but the paired one excludes 0."
 
 
 # ---------------------------------------------------------------- ex02 · LoRA configuration and training
 
 
-def _meta_copy(model):
-    """An empty (meta-device) model of the same architecture: adapters can be counted on it without memory."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(base.config)
-
-
 def _peft_trainable(model, method: str, settings=None) -> int:
-    """Trainable parameters PEFT gives ``method`` with ``settings`` on ``model``'s architecture."""
-    from peft import get_peft_model
+    """Trainable parameters PEFT gives ``method`` with ``settings`` on ``model``'s architecture (counted on a weightless copy)."""
+    from ftcourse.comparison import peft_parameter_count
 
-    from ftcourse.models import count_parameters
-    from ftcourse.peft_methods import build_peft_config
-
-    meta = _meta_copy(model)
-    return count_parameters(get_peft_model(meta, build_peft_config(method, meta, settings)))["trainable"]
+    return int(peft_parameter_count(model, method, settings)["trainable"])
 
 
 def _targets(config) -> set[str]:
@@ -373,16 +599,23 @@ def check_ex02_task1(lora_model) -> str:
 @self_check
 def check_ex02_task2(lora_parameter_count, model) -> str:
     """``lora_parameter_count(model, r, target_modules)``: LoRA's trainable parameters, computed from the layer shapes."""
+    from peft import LoraConfig, get_peft_model, inject_adapter_in_model
+
     from ftcourse.configs import LoraSettings
-    from ftcourse.peft_methods import linear_layer_names
+    from ftcourse.models import count_parameters, weightless_copy
+    from ftcourse.peft_methods import build_peft_config, linear_layer_names
 
     expect(callable(lora_parameter_count), "`lora_parameter_count` is not a function.",
            "define def lora_parameter_count(model, r, target_modules): ...")
+    forbid_helpers(lora_parameter_count, "lora_parameter_count",
+                   {"get_peft_model": get_peft_model, "inject_adapter_in_model": inject_adapter_in_model, "LoraConfig": LoraConfig,
+                    "build_peft_config": build_peft_config, "count_parameters": count_parameters},
+                   "predict the count from the layer shapes alone (in_features, out_features, r): building the adapter and counting is what the check does.")
     cases = [(8, ["q_proj", "v_proj"]), (4, ["q_proj", "k_proj", "v_proj", "o_proj"]), (2, ["gate_proj", "up_proj", "down_proj"])]
-    cases = [c for c in cases if set(c[1]) <= set(linear_layer_names(_meta_copy(model)))]
+    cases = [c for c in cases if set(c[1]) <= set(linear_layer_names(weightless_copy(model)))]
     for r, targets in cases:
         want = _peft_trainable(model, "lora", LoraSettings(r=r, target_modules=targets))
-        got = lora_parameter_count(_meta_copy(model), r, list(targets))
+        got = call_learner(lora_parameter_count, weightless_copy(model), r, list(targets), name="lora_parameter_count")
         expect(got == want, f"lora_parameter_count(model, r={r}, {targets}) = {got}; PEFT trains {want:,}.",
                "for every nn.Linear whose name ends with a target: A is r x in_features and B is out_features x r, "
                "so it adds r * (in_features + out_features); sum over all layers (every block has its own).")
@@ -487,6 +720,53 @@ def check_ex02_task5(reloaded, result, tokenizer) -> str:
     return f"{len(loaded)} adapter tensors reloaded exactly; the adapter moves the base model's logits by up to {effect:.2f}."
 
 
+#: Exercise 02, task 6: the settings of a LoRA run on the intent data that did not learn.
+EX02_BROKEN_LORA = {"r": 8, "lora_alpha": 16, "target_modules": ["lm_head"]}
+EX02_BROKEN_TRAINING = {"learning_rate": 2e-5, "max_seq_length": 32}
+#: What the learner may name as causes in exercise 02, task 6.
+EX02_SETTINGS = ("r", "lora_alpha", "target_modules", "learning_rate", "max_seq_length", "batch_size", "max_steps")
+_EX02_CAUSES = {"target_modules", "learning_rate", "max_seq_length"}
+_EX02_WHY = {
+    "learning_rate": "2e-5 is a full fine-tuning rate (and TRL's SFTConfig default); LoRA's B starts at zero and needs a rate about "
+                     "100x higher: this course uses 2e-3 on its 135M model, the QLoRA paper 2e-4/1e-4 on 7B-65B models.",
+    "max_seq_length": "32 tokens cut every example before its answer: all labels are -100, nothing is trained (the loss is 0 or NaN).",
+    "target_modules": "lm_head is the output layer: LoRA there cannot change how the model reads the message, and the embedded model "
+                      "ties it to the input embeddings. Adapt the attention (and MLP) projections inside the blocks.",
+}
+
+
+@self_check
+def check_ex02_task6(causes, fixed_lora, fixed_training, model, tokenizer, P) -> str:
+    """``causes``: the settings that broke the run; ``fixed_lora``/``fixed_training``: LoraSettings/TrainingSettings that learn."""
+    from ftcourse.bundled import intent_records
+    from ftcourse.configs import LoraSettings, TrainingSettings
+    from ftcourse.models import weightless_copy
+    from ftcourse.peft_methods import get_method, linear_layer_names
+    from ftcourse.tokenization import tokenize_messages
+
+    expect(isinstance(causes, (set, list, tuple)) and set(causes) <= set(EX02_SETTINGS),
+           f"`causes` should be a set of names from EX02_SETTINGS; got {causes!r}.", f"pick from {list(EX02_SETTINGS)}.")
+    missed, blamed = _EX02_CAUSES - set(causes), set(causes) - _EX02_CAUSES
+    expect(not missed, f"the run has {len(_EX02_CAUSES)} faults; you did not name {sorted(missed)[0]!r}." if missed else "",
+           _EX02_WHY[sorted(missed)[0]] if missed else "")
+    expect(not blamed, f"{sorted(blamed)[0]!r} is fine in this run." if blamed else "", "change only what breaks it: the other settings are the lesson's defaults.")
+    expect(isinstance(fixed_lora, LoraSettings) and isinstance(fixed_training, TrainingSettings),
+           "`fixed_lora` must be a LoraSettings and `fixed_training` a TrainingSettings.",
+           "fixed_lora = LoraSettings(...); fixed_training = settings_from_profile(P, learning_rate=..., max_seq_length=...).")
+    targets = _targets(fixed_lora)
+    blocks = {n for n in linear_layer_names(weightless_copy(model)) if n != "lm_head"}
+    expect(targets == {"all-linear"} or (targets and targets <= blocks),
+           f"fixed_lora targets {sorted(targets)}.", _EX02_WHY["target_modules"] + f" Names here: {sorted(blocks)}.")
+    expect((fixed_lora.r, fixed_lora.lora_alpha) == (EX02_BROKEN_LORA["r"], EX02_BROKEN_LORA["lora_alpha"]),
+           f"fixed_lora changed r/lora_alpha to {fixed_lora.r}/{fixed_lora.lora_alpha}.", "keep r=8, lora_alpha=16: they were not the problem.")
+    rate = get_method("lora").learning_rate if fixed_training.learning_rate is None else fixed_training.learning_rate
+    expect(1e-4 <= rate <= 5e-3, f"learning rate {rate:g} is outside the range where LoRA learns in a short run (1e-4 to 5e-3).", _EX02_WHY["learning_rate"])
+    longest = max(len(tokenize_messages(tokenizer, r["messages"])["input_ids"]) for r in intent_records(P)["train"])
+    expect(fixed_training.max_seq_length >= longest, f"max_seq_length={fixed_training.max_seq_length} still cuts the longest training example "
+           f"({longest} tokens) — and with it the answer.", _EX02_WHY["max_seq_length"] + " Measure the longest example (exercise 01, task 5).")
+    return f"all three faults named and fixed: LoRA on {sorted(targets)}, learning rate {rate:g}, max_seq_length {fixed_training.max_seq_length} ≥ {longest}."
+
+
 # ---------------------------------------------------------------- ex04 · QLoRA and memory
 
 
@@ -549,6 +829,39 @@ def check_ex04_task4(result) -> str:
     footprint = result.model.get_memory_footprint() / 2**20
     return (f"QLoRA r={config['r']}: loss {losses[0]:.2f} → {losses[-1]:.2f}, {result.metrics['trainable_parameters']:,} trainable "
             f"parameters on a {footprint:.0f} MB 4-bit base.")
+
+
+#: Bytes per parameter of the model being trained (exercise 04, task 5): full fine-tuning with mixed-precision AdamW
+#: (16-bit weights and gradients, fp32 master weights and two Adam states: ZeRO paper), LoRA on a 16-bit frozen base,
+#: QLoRA on an NF4 base with double quantization (about 4.127 bits per parameter: QLoRA paper). Adapter states are ignored.
+EX04_BYTES_PER_PARAM = {"full": 16.0, "lora": 2.0, "qlora": 4.127 / 8}
+EX04_USABLE = 0.8  # the share of GPU memory for weights and optimizer states; the rest for activations and the runtime
+_EX04_CASES = [((135e6, 8), "full"), ((1.7e9, 24), "lora"), ((7e9, 24), "lora"), ((7e9, 17), "lora"), ((7e9, 14), "qlora"),
+               ((70e9, 80), "qlora"), ((70e9, 24), "none")]
+
+
+def _ex04_choice(n_params: float, gpu_gib: float) -> str:
+    return next((m for m in ("full", "lora", "qlora") if n_params * EX04_BYTES_PER_PARAM[m] <= EX04_USABLE * gpu_gib * 2**30), "none")
+
+
+@self_check
+def check_ex04_task5(choose_method) -> str:
+    """``choose_method(n_params, gpu_gib)``: "full", "lora", "qlora" or "none" — the least approximation that fits."""
+    expect(callable(choose_method), "`choose_method` is not a function.", "define def choose_method(n_params, gpu_gib): ...")
+    for (n, gib), want in _EX04_CASES:
+        got = call_learner(choose_method, n, gib, name="choose_method")
+        need = {m: n * b / 2**30 for m, b in EX04_BYTES_PER_PARAM.items()}
+        hint = ("try each method in order full → lora → qlora and take the first whose weights and optimizer states "
+                "(n_params × EX04_BYTES_PER_PARAM[method] bytes) fit in EX04_USABLE × gpu_gib GiB; 'none' if none fits.")
+        if got == "full" and want != "full":
+            hint = "full fine-tuning needs 16 bytes per parameter (gradients and Adam states too), not just the 2 or 4 of the weights. " + hint
+        elif got != want and _ex04_choice(n, gib / EX04_USABLE) == got:
+            hint = "keep 20% of the GPU free (EX04_USABLE = 0.8): activations, the CUDA context and fragmentation need it. " + hint
+        elif got != want:
+            hint = "a GiB is 2**30 bytes (GPU memory is quoted in GiB), not 1e9. " + hint if _ex04_choice(n * 2**30 / 1e9, gib) == got else hint
+        expect(got == want, f"choose_method({n:.3g}, {gib}) = {got!r}; want {want!r} (full {need['full']:.1f}, LoRA {need['lora']:.1f}, "
+               f"QLoRA {need['qlora']:.1f} GiB vs {EX04_USABLE * gib:.1f} GiB usable).", hint)
+    return f"right on {len(_EX04_CASES)} hidden (model, GPU) pairs, from a 135M model on 8 GiB to 70B on 24 GiB."
 
 
 # ---------------------------------------------------------------- ex05 · prompt methods
@@ -623,13 +936,48 @@ def check_ex05_task4(nearest_tokens, model, tokenizer) -> str:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     matrix = base.get_input_embeddings().weight.detach().float().cpu()
     ids = _init_token_ids(tokenizer, 16)
-    noisy = matrix[ids] * 3.0 + 1e-3 * torch.randn(len(ids), matrix.shape[1], generator=torch.Generator().manual_seed(0))
     want = [tokenizer.decode([i]) for i in ids]
-    got = list(nearest_tokens(noisy, matrix, tokenizer))
-    expect(got == want, f"for 16 (scaled) embeddings of EX05_INIT_TEXT's tokens you return {got[:4]}…; want {want[:4]}….",
-           "normalise both sides to unit length (cosine similarity), take the argmax over the vocabulary per row, "
-           "and decode each id with tokenizer.decode([id]).")
+    noise = 1e-3 * torch.randn(len(ids), matrix.shape[1], generator=torch.Generator().manual_seed(0))
+    boosted = matrix.clone()
+    boosted[int(matrix.norm(dim=-1).argmin())] *= 400  # one very long vocabulary vector: a dot product prefers it
+    for name, queries, vocab in (("scaled up", matrix[ids] * 3.0 + noise, matrix), ("scaled down", matrix[ids] * 0.05 + noise * 0.01, matrix),
+                                 ("next to a very long vocabulary vector", matrix[ids] + noise, boosted)):
+        got = call_learner(nearest_tokens, queries.clone(), vocab.clone(), tokenizer, name="nearest_tokens")
+        got = list(got)
+        expect(got == want, f"for 16 embeddings of EX05_INIT_TEXT's tokens ({name}) you return {got[:4]}…; want {want[:4]}….",
+               "normalise both sides to unit length (cosine similarity: direction only — a dot product favours long vectors and a "
+               "distance favours short ones), take the argmax over the vocabulary per row, and decode each id with tokenizer.decode([id]).")
     return "recovers the initialisation text's tokens from their (scaled) embeddings."
+
+
+_EX05_HIDDEN_TABLE = {"a": {"trainable": 5_000, "accuracy": 0.55}, "b": {"trainable": 40_000, "accuracy": 0.80},
+                      "c": {"trainable": 30_000, "accuracy": 0.80}, "d": {"trainable": 900_000, "accuracy": 0.93}}
+_EX05_HIDDEN_CASES = [(1_000_000, "d"), (50_000, "c"), (10_000, "a"), (1_000, None)]
+
+
+def _ex05_choice(table: dict, budget: int):
+    fits = [m for m, row in table.items() if row["trainable"] <= budget]
+    return min(fits, key=lambda m: (-table[m]["accuracy"], table[m]["trainable"])) if fits else None
+
+
+@self_check
+def check_ex05_task5(choose_method, table) -> str:
+    """``choose_method(table, max_trainable)``: the most accurate method within the budget (ties: fewer parameters), or None."""
+    expect(callable(choose_method), "`choose_method` is not a function.", "define def choose_method(table, max_trainable): ...")
+    cases = [(table, b, _ex05_choice(table, b)) for b in (100_000, 10_000, 1_000_000)] + [(_EX05_HIDDEN_TABLE, b, w) for b, w in _EX05_HIDDEN_CASES]
+    for rows, budget, want in cases:
+        got = call_learner(choose_method, {m: dict(r) for m, r in rows.items()}, budget, name="choose_method")
+        best = max(rows, key=lambda m: rows[m]["accuracy"])
+        if got is not None and got in rows and rows[got]["trainable"] > budget:
+            hint = f"{got} trains {rows[got]['trainable']:,} parameters, over the budget: filter by the budget first, then pick."
+        elif got == min(rows, key=lambda m: rows[m]["trainable"]) != want:
+            hint = "the smallest method is not the best one that fits: among those within the budget, take the most accurate."
+        elif got in rows and want in rows and rows[got]["accuracy"] == rows[want]["accuracy"]:
+            hint = "on a tie in accuracy take the method with fewer trainable parameters (smaller adapter, less to store and serve)."
+        else:
+            hint = f"keep the methods with trainable ≤ max_trainable, then the highest accuracy (ties: fewer parameters); None if none fits (the best overall is {best})."
+        expect(got == want, f"with a budget of {budget:,} trainable parameters you choose {got!r}; want {want!r}.", hint)
+    return f"right on {len(cases)} budgets; with 1M trainable parameters the table says {_ex05_choice(table, 1_000_000)}."
 
 
 # ---------------------------------------------------------------- ex06 · domain adaptation
@@ -684,15 +1032,53 @@ def check_ex06_task2(ppl_before, model, tokenizer) -> str:
     return f"the base model finds the product docs {want['domain'] / want['general']:.1f}× as surprising as general text."
 
 
+def _norm_words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def _shingles(text: str, n: int) -> set[tuple[str, ...]]:
+    words = _norm_words(text)
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def _leaks(texts, heldout, n: int = 13) -> list[int]:
+    """Indices of ``texts`` that share a run of ``n`` words (case and punctuation ignored) with a held-out text."""
+    held = set().union(*(_shingles(h, n) for h in heldout)) if heldout else set()
+    return [i for i, t in enumerate(texts) if _shingles(t, n) & held]
+
+
 @self_check
-def check_ex06_task3(result) -> str:
-    """``result``: LoRA trained on the domain corpus as plain text (every token trained), packed into blocks."""
+def check_ex06_task3(result, train_records) -> str:
+    """``result``: LoRA trained, packed, on ``train_records`` ({"text": ...}); none of them from the held-out documents."""
+    from ftcourse.bundled import domain_texts
+    from ftcourse.configs import LoraSettings, TrainingSettings
+    from ftcourse.train import RUN_RECORD, run_fingerprint
+
+    expect(isinstance(train_records, list) and train_records and all(isinstance(r, dict) and isinstance(r.get("text"), str) for r in train_records),
+           "`train_records` should be the list of {'text': ...} records you trained on.",
+           "continued pre-training trains on plain text: train_records = [{'text': t} for t in ...].")
+    leaked = _leaks([r["text"] for r in train_records], domain_texts()["heldout"])
+    expect(not leaked, f"{len(leaked)} of your training records contain held-out text: the perplexity you measure next would reward memorising it.",
+           "train on texts['train'] only: the held-out documents exist to measure what the model learned about the domain, "
+           "and a model that has seen them looks better than it is.")
     _trained_adapter(result, "lora", loss_must_drop=False)
+    record = json.loads((Path(result.run_dir) / RUN_RECORD).read_text())
+
+    def fingerprint(packing: bool) -> str:
+        return run_fingerprint(record["base_model"], "lora", LoraSettings(**record["lora"]), TrainingSettings(**record["training"]),
+                               train_records, packing, None)
+
+    if record.get("fingerprint") != fingerprint(True):
+        expect(record.get("fingerprint") != fingerprint(False), "the run was trained on these records without packing: short documents were padded.",
+               "pass packing=True to fine_tune: documents are joined (EOS between them) and cut into full blocks, no padding.")
+        expect(False, "`result` was not trained on `train_records` (its run fingerprint does not match them).",
+               "pass the same list to fine_tune and to the check; do not change it in between.")
     metrics = result.metrics
     share = metrics["trained_tokens"] / max(metrics["input_tokens"], 1)
     expect(share > 0.9, f"only {metrics['trained_tokens']:,} of {metrics['input_tokens']:,} input tokens were trained.",
            "continued pre-training trains every token: pass records {'text': ...}, not chat messages.")
-    return f"{metrics['steps']} steps over {metrics['input_tokens']:,} tokens, {100 * share:.0f}% of them trained (all but each block's first)."
+    return (f"{metrics['steps']} steps over {metrics['input_tokens']:,} tokens, packed, {100 * share:.0f}% of them trained; "
+            "no held-out text in the training data.")
 
 
 @self_check
@@ -707,6 +1093,40 @@ def check_ex06_task4(ppl_before, ppl_after, forgetting, result, tokenizer) -> st
            "forgetting = ppl_after['general'] / ppl_before['general'] (above 1: general text got harder).")
     return (f"domain perplexity {ppl_before['domain']:.1f} → {want['domain']:.1f}; general {ppl_before['general']:.1f} → "
             f"{want['general']:.1f} (×{forgetting:.3f}).")
+
+
+#: Exercise 06, task 5: a shared run of this many words counts as leaked text (GPT-3's contamination analysis used 13-grams).
+EX06_SHINGLE = 13
+_EX06_HELD = ["The HubOS bridge restarts itself at 3 a.m. every Sunday to apply updates, and your automations resume within a minute.",
+              "To pair a new sensor, hold its button for five seconds until the light blinks blue, then choose Add device in the app."]
+_EX06_TRAIN = [
+    "Lights can be grouped into rooms; a room can be switched on and off as one.",  # clean
+    "FAQ: TO PAIR A NEW SENSOR, HOLD ITS BUTTON FOR FIVE SECONDS UNTIL THE LIGHT BLINKS BLUE, THEN CHOOSE ADD DEVICE IN THE APP!",  # case
+    "Release notes. The HubOS bridge restarts itself at 3 a.m. every Sunday to apply updates. Other fixes: faster start-up.",  # a sentence
+    "Every Sunday the bridge checks for updates, and it may restart.",  # similar words, no shared run of 8: clean
+    _EX06_HELD[0],  # an exact copy
+    "Hold the button to reset a sensor; the light blinks red while it resets.",  # clean
+]
+
+
+@self_check
+def check_ex06_task5(remove_leaks) -> str:
+    """``remove_leaks(train_texts, heldout_texts, n=EX06_SHINGLE)``: the training texts sharing no run of n words with a held-out text."""
+    expect(callable(remove_leaks), "`remove_leaks` is not a function.", "define def remove_leaks(train_texts, heldout_texts, n=13): ...")
+    leaks = set(_leaks(_EX06_TRAIN, _EX06_HELD, EX06_SHINGLE))
+    want = [t for i, t in enumerate(_EX06_TRAIN) if i not in leaks]
+    got = call_learner(remove_leaks, list(_EX06_TRAIN), list(_EX06_HELD), n=EX06_SHINGLE, name="remove_leaks")
+    expect(isinstance(got, list), f"`remove_leaks` returns a {type(got).__name__}, not a list of texts.", "return the training texts you keep, in order.")
+    kept_leaks = [t for t in got if t in _EX06_TRAIN and _EX06_TRAIN.index(t) in leaks]
+    if kept_leaks:
+        hint = ("an exact-match test misses leaks: held-out text is often copied with other case or punctuation, or as one sentence "
+                "inside a longer document. Compare runs of n words, lower-cased, punctuation dropped (re.findall(r'\\w+', text.lower())).")
+        expect(False, f"you keep a training text that contains held-out text: {kept_leaks[0][:60]!r}…", hint)
+    dropped = [t for t in want if t not in got]
+    expect(not dropped, f"you drop a clean training text: {dropped[0][:60]!r}…" if dropped else "",
+           "sharing a few words is not a leak (every text about one product does): drop a text only when it shares a run of n words.")
+    expect(got == want, "your result has the right texts but in another order, or extra ones.", "keep the clean training texts in their order.")
+    return f"removes the {len(leaks)} leaked texts of a hidden corpus (an exact copy, a changed-case copy, one copied sentence) and keeps the clean ones."
 
 
 # ---------------------------------------------------------------- ex07 · merging
@@ -777,6 +1197,8 @@ def check_ex07_task4(merge_weight) -> str:
     from peft import LoraConfig, inject_adapter_in_model
 
     expect(callable(merge_weight), "`merge_weight` is not a function.", "define def merge_weight(weight, lora_A, lora_B, alpha, r): ...")
+    forbid_helpers(merge_weight, "merge_weight", {"get_delta_weight": None, "merge_and_unload": None, "merge": None},
+                   "write the formula with the tensors you are given: W + (alpha / r) · B @ A.")
     for r, alpha, shape in ((4, 8, (24, 40)), (2, 16, (40, 12))):
         torch.manual_seed(r)
         module = torch.nn.Sequential()
@@ -784,12 +1206,52 @@ def check_ex07_task4(merge_weight) -> str:
         layer = inject_adapter_in_model(LoraConfig(r=r, lora_alpha=alpha, target_modules=["proj"], init_lora_weights=False), module).proj
         weight, a, b = layer.base_layer.weight.detach(), layer.lora_A["default"].weight.detach(), layer.lora_B["default"].weight.detach()
         want = weight + layer.get_delta_weight("default").detach()
-        got = merge_weight(weight.clone(), a.clone(), b.clone(), alpha, r)
+        got = call_learner(merge_weight, weight.clone(), a.clone(), b.clone(), alpha, r, name="merge_weight")
         expect(isinstance(got, torch.Tensor) and got.shape == want.shape, f"for a {tuple(shape)} layer you return shape {getattr(got, 'shape', None)}.",
                "B @ A has the weight's shape (out_features, in_features).")
         expect(torch.allclose(got, want, atol=1e-5), f"for r={r}, alpha={alpha} your merged weight differs from PEFT's by {float((got - want).abs().max()):.3f}.",
-               "W + (alpha / r) * B @ A — B is (out, r), A is (r, in).")
+               "W + (alpha / r) * B @ A — B is (out, r), A is (r, in)." + (" You used alpha * r or alpha alone: the scale is alpha / r."
+               if any(torch.allclose(got, weight + f * (b @ a), atol=1e-5) for f in (alpha * r, alpha, 1.0)) else ""))
     return "matches PEFT's merge on 2 hidden layers: W' = W + (alpha / r) · B A."
+
+
+#: Exercise 07, task 5: how a colleague's inference code built its prompts (the adapter was trained on the chat template).
+def ex07_broken_prompt_ids(tokenizer, message: str) -> list[int]:
+    """The prompt of the colleague's inference code: plain text, no chat template. Do not fix it here."""
+    from ftcourse.data import INTENT_LABELS, classification_instruction
+
+    return tokenizer(f"{classification_instruction(INTENT_LABELS)}\n\nMessage: {message}\nIntent:")["input_ids"]
+
+
+_EX07_MESSAGES = ["My blender arrived with a cracked jug.", "How do I change the email on my account?", "Where is order 9912?"]
+
+
+@self_check
+def check_ex07_task5(inference_ids, tokenizer) -> str:
+    """``inference_ids(tokenizer, message)``: the prompt ids the intent adapter saw in training, for a new message."""
+    from ftcourse.data import INTENT_LABELS, to_messages
+    from ftcourse.generation import encode_prompt
+    from ftcourse.tokenization import prompt_ids, tokenize_messages
+
+    expect(callable(inference_ids), "`inference_ids` is not a function.", "define def inference_ids(tokenizer, message): ...")
+    forbid_helpers(inference_ids, "inference_ids", {"prompt_ids": prompt_ids, "encode_prompt": encode_prompt, "tokenize_messages": tokenize_messages},
+                   "build it with tokenizer.apply_chat_template yourself: the point is to see what training used.")
+    for message in _EX07_MESSAGES:
+        want = prompt_ids(tokenizer, to_messages({"text": message, "label": INTENT_LABELS[0]}, "classification", INTENT_LABELS)[:-1])
+        got = call_learner(inference_ids, tokenizer, message, name="inference_ids")
+        got = list(got["input_ids"] if isinstance(got, dict) else got)
+        text, target = tokenizer.decode(got), tokenizer.decode(want)
+        if "<|im_start|>" not in text:
+            hint = "the adapter was trained on the chat template: build the prompt with tokenizer.apply_chat_template, not plain text."
+        elif "SmolLM" in text and "SmolLM" not in target:
+            hint = ("without a system message the template inserts its default one ('You are a helpful AI assistant named SmolLM…'); "
+                    "training used the classification instruction as the system message (classification_instruction(INTENT_LABELS)).")
+        elif target.startswith(text):
+            hint = "the prompt stops before the assistant's turn: pass add_generation_prompt=True so the model answers instead of continuing the user."
+        else:
+            hint = "use the same messages as training: system = classification_instruction(INTENT_LABELS), user = the message, add_generation_prompt=True."
+        expect(got == want, f"for {message!r} your prompt differs from the training prompt ({len(got)} vs {len(want)} tokens).", hint)
+    return f"the inference prompt equals the training prompt on {len(_EX07_MESSAGES)} hidden messages."
 
 
 # ================================================================ ex09 · scaling out (lesson 09) — start

@@ -75,12 +75,13 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from ftcourse.class_report import summary_paths
     from ftcourse.grading import feedback_dir, grade_folder
 
     out = Path(args.out or f"grades/{Path(args.assignment).stem.split('_')[0]}.csv")
     grades = grade_folder(args.submissions, args.assignment, out, args.profile, args.timeout, args.overwrite,
                           _params(args.param, args.params))
-    print(f"graded {len(grades)} submission(s): {out}; feedback in {feedback_dir(out)}/")
+    print(f"graded {len(grades)} submission(s): {out}; feedback in {feedback_dir(out)}/; class summary in {summary_paths(out)[0]} (+ .png)")
     return 0
 
 

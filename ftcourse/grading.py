@@ -28,6 +28,7 @@ import nbformat
 
 from ftcourse import paths
 from ftcourse.build import CHECK_NAME, Task, find_master, is_hidden, read_tasks, task_of
+from ftcourse.class_report import CHECKER_FAULT, summary_paths, write_class_summary
 from ftcourse.errors import CourseError
 from ftcourse.fileio import write_output
 from ftcourse.notebooks import kernel_name, strip_outputs, validate_parameters
@@ -200,6 +201,8 @@ def _short(text: str) -> str:
 
 def _failure(reply: dict[str, Any]) -> str:
     name, value = reply.get("ename", "Error"), _short(reply.get("evalue", ""))
+    if name == "CheckerError":
+        return f"{CHECKER_FAULT} (not a verdict on your answer; your instructor will look at it): {value}"
     return value if name == "CheckFailed" else f"{name}: {value}"
 
 
@@ -320,7 +323,7 @@ def feedback_dir(out: Path) -> Path:
 
 def grade_folder(folder: str | Path, assignment: str, out: str | Path, profile: str = "smoke", timeout: int = 900,
                  overwrite: bool = False, params: dict[str, Any] | None = None) -> list[Grade]:
-    """Grade every submission in ``folder``; write ``out`` (CSV) and ``<out>_feedback/<student>.md``."""
+    """Grade every submission in ``folder``; write ``out`` (CSV), ``<out>_feedback/<student>.md`` and the class summary."""
     master = find_master(assignment)
     tasks = read_tasks(master)
     assignment_id = master.name.split("_")[0]
@@ -329,7 +332,7 @@ def grade_folder(folder: str | Path, assignment: str, out: str | Path, profile: 
     found = submissions(Path(folder), assignment_id)
     out = Path(out)
     feedback = {s: feedback_dir(out) / f"{_safe_name(s)}.md" for s in found}
-    existing = [p for p in [out, *feedback.values()] if p.exists()]
+    existing = [p for p in [out, *feedback.values(), *summary_paths(out)] if p.exists()]
     if existing and not overwrite:
         raise CourseError(f"{', '.join(map(str, existing[:3]))} already exist(s); not overwriting grades.",
                           "pass --overwrite to replace them, or choose another --out.")
@@ -341,4 +344,5 @@ def grade_folder(folder: str | Path, assignment: str, out: str | Path, profile: 
         write_output(feedback[student], feedback_markdown(grade, assignment_id), overwrite=True)
         grades.append(grade)
     write_output(out, csv_text(grades, tasks), overwrite=True)
+    write_class_summary(out, assignment_id, grades, tasks)
     return grades

@@ -187,3 +187,40 @@ def test_every_blank_scores_0(master, tmp_path):
     the grader's own placement of those tests is covered by the fixture assignment above.)"""
     blank = grade_notebook(exercise_path(master), master, "blank", timeout=1800)
     assert blank.status == "ok" and [t.points for t in blank.tasks] == [0] * len(blank.tasks), [(t.task, t.message) for t in blank.tasks]
+
+
+def test_the_class_summary_shows_per_task_means_passes_and_the_most_common_failure(batch):
+    rows, feedback = batch
+    summary = feedback.with_name("tiny_summary.md").read_text()
+    chart = feedback.with_name("tiny_summary.png").read_bytes()
+    assert chart.startswith(b"\x89PNG") and len(chart) > 5_000
+    assert "# ex00 — class summary" in summary and f"{len(rows)} submissions" in summary
+    table = {line.split(" | ")[0].strip("| "): line for line in summary.splitlines() if line.startswith("| task") and not line.startswith("| task |")}
+    assert set(table) == set(POINTS)
+    # task2 (the course's split): bob blank, carol seed 1, dave crashed, eve tampered -> 2 of 6 passed (frank, gina)
+    passed = sum(rows[s]["task2"] == "2" for s in rows)
+    assert f"| {100 * passed / len(rows):.0f}% |" in table["task2"]
+    assert "seed=42" in summary or "not answered" in table["task2"]  # the most common reason is named, by its hint
+
+
+def test_summary_groups_failures_by_hint_and_counts_checker_faults_apart():
+    from ftcourse.build import Task
+    from ftcourse.class_report import summarize, summary_markdown
+    from ftcourse.grading import Grade, TaskScore
+
+    tasks = [Task("task1", 2, None), Task("task2", 1, None)]
+
+    def grade(student, p1, m1, p2, m2):
+        return Grade(student, f"{student}.ipynb", [TaskScore("task1", p1, 2, m1), TaskScore("task2", p2, 1, m2)], "ok", 1.0)
+
+    grades = [grade("a", 2, "", 0, "checker fault (not a verdict on your answer; your instructor will look at it): KeyError"),
+              grade("b", 0, "macro_f1([1]) = 0.5; want 0.25. Hint: average over references ∪ predictions.", 1, ""),
+              grade("c", 0, "macro_f1([2]) = 0.7; want 0.3. Hint: average over references ∪ predictions.", 1, ""),
+              grade("d", 0, "not answered: the task still raises NotImplementedError (replace it with your code)", 1, "")]
+    rows = summarize(grades, tasks)
+    assert (rows[0].mean_points, rows[0].passed, rows[0].common_count) == (0.5, 0.25, 2)
+    assert rows[0].common_failure == "average over references ∪ predictions."
+    assert (rows[1].passed, rows[1].checker_faults) == (0.75, 1)
+    text = summary_markdown("ex03", grades, rows)
+    assert "| task1 | 2 | 0.50 | 25% | average over references ∪ predictions. (2) | 0 |" in text
+    assert "checker fault is an error in the check itself" in text

@@ -1,0 +1,665 @@
+"""Every exercise task's tempting wrong answers fail its check with a hint that says why (issue 13).
+
+Each case plants one wrong answer a learner is likely to write — the course's helper called instead of the code
+the task asks for, another formula, an off-by-one mask, training or keeping evaluation data, the wrong label set,
+a value that only fits the printed example — and asserts the check raises CheckFailed naming the mistake.
+The checks are called directly (no notebook runs); the right answers pass in the same tests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from ftcourse import checks
+from ftcourse.bundled import domain_texts, intent_records, raw_path
+from ftcourse.checks import CheckerError, CheckFailed
+from ftcourse.configs import LoraSettings, TrainingSettings
+from ftcourse.data import INTENT_LABELS, classification_instruction, normalize_text, read_dataset, validate_record
+from ftcourse.generation import perplexity
+from ftcourse.hardware import get_profile
+from ftcourse.metrics import classification_metrics
+from ftcourse.tokenization import IGNORE_INDEX, prompt_ids, tokenize_messages
+from ftcourse.tokenization import collate as course_collate
+from ftcourse.train import RUN_RECORD, RunResult, run_fingerprint, settings_from_profile
+
+
+def _fails(check, *args, hint: str) -> None:
+    with pytest.raises(CheckFailed) as info:
+        check.verify(*args)
+    assert hint in str(info.value), str(info.value)
+
+
+# ---------------------------------------------------------------- the two kinds of failure
+
+
+def test_a_wrong_answer_is_a_hint_and_a_broken_checker_is_a_checker_fault(capsys):
+    _fails(checks.check_ex03_task1, lambda p, r: 0.5, hint="Hint:")
+    _fails(checks.check_ex03_task1, lambda p, r: 1 / 0, hint="`macro_f1` raised ZeroDivisionError")  # the learner's bug
+    _fails(checks.check_ex03_task1, hint="wrong arguments")  # the check called without the answer
+
+    @checks.self_check
+    def check_ex99_task1(value) -> str:
+        return {}["missing"]  # a bug in the checker itself
+
+    with pytest.raises(CheckerError, match="the checker itself failed .*KeyError.*not about|the checker itself failed"):
+        check_ex99_task1.verify(1)
+    check_ex99_task1(1)
+    out = capsys.readouterr().out
+    assert out.startswith("⚠ Exercise 99, task 1: the checker itself failed (KeyError") and "tell your instructor" in out
+    assert not issubclass(CheckerError, AssertionError)  # the grader reports it as a fault, not as a wrong answer
+
+
+def test_helper_detection_sees_direct_aliased_and_attribute_calls():
+    import ftcourse.tokenization as data_module
+    from ftcourse.tokenization import tokenize_messages as tm
+
+    def direct(tokenizer, messages):
+        return tokenize_messages(tokenizer, messages)
+
+    def aliased(tokenizer, messages):
+        return tm(tokenizer, messages)
+
+    def attribute(tokenizer, messages):
+        return data_module.tokenize_messages(tokenizer, messages)
+
+    def nested(tokenizer, messages):
+        return (lambda: tm(tokenizer, messages))()
+
+    helpers = {"tokenize_messages": tokenize_messages}
+    assert all(checks.uses_helper(f, helpers) == "tokenize_messages" for f in (direct, aliased, attribute, nested))
+    assert checks.uses_helper(_completion_only, helpers) is None
+
+
+# ---------------------------------------------------------------- ex01
+
+
+def _data():
+    return read_dataset(raw_path("support_intents.jsonl"), labels=INTENT_LABELS)
+
+
+def test_ex01_task1_counts_of_one_split_or_a_changed_count_fail():
+    data = _data()
+    assert "1000 records" in checks.check_ex01_task1.verify(data, dict(Counter(data.labels())))
+    from ftcourse.bundled import intent_splits
+
+    train = intent_splits()["train"]
+    _fails(checks.check_ex01_task1, train, dict(Counter(train.labels())), hint="keep every record")
+    _fails(checks.check_ex01_task1, data, {**Counter(data.labels()), "billing_issue": 0}, hint="count the label of every record")
+
+
+def _clean_records(records):
+    kept, seen = [], set()
+    for line, record in enumerate(records, start=1):
+        if validate_record(record, "classification", line, INTENT_LABELS):
+            continue
+        if normalize_text(record["text"]) not in seen:
+            seen.add(normalize_text(record["text"]))
+            kept.append(record)
+    return kept
+
+
+def test_ex01_task2_wrong_cleaning_rules_and_a_hard_coded_answer_fail():
+    assert "hidden set" in checks.check_ex01_task2.verify(_clean_records)
+
+    def exact_duplicates_only(records):
+        kept = []
+        for line, r in enumerate(records, start=1):
+            if not validate_record(r, "classification", line, INTENT_LABELS) and r["text"] not in [k["text"] for k in kept]:
+                kept.append(r)
+        return kept
+
+    def no_validation(records):
+        seen, kept = set(), []
+        for r in records:
+            key = normalize_text(r["text"]) if isinstance(r.get("text"), str) else repr(r.get("text"))
+            if key not in seen:
+                seen.add(key)
+                kept.append(r)
+        return kept
+
+    def keep_last(records):
+        return list(reversed(_clean_records(list(reversed(records)))))
+
+    def hard_coded(records):  # the printed answer of the given records, whatever the input
+        return [checks.EX01_MESSY_RECORDS[i] for i in (0, 2, 5, 8)]
+
+    _fails(checks.check_ex01_task2, exact_duplicates_only, hint="normalize_text")
+    _fails(checks.check_ex01_task2, no_validation, hint="validate_record")
+    _fails(checks.check_ex01_task2, keep_last, hint="")
+    _fails(checks.check_ex01_task2, hard_coded, hint="hidden")
+
+
+def test_ex01_task3_another_seed_or_fractions_fail():
+    from ftcourse.data import split_dataset
+
+    _fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.1, test=0.1, seed=1), hint="seed=42")
+    _fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.2, test=0.1, seed=42), hint="validation=0.1")
+
+
+def _completion_only(tokenizer, messages):
+    prompt = prompt_ids(tokenizer, messages[:-1])
+    answer = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    return {"input_ids": prompt + answer, "labels": [IGNORE_INDEX] * len(prompt) + answer}
+
+
+def test_ex01_task4_the_helper_off_by_one_masks_and_a_missing_eos_fail(tokenizer):
+    assert "prompt masked" in checks.check_ex01_task4.verify(_completion_only, tokenizer)
+
+    def helper(tokenizer, messages):
+        return tokenize_messages(tokenizer, messages)
+
+    def shifted(tokenizer, messages):  # labels shifted by hand: the model shifts them again
+        ex = _completion_only(tokenizer, messages)
+        return {"input_ids": ex["input_ids"], "labels": ex["labels"][1:] + [IGNORE_INDEX]}
+
+    def last_prompt_token_trained(tokenizer, messages):
+        ex = _completion_only(tokenizer, messages)
+        first = next(i for i, v in enumerate(ex["labels"]) if v != IGNORE_INDEX)
+        return {"input_ids": ex["input_ids"], "labels": ex["labels"][: first - 1] + ex["input_ids"][first - 1 :]}
+
+    def no_eos(tokenizer, messages):
+        ex = _completion_only(tokenizer, messages)
+        return {"input_ids": ex["input_ids"][:-1], "labels": ex["labels"][:-1]}
+
+    def nothing_trained(tokenizer, messages):
+        ex = _completion_only(tokenizer, messages)
+        return {"input_ids": ex["input_ids"], "labels": [IGNORE_INDEX] * len(ex["labels"])}
+
+    _fails(checks.check_ex01_task4, helper, tokenizer, hint="calls `tokenize_messages`")
+    _fails(checks.check_ex01_task4, shifted, tokenizer, hint="do not shift them yourself")
+    _fails(checks.check_ex01_task4, last_prompt_token_trained, tokenizer, hint="off by one")
+    _fails(checks.check_ex01_task4, no_eos, tokenizer, hint="EOS")
+    _fails(checks.check_ex01_task4, nothing_trained, tokenizer, hint="every label is -100")
+
+
+def test_ex01_task5_a_truncating_or_wasteful_length_fails(tokenizer):
+    from ftcourse.bundled import intent_splits
+    from ftcourse.data import to_messages
+
+    longest = max(len(tokenize_messages(tokenizer, to_messages(r, "classification", INTENT_LABELS))["input_ids"]) for r in intent_splits()["train"].records)
+    right = -(-longest // 32) * 32
+    assert f"max_seq_length={right}" in checks.check_ex01_task5.verify(tokenizer, right)
+    _fails(checks.check_ex01_task5, tokenizer, right - 32, hint="take the longest")
+    _fails(checks.check_ex01_task5, tokenizer, right + 32, hint="padding costs compute")
+    _fails(checks.check_ex01_task5, tokenizer, float(right), hint="compute an int")
+    _fails(checks.check_ex01_task5, tokenizer, longest + 1 if (longest + 1) % 32 else longest + 2, hint="multiple of 32")
+
+
+def _collate(examples, pad_id):
+    width = max(len(e["input_ids"]) for e in examples)
+    rows = [(list(e["input_ids"]), list(e["labels"])) for e in examples]
+    return {"input_ids": [ids + [pad_id] * (width - len(ids)) for ids, _ in rows],
+            "attention_mask": [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows],
+            "labels": [lbl + [IGNORE_INDEX] * (width - len(lbl)) for _, lbl in rows]}
+
+
+def test_ex01_task6_the_pad_eq_eos_bug_and_its_cousins_fail(tokenizer):
+    assert "EOS stays trained" in checks.check_ex01_task6.verify(_collate, tokenizer)
+
+    def labels_padded_with_pad(examples, pad_id):
+        batch = _collate(examples, pad_id)
+        batch["labels"] = [[pad_id if m == 0 else v for v, m in zip(row, mask)] for row, mask in zip(batch["labels"], batch["attention_mask"])]
+        return batch
+
+    def mask_from_ids(examples, pad_id):
+        batch = _collate(examples, pad_id)
+        batch["attention_mask"] = [[int(t != pad_id) for t in row] for row in batch["input_ids"]]
+        return batch
+
+    def left_padded(examples, pad_id):
+        batch = _collate(examples, pad_id)
+        batch["input_ids"] = [[pad_id] * row.count(pad_id) + [t for t in row if t != pad_id] for row in batch["input_ids"]]
+        return batch
+
+    def calls_the_course(examples, pad_id):
+        return course_collate(examples, pad_id, pad_to_multiple_of=1)
+
+    _fails(checks.check_ex01_task6, checks.ex01_buggy_collate, tokenizer, hint="never taught to stop")
+    _fails(checks.check_ex01_task6, labels_padded_with_pad, tokenizer, hint="emit padding")
+    _fails(checks.check_ex01_task6, mask_from_ids, tokenizer, hint="hides the real EOS")
+    _fails(checks.check_ex01_task6, left_padded, tokenizer, hint="pad on the right")
+    _fails(checks.check_ex01_task6, calls_the_course, tokenizer, hint="calls `collate`")
+
+
+# ---------------------------------------------------------------- ex02
+
+
+def _lora_count(model, r, target_modules):
+    return sum(r * (m.in_features + m.out_features) for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in target_modules)
+
+
+def test_ex02_task2_peft_counting_and_wrong_formulas_fail(base_model):
+    from peft import get_peft_model
+
+    from ftcourse.models import count_parameters
+    from ftcourse.peft_methods import build_peft_config
+
+    assert "3 hidden configurations" in checks.check_ex02_task2.verify(_lora_count, base_model)
+
+    def with_peft(model, r, target_modules):
+        return count_parameters(get_peft_model(model, build_peft_config("lora", model, LoraSettings(r=r, target_modules=target_modules))))["trainable"]
+
+    def square_layers(model, r, target_modules):  # assumes d_out = d_in = hidden size (k_proj/v_proj are smaller here: GQA)
+        return sum(2 * r * m.in_features for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in target_modules)
+
+    def one_block(model, r, target_modules):
+        return _lora_count(model, r, target_modules) // model.config.num_hidden_layers
+
+    def r_squared(model, r, target_modules):
+        return _lora_count(model, r * r, target_modules)
+
+    _fails(checks.check_ex02_task2, with_peft, base_model, hint="calls `get_peft_model`")
+    for wrong in (square_layers, one_block, r_squared):
+        _fails(checks.check_ex02_task2, wrong, base_model, hint="r * (in_features + out_features)")
+
+
+def test_ex02_task3_over_budget_too_small_or_other_targets_fail(base_model):
+    attention = ["q_proj", "k_proj", "v_proj", "o_proj"]
+    _fails(checks.check_ex02_task3, LoraSettings(r=64, target_modules=attention), base_model, hint="lower r")
+    _fails(checks.check_ex02_task3, LoraSettings(r=7, target_modules=attention), base_model, hint="largest r")
+    _fails(checks.check_ex02_task3, LoraSettings(r=8, target_modules=["q_proj", "v_proj"]), base_model, hint="all four attention projections")
+
+
+def _fixed():
+    return ({"target_modules", "learning_rate", "max_seq_length"}, LoraSettings(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]),
+            settings_from_profile(get_profile("smoke"), max_seq_length=160))
+
+
+def test_ex02_task6_each_fault_left_in_or_misdiagnosed_fails(base_model, tokenizer):
+    P = get_profile("smoke")
+    causes, lora, training = _fixed()
+    assert "all three faults" in checks.check_ex02_task6.verify(causes, lora, training, base_model, tokenizer, P)
+    from dataclasses import replace
+
+    _fails(checks.check_ex02_task6, {"learning_rate"}, lora, training, base_model, tokenizer, P, hint="did not name")
+    _fails(checks.check_ex02_task6, causes | {"r"}, lora, training, base_model, tokenizer, P, hint="'r' is fine")
+    _fails(checks.check_ex02_task6, "learning rate", lora, training, base_model, tokenizer, P, hint="EX02_SETTINGS")
+    _fails(checks.check_ex02_task6, causes, replace(lora, target_modules=["lm_head"]), training, base_model, tokenizer, P, hint="lm_head is the output layer")
+    _fails(checks.check_ex02_task6, causes, replace(lora, r=64), training, base_model, tokenizer, P, hint="keep r=8")
+    _fails(checks.check_ex02_task6, causes, lora, replace(training, learning_rate=2e-5), base_model, tokenizer, P, hint="100x higher")
+    _fails(checks.check_ex02_task6, causes, lora, replace(training, max_seq_length=32), base_model, tokenizer, P, hint="all labels are -100")
+
+
+def test_ex02_task1_and_task5_other_settings_or_a_fresh_adapter_fail(tmp_path, tokenizer):
+    from peft import PeftModel, get_peft_model
+
+    from ftcourse.peft_methods import build_peft_config
+    from tests.tiny import tiny_model
+
+    def tiny():
+        return tiny_model("llama", vocab_size=len(tokenizer))
+
+    model = tiny()
+    wrong = get_peft_model(tiny(), build_peft_config("lora", model, LoraSettings(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"])))
+    _fails(checks.check_ex02_task1, wrong, hint="r=8, lora_alpha=16")
+    _fails(checks.check_ex02_task1, tiny(), hint="wrap the model")
+    settings = LoraSettings(r=4, target_modules=["q_proj", "v_proj"])
+    trained = get_peft_model(tiny(), build_peft_config("lora", model, settings))
+    for name, p in trained.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p)
+    trained.save_pretrained(tmp_path)
+    result = RunResult("run", "lora", trained, None, tmp_path, {}, [])
+    fresh = get_peft_model(tiny(), build_peft_config("lora", model, settings))  # get_peft_model: a new, untrained adapter
+    _fails(checks.check_ex02_task5, fresh, result, tokenizer, hint="PeftModel.from_pretrained")
+    _fails(checks.check_ex02_task5, trained, result, tokenizer, hint="not the trained object itself")
+    assert "reloaded exactly" in checks.check_ex02_task5.verify(PeftModel.from_pretrained(tiny(), tmp_path), result, tokenizer)
+
+
+# ---------------------------------------------------------------- ex03
+
+
+def _macro_f1(predictions, references):
+    labels = set(references) | {p for p in predictions if p is not None}
+    f1 = [2 * sum(p == lbl == r for p, r in zip(predictions, references))
+          / max(1, sum(p == lbl for p in predictions) + sum(r == lbl for r in references)) for lbl in labels]
+    return sum(f1) / len(f1)
+
+
+def test_ex03_task1_the_helper_the_reference_only_label_set_accuracy_and_none_as_a_label_fail():
+    assert "scikit-learn" in checks.check_ex03_task1.verify(_macro_f1)
+
+    def helper(predictions, references):
+        return classification_metrics(predictions, references, sorted(set(references)))["f1"]
+
+    def references_only(predictions, references):
+        labels = sorted(set(references))
+        return sum(2 * sum(p == lbl == r for p, r in zip(predictions, references))
+                   / max(1, sum(p == lbl for p in predictions) + sum(r == lbl for r in references)) for lbl in labels) / len(labels)
+
+    def accuracy(predictions, references):
+        return sum(p == r for p, r in zip(predictions, references)) / len(references)
+
+    def none_is_a_label(predictions, references):
+        return _macro_f1(["<none>" if p is None else p for p in predictions], references) if None in predictions else _macro_f1(predictions, references)
+
+    _fails(checks.check_ex03_task1, helper, hint="calls `classification_metrics`")
+    _fails(checks.check_ex03_task1, references_only, hint="labels of the references only")
+    _fails(checks.check_ex03_task1, accuracy, hint="that is accuracy")
+    _fails(checks.check_ex03_task1, none_is_a_label, hint="None prediction is wrong and is not a label")
+
+
+def test_ex03_task1_the_reference_definition_is_scikit_learns():
+    # f1_score(y_true, y_pred, average="macro") computed by hand for these cases, with scikit-learn's label set
+    assert checks.macro_f1_reference(["x", "x", "z", "y"], ["x", "y", "x", "y"]) == pytest.approx((0.5 + 2 / 3 + 0) / 3)
+    assert checks.macro_f1_reference(["a", "b", "b"], ["a", "a", "a"]) == pytest.approx(0.25)
+    assert classification_metrics(["a", "b", "b"], ["a", "a", "a"], ["a", "b"])["f1"] == pytest.approx(0.5)  # the helper differs here
+
+
+def _confusions(predictions, references, k=3):
+    counts = Counter((r, "(none)" if p is None else p) for p, r in zip(predictions, references) if p != r)
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:k]
+
+
+def test_ex03_task3_unordered_ties_swapped_pairs_and_counted_hits_fail():
+    assert "hidden cases" in checks.check_ex03_task3.verify(_confusions)
+    _fails(checks.check_ex03_task3, lambda p, r, k=3: Counter((t, q) for q, t in zip(p, r) if q != t).most_common(k), hint="'(none)'")
+    _fails(checks.check_ex03_task3, lambda p, r, k=3: [((b, a), n) for (a, b), n in _confusions(p, r, k)], hint="(true, predicted)")
+    _fails(checks.check_ex03_task3, lambda p, r, k=3: sorted(Counter((t, "(none)" if q is None else q) for q, t in zip(p, r)).items(),
+                                                             key=lambda i: (-i[1], i[0]))[:k], hint="where they differ")
+
+
+def _my_ppl(model, tokenizer, text):
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]])
+    with torch.no_grad():
+        return math.exp(model(input_ids=ids, labels=ids).loss.item())
+
+
+def test_ex03_task4_the_helper_a_double_shift_and_no_exp_fail(base_model, tokenizer):
+    assert "within 2%" in checks.check_ex03_task4.verify(_my_ppl, base_model, tokenizer)
+
+    def helper(model, tokenizer, text):
+        return perplexity(model, tokenizer, [text])
+
+    def double_shift(model, tokenizer, text):
+        ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]])
+        with torch.no_grad():
+            return math.exp(model(input_ids=ids[:, :-1], labels=ids[:, 1:]).loss.item())
+
+    def the_loss(model, tokenizer, text):
+        return math.log(_my_ppl(model, tokenizer, text))
+
+    _fails(checks.check_ex03_task4, helper, base_model, tokenizer, hint="calls `perplexity`")
+    _fails(checks.check_ex03_task4, double_shift, base_model, tokenizer, hint="double shift")
+    _fails(checks.check_ex03_task4, the_loss, base_model, tokenizer, hint="exp(loss)")
+
+
+def _bootstrap(correct, n_boot=2000, seed=0):
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(correct, k=len(correct))) / len(correct) for _ in range(n_boot))
+    return means[int(0.025 * n_boot)], means[int(0.975 * n_boot) - 1]
+
+
+def test_ex03_task5_wald_a_fixed_size_resample_no_seed_and_wrong_percentiles_fail():
+    assert "halves the width" in checks.check_ex03_task5.verify(_bootstrap)
+
+    def wald(correct, n_boot=2000, seed=0):
+        p, n = sum(correct) / len(correct), len(correct)
+        half = 1.96 * math.sqrt(p * (1 - p) / n)
+        return p - half, p + half
+
+    def wald_clipped(correct, n_boot=2000, seed=0):
+        low, high = wald(correct)
+        return max(0.0, low), min(1.0, high)
+
+    def fixed_size(correct, n_boot=2000, seed=0):
+        rng = random.Random(seed)
+        means = sorted(sum(rng.choices(correct, k=100)) / 100 for _ in range(n_boot))
+        return means[int(0.025 * n_boot)], means[int(0.975 * n_boot) - 1]
+
+    def five_to_95(correct, n_boot=2000, seed=0):
+        rng = random.Random(seed)
+        means = sorted(sum(rng.choices(correct, k=len(correct))) / len(correct) for _ in range(n_boot))
+        return means[int(0.05 * n_boot)], means[int(0.95 * n_boot) - 1]
+
+    _fails(checks.check_ex03_task5, wald, hint="Wald")
+    _fails(checks.check_ex03_task5, wald_clipped, hint="does not resample")
+    _fails(checks.check_ex03_task5, fixed_size, hint="same size as the data")
+    _fails(checks.check_ex03_task5, five_to_95, hint="not 5/95")
+    _fails(checks.check_ex03_task5, lambda c, n_boot=2000, seed=0: _bootstrap(c, n_boot, random.random()), hint="seeded")
+
+
+def _compare(correct_a, correct_b, n_boot=2000, seed=0):
+    low, high = checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
+    return ("B" if low > 0 else "A" if high < 0 else "no clear difference"), (low, high)
+
+
+def test_ex03_task6_unpaired_intervals_and_raw_accuracies_fail():
+    assert "separate intervals overlap" in checks.check_ex03_task6.verify(_compare)
+
+    def overlapping_intervals(correct_a, correct_b, n_boot=2000, seed=0):
+        (la, ha), (lb, hb) = _bootstrap(correct_a, n_boot, seed), _bootstrap(correct_b, n_boot, seed)
+        verdict = "B" if lb > ha else "A" if la > hb else "no clear difference"
+        return verdict, checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
+
+    def higher_accuracy(correct_a, correct_b, n_boot=2000, seed=0):
+        a, b = sum(correct_a), sum(correct_b)
+        return ("B" if b > a else "A" if a > b else "no clear difference"), checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
+
+    def unpaired_difference(correct_a, correct_b, n_boot=2000, seed=0):
+        rng, n = random.Random(seed), len(correct_a)
+        diffs = sorted(sum(rng.choices(correct_b, k=n)) / n - sum(rng.choices(correct_a, k=n)) / n for _ in range(n_boot))
+        low, high = diffs[int(0.025 * n_boot)], diffs[int(0.975 * n_boot) - 1]
+        return ("B" if low > 0 else "A" if high < 0 else "no clear difference"), (low, high)
+
+    _fails(checks.check_ex03_task6, overlapping_intervals, hint="pair by pair")
+    _fails(checks.check_ex03_task6, higher_accuracy, hint="not yet a better model")
+    _fails(checks.check_ex03_task6, unpaired_difference, hint="pair by pair")
+
+
+# ---------------------------------------------------------------- ex04
+
+
+def test_ex04_task1_bits_as_bytes_and_decimal_megabytes_fail():
+    assert "hidden cases" in checks.check_ex04_task1.verify(lambda n, bits: n * bits / 8 / 2**20)
+    _fails(checks.check_ex04_task1, lambda n, bits: n * bits / 2**20, hint="bits / 8")
+    _fails(checks.check_ex04_task1, lambda n, bits: n * bits / 8 / 1e6, hint="2**20")
+
+
+def test_ex04_task3_other_measures_of_the_gap_fail(base_model, tokenizer):
+    right = checks._probe_logits(base_model, tokenizer, checks.EX04_TEXT)
+    noisy = right + 0.1 * torch.randn(right.shape, generator=torch.Generator().manual_seed(0))
+
+    class Shifted(torch.nn.Module):  # a stand-in "quantized" model: the real model's logits plus fixed noise
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, **batch):
+            return type("Out", (), {"logits": noisy})()
+
+    q = Shifted()
+    gap, agree = float((right - noisy).abs().max()), float((right.argmax(-1) == noisy.argmax(-1)).float().mean())
+    assert "agrees" in checks.check_ex04_task3.verify(gap, agree, base_model, q, tokenizer)
+    _fails(checks.check_ex04_task3, float((right - noisy).abs().mean()), agree, base_model, q, tokenizer, hint=".abs().max()")
+    _fails(checks.check_ex04_task3, gap, agree - 0.5, base_model, q, tokenizer, hint="argmax(-1)")
+
+
+def test_ex04_task5_weights_only_full_precision_no_headroom_and_gigabytes_fail():
+    assert "hidden (model, GPU) pairs" in checks.check_ex04_task5.verify(checks._ex04_choice)
+
+    def rule(bytes_per_param, usable=checks.EX04_USABLE, gib=2**30):
+        def choose(n_params, gpu_gib):
+            return next((m for m in ("full", "lora", "qlora") if n_params * bytes_per_param[m] <= usable * gpu_gib * gib), "none")
+        return choose
+
+    weights_only = rule({"full": 2.0, "lora": 2.0, "qlora": 0.5})
+    _fails(checks.check_ex04_task5, weights_only, hint="16 bytes per parameter")
+    _fails(checks.check_ex04_task5, rule(checks.EX04_BYTES_PER_PARAM, usable=1.0), hint="keep 20%")
+    _fails(checks.check_ex04_task5, rule(checks.EX04_BYTES_PER_PARAM, gib=1e9), hint="2**30")
+    _fails(checks.check_ex04_task5, lambda n, g: "qlora", hint="full → lora → qlora")
+
+
+# ---------------------------------------------------------------- ex05
+
+
+def test_ex05_task4_dot_products_and_ids_fail(base_model, tokenizer):
+    def right(prompt_embeddings, matrix, tokenizer):
+        a, b = torch.nn.functional.normalize(prompt_embeddings, dim=-1), torch.nn.functional.normalize(matrix, dim=-1)
+        return [tokenizer.decode([i]) for i in (a @ b.T).argmax(-1).tolist()]
+
+    def dot_product(prompt_embeddings, matrix, tokenizer):  # unnormalised: long vectors win
+        return [tokenizer.decode([i]) for i in (prompt_embeddings @ matrix.T).argmax(-1).tolist()]
+
+    def euclidean(prompt_embeddings, matrix, tokenizer):
+        return [tokenizer.decode([i]) for i in torch.cdist(prompt_embeddings, matrix).argmin(-1).tolist()]
+
+    assert "recovers" in checks.check_ex05_task4.verify(right, base_model, tokenizer)
+    for wrong in (dot_product, euclidean):
+        _fails(checks.check_ex05_task4, wrong, base_model, tokenizer, hint="normalise both sides")
+
+
+TABLE = {"lora": {"trainable": 921_600, "accuracy": 0.96}, "ia3": {"trainable": 46_080, "accuracy": 0.96},
+         "prompt_tuning": {"trainable": 9_216, "accuracy": 0.50}, "p_tuning": {"trainable": 101_184, "accuracy": 0.61}}
+
+
+def test_ex05_task5_ignoring_the_budget_the_smallest_method_and_ties_fail():
+    assert "budgets" in checks.check_ex05_task5.verify(checks._ex05_choice, TABLE)
+    _fails(checks.check_ex05_task5, lambda t, b: max(t, key=lambda m: t[m]["accuracy"]), TABLE, hint="over the budget")
+    _fails(checks.check_ex05_task5, lambda t, b: min(t, key=lambda m: t[m]["trainable"]), TABLE, hint="smallest method is not the best")
+
+    def first_on_ties(table, budget):
+        fits = [m for m in table if table[m]["trainable"] <= budget]
+        return max(fits, key=lambda m: table[m]["accuracy"]) if fits else None
+
+    _fails(checks.check_ex05_task5, first_on_ties, TABLE, hint="fewer trainable parameters")
+
+
+# ---------------------------------------------------------------- ex06
+
+
+def _pack(token_lists, block_size, eos_id):
+    stream = [t for ids in token_lists for t in [*ids, eos_id]]
+    return [b for b in (stream[i : i + block_size] for i in range(0, len(stream), block_size)) if len(b) > 1]
+
+
+def test_ex06_task1_no_eos_padding_and_kept_stubs_fail():
+    assert "hidden cases" in checks.check_ex06_task1.verify(_pack)
+    _fails(checks.check_ex06_task1, lambda d, s, e: [b for b in (sum(d, [])[i : i + s] for i in range(0, len(sum(d, [])), s)) if len(b) > 1], hint="append eos_id")
+    _fails(checks.check_ex06_task1, lambda d, s, e: [[*doc, e] for doc in d], hint="concatenate everything")
+    _fails(checks.check_ex06_task1, lambda d, s, e: [b for b in (_pack(d, s, e) + [[e]])], hint="drop a final block")
+
+
+def _run(tmp_path: Path, records: list[dict], packing: bool, trained_on: list[dict] | None = None) -> RunResult:
+    """A saved LoRA run of a tiny Llama whose run record says it trained on ``trained_on`` (default ``records``) with ``packing``."""
+    from peft import get_peft_model
+
+    from ftcourse.configs import settings_dict
+    from ftcourse.peft_methods import build_peft_config
+    from tests.tiny import tiny_model
+
+    model = tiny_model("llama")
+    lora, settings = LoraSettings(r=4, target_modules=["q_proj", "v_proj"]), TrainingSettings(max_steps=2, max_seq_length=128)
+    peft = get_peft_model(model, build_peft_config("lora", model, lora))
+    for name, p in peft.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p)
+    peft.save_pretrained(tmp_path)
+    key = run_fingerprint("embedded", "lora", lora, settings, trained_on or records, packing, None)
+    (tmp_path / RUN_RECORD).write_text(json.dumps({"base_model": "embedded", "fingerprint": key, "lora": settings_dict(lora),
+                                                   "training": settings_dict(settings)}))
+    metrics = {"trained_tokens": 990, "input_tokens": 1000, "steps": 2}
+    return RunResult("run", "lora", peft, None, tmp_path, metrics, [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.9}])
+
+
+def test_ex06_task3_held_out_text_no_packing_and_other_records_fail(tmp_path):
+    texts = domain_texts()
+    train = [{"text": t} for t in texts["train"]]
+    assert "no held-out text" in checks.check_ex06_task3.verify(_run(tmp_path / "ok", train, True), train)
+    everything = train + [{"text": t} for t in texts["heldout"]]
+    _fails(checks.check_ex06_task3, _run(tmp_path / "leak", everything, True), everything, hint="held-out documents exist to measure")
+    _fails(checks.check_ex06_task3, _run(tmp_path / "unpacked", train, False), train, hint="packing=True")
+    _fails(checks.check_ex06_task3, _run(tmp_path / "other", train, True, trained_on=everything), train, hint="not trained on `train_records`")
+    chat = [{"messages": [{"role": "user", "content": t}]} for t in texts["train"]]
+    _fails(checks.check_ex06_task3, _run(tmp_path / "ok", train, True), chat, hint="plain text")
+
+
+def test_ex06_task5_exact_matching_any_shared_word_and_case_sensitive_runs_fail():
+    assert "removes the 3 leaked texts" in checks.check_ex06_task5.verify(lambda tr, he, n=8: [tr[i] for i in range(len(tr)) if i not in checks._leaks(tr, he, n)])
+
+    def exact(train, held, n=13):
+        return [t for t in train if t not in held]
+
+    def shared_words(train, held, n=13):
+        words = {w for h in held for w in h.lower().split()}
+        return [t for t in train if not {w for w in t.lower().split()} & words]
+
+    def case_sensitive(train, held, n=13):
+        def runs(text):
+            w = text.split()
+            return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
+
+        bad = set().union(*(runs(h) for h in held))
+        return [t for t in train if not runs(t) & bad]
+
+    _fails(checks.check_ex06_task5, exact, hint="exact-match test misses leaks")
+    _fails(checks.check_ex06_task5, shared_words, hint="sharing a few words is not a leak")
+    _fails(checks.check_ex06_task5, case_sensitive, hint="lower-cased")
+
+
+def test_ex06_task2_a_different_sample_fails(base_model, tokenizer):
+    domain, general = checks.ex06_samples()
+    right = {"domain": perplexity(base_model, tokenizer, [domain], progress=False), "general": perplexity(base_model, tokenizer, [general], progress=False)}
+    assert "as surprising" in checks.check_ex06_task2.verify(right, base_model, tokenizer)
+    _fails(checks.check_ex06_task2, {"domain": right["general"], "general": right["domain"]}, base_model, tokenizer, hint="with the samples given above")
+    _fails(checks.check_ex06_task2, {"domain": math.log(right["domain"]), "general": math.log(right["general"])}, base_model, tokenizer, hint="perplexity(model")
+
+
+# ---------------------------------------------------------------- ex07
+
+
+def test_ex07_task4_peft_s_merge_and_wrong_scales_fail():
+    assert "matches PEFT" in checks.check_ex07_task4.verify(lambda w, a, b, alpha, r: w + alpha / r * b @ a)
+    _fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + alpha * r * b @ a, hint="the scale is alpha / r")
+    _fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + alpha * b @ a, hint="the scale is alpha / r")
+    _fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + b @ a, hint="the scale is alpha / r")
+    _fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: (w + alpha / r * b @ a).T, hint="B @ A has the weight's shape")
+
+    def via_peft(w, a, b, alpha, r):
+        layer = torch.nn.Linear(1, 1)
+        return w + layer.get_delta_weight("default")  # the helper: merge_weight must not hand the job to PEFT
+
+    _fails(checks.check_ex07_task4, via_peft, hint="calls `get_delta_weight`")
+
+
+def _inference_ids(tokenizer, message):
+    messages = [{"role": "system", "content": classification_instruction(INTENT_LABELS)}, {"role": "user", "content": message}]
+    return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+
+
+def test_ex07_task5_plain_text_a_missing_system_message_or_generation_prompt_and_the_helper_fail(tokenizer):
+    assert "equals the training prompt" in checks.check_ex07_task5.verify(_inference_ids, tokenizer)
+
+    def no_system(tokenizer, message):
+        return tokenizer.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+
+    def no_generation_prompt(tokenizer, message):
+        messages = [{"role": "system", "content": classification_instruction(INTENT_LABELS)}, {"role": "user", "content": message}]
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=False, tokenize=True, return_dict=True)["input_ids"]
+
+    def helper(tokenizer, message):
+        return prompt_ids(tokenizer, [{"role": "system", "content": classification_instruction(INTENT_LABELS)}, {"role": "user", "content": message}])
+
+    _fails(checks.check_ex07_task5, checks.ex07_broken_prompt_ids, tokenizer, hint="not plain text")
+    _fails(checks.check_ex07_task5, no_system, tokenizer, hint="default one")
+    _fails(checks.check_ex07_task5, no_generation_prompt, tokenizer, hint="add_generation_prompt=True")
+    _fails(checks.check_ex07_task5, helper, tokenizer, hint="calls `prompt_ids`")
+
+
+def test_every_exercise_ends_with_a_debugging_or_judgement_task():
+    from ftcourse.build import masters, read_tasks
+
+    last = {m.name.split("_")[0]: read_tasks(m)[-1].task for m in masters()}
+    want = {"ex01": "task6", "ex02": "task6", "ex03": "task6", "ex04": "task5", "ex05": "task5", "ex06": "task5", "ex07": "task5"}
+    assert {k: v for k, v in last.items() if k in want} == want
+    for exercise, task in want.items():
+        assert hasattr(checks, f"check_{exercise}_{task}")
+    assert intent_records  # the data the debugging tasks read is the course's own
