@@ -354,14 +354,11 @@ _F1_CASES = [
 
 
 def _mean_f1(predictions, references, labels) -> float:
-    """Mean over ``labels`` of F1 = 2tp / (2tp + fp + fn) (0 without a true positive)."""
-    scores = []
-    for label in labels:
-        tp = sum(p == label == r for p, r in zip(predictions, references))
-        fp = sum(p == label != r for p, r in zip(predictions, references))
-        fn = sum(r == label != p for p, r in zip(predictions, references))
-        scores.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
-    return sum(scores) / len(scores)
+    """Macro F1 over exactly ``labels`` (0 for a label without a true positive)."""
+    from ftcourse.metrics import per_label_scores
+
+    scores = per_label_scores(predictions, references, labels)
+    return sum(scores[label]["f1"] for label in labels) / len(labels)
 
 
 def macro_f1_reference(predictions, references) -> float:

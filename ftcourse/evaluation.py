@@ -82,7 +82,7 @@ METRICS: dict[str, Metric] = {
     m.name: m
     for m in [
         Metric("accuracy", ("classification",), "share of correct labels", lambda t: {"accuracy": accuracy(t.predictions, t.references)}),
-        Metric("f1", ("classification",), "macro F1 over the labels present, plus precision/recall/F1 per label",
+        Metric("f1", ("classification",), "macro F1 over the labels in references or predictions (scikit-learn's), plus precision/recall/F1 per label",
                lambda t: {k: v for k, v in classification_metrics(t.predictions, t.references, t.labels).items() if k in ("f1", "per_label")}),
         Metric("precision", ("classification",), "macro precision", _macro("precision")),
         Metric("recall", ("classification",), "macro recall", _macro("recall")),

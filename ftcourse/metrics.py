@@ -43,9 +43,14 @@ def per_label_scores(predictions: Sequence[Any], references: Sequence[Any], labe
 
 
 def classification_metrics(predictions: Sequence[Any], references: Sequence[Any], labels: Sequence[str]) -> dict[str, Any]:
-    """Accuracy and macro precision/recall/F1 (over labels present in the references), plus per-label scores."""
+    """Accuracy and macro precision/recall/F1, plus per-label scores.
+
+    The macro average is scikit-learn's ``average="macro"``: over the labels (of ``labels``) that occur in the references
+    or the predictions — a label the model predicts but no reference has counts, with F1 = 0.
+    """
     per_label = per_label_scores(predictions, references, labels)
-    present = [label for label in labels if per_label[label]["support"] > 0] or list(labels)
+    predicted = set(predictions)
+    present = [label for label in labels if per_label[label]["support"] > 0 or label in predicted] or list(labels)
     macro = {k: sum(per_label[label][k] for label in present) / len(present) for k in ("precision", "recall", "f1")}
     return {
         "accuracy": accuracy(predictions, references),

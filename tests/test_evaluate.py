@@ -218,3 +218,9 @@ def test_classification_head_learns_its_training_examples(tokenizer):
     predictions = head_predict(model, tok, [r["text"] for r in train], max_length=48)
     assert set(predictions) <= set(labels)
     assert sum(p == r["label"] for p, r in zip(predictions, train)) >= 6
+
+
+def test_macro_f1_counts_a_label_only_the_model_predicted():
+    """scikit-learn's macro average: labels in references ∪ predictions; 'b' (predicted, never true) counts with F1 0."""
+    result = classification_metrics(["a", "b", "b"], ["a", "a", "a"], ["a", "b", "c"])
+    assert result["per_label"]["a"]["f1"] == pytest.approx(0.5) and result["f1"] == pytest.approx(0.25)
