@@ -85,6 +85,29 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
+    from ftcourse.serving import load_server
+
+    def interrupt(*_args) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # `kill` stops it as cleanly as Ctrl-C
+    adapters = {}
+    for spec in args.adapter or []:
+        name, sep, folder = spec.partition("=")
+        if not sep or not name or not folder:
+            raise CourseError(f"--adapter {spec!r} is not NAME=FOLDER.", "write e.g. --adapter intent=models/fine_tuned/intent_lora.")
+        adapters[name] = folder
+    server = load_server(args.model, adapters, host=args.host, port=args.port, max_input_tokens=args.max_input_tokens,
+                         max_new_tokens=args.max_new_tokens, log=True)
+    print(f"serving {', '.join(server.models())} on {server.url} (POST /v1/chat/completions); Ctrl-C stops", flush=True)
+    server.serve_forever()
+    print("stopped")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ftcourse", description="Tools of the fine-tuning course.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +153,15 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--timeout", type=int, default=900, help="time limit per submission in seconds")
     grade.add_argument("--overwrite", action="store_true", help="replace an existing grades CSV and feedback files")
     grade.set_defaults(func=cmd_grade)
+
+    serve = sub.add_parser("serve", help="serve a base model and adapters over HTTP (OpenAI-compatible /v1/chat/completions)")
+    serve.add_argument("--model", default="embedded", help="the base model (default: the embedded model)")
+    serve.add_argument("--adapter", action="append", metavar="NAME=FOLDER", help="an adapter to serve under NAME (repeatable)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-input-tokens", type=int, default=1024, help="longer prompts are rejected with 400")
+    serve.add_argument("--max-new-tokens", type=int, default=256, help="the largest max_tokens a request may ask for")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -1,5 +1,6 @@
 """Deploy a fine-tuned model: several adapters on one base, merging (4-bit bases dequantized first),
-merged-vs-unmerged checks, safetensors export, and a minimal inference function.
+merged-vs-unmerged checks, safetensors and ONNX export (verified against PyTorch with onnxruntime), and a minimal
+inference function.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ftcourse.errors import CourseError
@@ -17,6 +19,8 @@ from ftcourse.generation import Prompt, adapter_disabled, encode_prompt, generat
 
 #: Marker file of a folder written by :func:`export_merged` (names the base model, for comparisons).
 EXPORT_RECORD = "ftcourse_export.json"
+#: The graph file in a folder written by :func:`export_onnx`.
+ONNX_FILE = "model.onnx"
 
 
 def _require_peft(model, what: str) -> None:
@@ -140,20 +144,97 @@ def export_merged(model, tokenizer, folder: str | Path, base_model: str | None =
     from peft import PeftModel
 
     folder = Path(folder)
-    if folder.exists() and not (folder / EXPORT_RECORD).is_file() and not overwrite:
-        raise CourseError(f"{folder} exists and was not written by ftcourse's export; not replacing it.",
-                          "choose another folder, or pass overwrite=True.")
+    _replaceable(folder, EXPORT_RECORD, overwrite)
     if isinstance(model, PeftModel):
         base_model = base_model or model.peft_config[model.active_adapter].base_model_name_or_path
-        model = merge_adapter(model)
+    model = _merged(model)
     base_model = base_model or model.name_or_path
-    if folder.exists():
-        print(f"Replacing the earlier export in {folder}")
     with atomic_directory(folder) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / EXPORT_RECORD, {"base_model": base_model})
     return folder
+
+
+def _merged(model):
+    """A plain model: a ``PeftModel`` is merged (and consumed), anything else is returned as is."""
+    from peft import PeftModel
+
+    return merge_adapter(model) if isinstance(model, PeftModel) else model
+
+
+def _replaceable(folder: Path, marker: str, overwrite: bool) -> None:
+    if folder.exists() and not (folder / marker).is_file() and not overwrite:
+        raise CourseError(f"{folder} exists and was not written by ftcourse's export; not replacing it.",
+                          "choose another folder, or pass overwrite=True.")
+    if folder.exists():
+        print(f"Replacing the earlier export in {folder}")
+
+
+class _LogitsOnly(torch.nn.Module):
+    """``input_ids, attention_mask -> logits`` without a key/value cache: the graph ONNX export traces."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+
+def export_onnx(model, tokenizer, folder: str | Path, overwrite: bool = False) -> Path:
+    """Export a model (a ``PeftModel`` is merged first) to ``folder/model.onnx`` with its tokenizer, atomically.
+
+    Uses ``torch.onnx.export(..., dynamo=True)`` (needs ``onnxscript``); batch size and sequence length stay
+    dynamic. The graph maps ``input_ids, attention_mask`` to ``logits``, without a key/value cache.
+    Check it with :func:`check_onnx`.
+    """
+    folder = Path(folder)
+    _replaceable(folder, ONNX_FILE, overwrite)
+    model = _merged(model).eval()
+    ids = torch.tensor([encode_prompt(tokenizer, "Export me, please.")] * 2)
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    with atomic_directory(folder) as tmp:
+        program = torch.onnx.export(_LogitsOnly(model), (ids, torch.ones_like(ids)), dynamo=True, verbose=False,
+                                    input_names=["input_ids", "attention_mask"], output_names=["logits"],
+                                    dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}})
+        program.save(str(tmp / ONNX_FILE))
+        tokenizer.save_pretrained(tmp)
+    return folder
+
+
+def onnx_session(folder: str | Path):
+    """An onnxruntime CPU session of a folder written by :func:`export_onnx`."""
+    import onnxruntime
+
+    path = Path(folder) / ONNX_FILE
+    if not path.is_file():
+        raise CourseError(f"{path} does not exist.", "export the model first with ftcourse.deploy.export_onnx(model, tokenizer, folder).")
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(session, tokenizer, prompts: Sequence[Prompt]) -> list[torch.Tensor]:
+    """Logits of each prompt from an onnxruntime session (the counterpart of :func:`logits_on`)."""
+    out = []
+    for prompt in prompts:
+        ids = np.array([encode_prompt(tokenizer, prompt)], dtype=np.int64)
+        out.append(torch.from_numpy(session.run(["logits"], {"input_ids": ids, "attention_mask": np.ones_like(ids)})[0][0]))
+    return out
+
+
+def check_onnx(model, tokenizer, folder: str | Path, prompts: Sequence[Prompt], atol: float = 1e-3) -> float:
+    """Max |logit difference| between ``model`` (PyTorch, float32) and its ONNX export on ``prompts``.
+
+    A difference above ``atol``, or a different greedy next token, is a :class:`CourseError`.
+    """
+    ours, theirs = logits_on(model, tokenizer, prompts), onnx_logits(onnx_session(folder), tokenizer, prompts)
+    diff = max_logit_diff(ours, theirs)
+    if diff > atol or any(not torch.equal(a.argmax(-1), b.argmax(-1)) for a, b in zip(ours, theirs)):
+        raise CourseError(f"The ONNX model's logits differ from PyTorch's by up to {diff:.3g} (tolerance {atol:g}).",
+                          "export the same (merged, float32) model you compare with; re-export after changing it.")
+    return diff
 
 
 def exported_base(folder: str | Path) -> str:

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from tiny import save_tiny
+from tiny import save_tiny, tiny_model
 
 from ftcourse.data import INTENT_LABELS, classification_instruction
 from ftcourse.deploy import (
@@ -133,3 +133,29 @@ def test_inference_function_answers_with_a_label(base_model, tokenizer):
     assert all(a in INTENT_LABELS for a in answers)
     with pytest.raises(CourseError, match="tokenizer"):
         inference_function(base_model)
+
+
+def test_onnx_export_answers_like_pytorch(tmp_path, tokenizer):
+    """The ONNX graph of a merged LoRA model, run by onnxruntime, gives PyTorch's logits (float32: |Δ| ≤ 1e-4)."""
+    from ftcourse.deploy import check_onnx, export_onnx, onnx_logits, onnx_session
+
+    folder = tmp_path / "onnx"
+    model = _random_lora(tiny_model("llama", vocab_size=len(tokenizer)), 0)
+    prompts = [[{"role": "user", "content": "Where is my parcel?"}], "The Lumora Home Hub H2 is a"]
+    expected = logits_on(model, tokenizer, prompts)
+    export_onnx(model, tokenizer, folder)  # merges the adapter first
+    assert max_logit_diff(expected, onnx_logits(onnx_session(folder), tokenizer, prompts)) < 1e-4
+    merged = model.get_base_model()
+    assert check_onnx(merged, tokenizer, folder, prompts, atol=1e-4) < 1e-4
+    with torch.no_grad():
+        merged.lm_head.weight.mul_(1.5)  # a model that is not the exported one
+    with pytest.raises(CourseError, match="differ from PyTorch"):
+        check_onnx(merged, tokenizer, folder, prompts, atol=1e-4)
+
+
+def test_onnx_export_keeps_a_foreign_folder(tmp_path, tokenizer):
+    from ftcourse.deploy import export_onnx
+
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(CourseError, match="not replacing"):
+        export_onnx(tiny_model("llama"), tokenizer, tmp_path / "mine")
