@@ -195,7 +195,7 @@ def export_onnx(model, tokenizer, folder: str | Path, overwrite: bool = False) -
     ids = torch.tensor([encode_prompt(tokenizer, "Export me, please.")] * 2)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with atomic_directory(folder) as tmp:
-        program = torch.onnx.export(_LogitsOnly(model), (ids, torch.ones_like(ids)), dynamo=True, verbose=False,
+        program = torch.onnx.export(_LogitsOnly(model).eval(), (ids, torch.ones_like(ids)), dynamo=True, verbose=False,
                                     input_names=["input_ids", "attention_mask"], output_names=["logits"],
                                     dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}})
         program.save(str(tmp / ONNX_FILE))

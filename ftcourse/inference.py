@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,3 +141,35 @@ def sweep_batch_sizes(model, tokenizer, prompts: Sequence[Prompt], batch_sizes: 
     """:func:`measure_inference` at each batch size, on the same prompts (keyword arguments are passed on)."""
     return [measure_inference(model, tokenizer, prompts, batch_size=b, desc=f"batch {b}", **kwargs)
             for b in tqdm(batch_sizes, desc="Batch sizes", disable=not kwargs.get("progress", True))]
+
+
+def time_call(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> list[float]:
+    """Seconds taken by ``fn()`` in each of ``repeats`` timed calls, after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def first_layers(model, n_layers: int):
+    """A copy of a decoder-only model keeping only its first ``n_layers`` layers (same architecture and weights).
+
+    For demonstrations that must stay fast (an ONNX export of 2 layers instead of 30); its answers are not the model's.
+    """
+    import copy
+
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise CourseError(f"{type(model).__name__} has no model.layers to cut.", "pass a Llama-style decoder (the embedded model is one).")
+    if not 1 <= n_layers <= len(layers):
+        raise CourseError(f"n_layers must be from 1 to {len(layers)}, got {n_layers}.", "pick fewer layers than the model has.")
+    small = copy.deepcopy(model)
+    small.model.layers = small.model.layers[:n_layers]
+    small.config.num_hidden_layers = n_layers
+    if getattr(small.config, "layer_types", None):
+        small.config.layer_types = small.config.layer_types[:n_layers]
+    return small.eval()

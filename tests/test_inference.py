@@ -7,7 +7,7 @@ from tiny import tiny_model
 
 from ftcourse.errors import CourseError
 from ftcourse.evaluate import generate
-from ftcourse.inference import measure_inference, sweep_batch_sizes
+from ftcourse.inference import first_layers, measure_inference, sweep_batch_sizes, time_call
 
 PROMPTS = [[{"role": "user", "content": t}] for t in ("Where is my parcel?", "Cancel my order please", "Hi", "Reset my password now")]
 
@@ -50,3 +50,22 @@ def test_bad_settings_are_course_errors(tiny, tokenizer, kwargs):
 def test_no_prompts_is_a_course_error(tiny, tokenizer):
     with pytest.raises(CourseError, match="no prompts"):
         measure_inference(tiny, tokenizer, [], progress=False)
+
+
+def test_time_call_excludes_the_warm_up():
+    calls = []
+    times = time_call(lambda: calls.append(1), repeats=3, warmup=2)
+    assert len(times) == 3 and len(calls) == 5 and all(t >= 0 for t in times)
+
+
+def test_first_layers_is_a_shorter_copy(tiny, tokenizer):
+    import torch
+
+    short = first_layers(tiny, 1)
+    ids = torch.tensor([[5, 6, 7]])
+    assert len(short.model.layers) == short.config.num_hidden_layers == 1 and len(tiny.model.layers) == 2
+    assert short.model.layers[0].self_attn.q_proj.weight.data_ptr() != tiny.model.layers[0].self_attn.q_proj.weight.data_ptr()
+    with torch.no_grad():
+        assert short(input_ids=ids).logits.shape == tiny(input_ids=ids).logits.shape
+    with pytest.raises(CourseError, match="n_layers"):
+        first_layers(tiny, 3)
