@@ -1438,7 +1438,7 @@ def check_ex10_task2(onnx_dir, max_diff, small_model, tokenizer, prompts) -> str
 @self_check
 def check_ex10_task3(batched_greedy, model, tokenizer) -> str:
     """``batched_greedy(model, tokenizer, prompts, max_new_tokens)``: batched greedy answers equal to one-at-a-time ones."""
-    from ftcourse.evaluate import generate
+    from ftcourse.generation import generate
 
     expect(callable(batched_greedy), "`batched_greedy` is not a function.", "fix the function in the cell and keep its name.")
     prompts = [[{"role": "user", "content": "Hi"}],

@@ -1,7 +1,7 @@
 """Measure what serving a model costs: time to first token (prefill), decode tokens/s, requests/s,
 latency percentiles and peak memory, for a set of prompts at a given batch size.
 
-Every measurement runs the package's own generation (:func:`ftcourse.evaluate.generate`: greedy,
+Every measurement runs the package's own generation (:func:`ftcourse.generation.generate`: greedy,
 left-padded batches), so what is measured is what the course's evaluations and server run. A warm-up
 call is excluded; repeats are kept so the spread can be shown. Requests in a batch arrive together and
 are answered together (static batching): each request's latency is its batch's.
@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ftcourse.errors import CourseError
-from ftcourse.evaluate import Prompt, encode_prompt, generate
+from ftcourse.generation import Prompt, encode_prompt, generate
 from ftcourse.memory import track_peak
 
 

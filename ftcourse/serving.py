@@ -22,7 +22,7 @@ from typing import Any
 
 from ftcourse.deploy import load_adapters, using_adapter
 from ftcourse.errors import CourseError
-from ftcourse.evaluate import encode_prompt, generate
+from ftcourse.generation import encode_prompt, generate
 
 ROLES = ("system", "user", "assistant")
 MAX_BODY_BYTES = 1 << 20

@@ -9,7 +9,7 @@ from tiny import tiny_model
 from ftcourse import checks
 from ftcourse.checks import CheckFailed
 from ftcourse.deploy import export_onnx, logits_on, max_logit_diff, onnx_logits, onnx_session
-from ftcourse.evaluate import encode_prompt
+from ftcourse.generation import encode_prompt
 
 PROMPTS = [[{"role": "user", "content": "Where is my parcel?"}], [{"role": "user", "content": "Cancel order 4471."}]]
 

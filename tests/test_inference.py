@@ -6,7 +6,7 @@ import pytest
 from tiny import tiny_model
 
 from ftcourse.errors import CourseError
-from ftcourse.evaluate import generate
+from ftcourse.generation import generate
 from ftcourse.inference import first_layers, measure_inference, sweep_batch_sizes, time_call
 
 PROMPTS = [[{"role": "user", "content": t}] for t in ("Where is my parcel?", "Cancel my order please", "Hi", "Reset my password now")]

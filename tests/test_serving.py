@@ -15,7 +15,7 @@ from tiny import save_tiny
 from ftcourse.cli import build_parser
 from ftcourse.deploy import load_adapters, using_adapter
 from ftcourse.errors import CourseError
-from ftcourse.evaluate import generate
+from ftcourse.generation import generate
 from ftcourse.models import load_model
 from ftcourse.serving import ChatServer
 
