@@ -122,3 +122,28 @@ def test_cli_rejects_a_malformed_adapter_spec():
     args = build_parser().parse_args(["serve", "--adapter", "no-equals-sign"])
     with pytest.raises(CourseError, match="NAME=FOLDER"):
         args.func(args)
+
+
+def test_the_serve_command_answers_and_stops_cleanly_on_sigterm(tmp_path, tokenizer):
+    """`ftcourse serve` in its own process: it prints its address, answers, and exits 0 on SIGTERM."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder = save_tiny("llama", tmp_path / "m", tokenizer, vocab_size=len(tokenizer))
+    process = subprocess.Popen([sys.executable, "-m", "ftcourse.cli", "serve", "--model", str(folder), "--port", "0"],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("serving base on http://127.0.0.1:"), line
+        url = line.split(" on ")[1].split()[0]
+        assert _call(url + "/health") == (200, {"status": "ok"})
+        assert _call(url + "/v1/chat/completions", json.dumps({"model": "base", "messages": CHAT, "max_tokens": 2}).encode())[0] == 200
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+        assert "stopped" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
