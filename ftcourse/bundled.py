@@ -62,3 +62,9 @@ def domain_texts() -> dict[str, list[str]]:
         "heldout": [r["text"] for r in read_dataset(corpus / "heldout").records],
         "general": [r["text"] for r in read_dataset(raw_path("general_text")).records],
     }
+
+
+def kb_qa_records() -> dict[str, list[dict[str, Any]]]:
+    """``kb_qa.jsonl`` (questions about the product manuals, lesson 11) by its ``split`` field: train / test, split by fact."""
+    records = read_dataset(raw_path("kb_qa.jsonl"), fmt="alpaca").records
+    return {name: [r for r in records if r["split"] == name] for name in ("train", "test")}

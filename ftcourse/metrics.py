@@ -1,7 +1,8 @@
 """Metrics on predictions and references: pure Python, no model and no torch.
 
 Classification (accuracy, per-label and macro precision/recall/F1, confusion matrix), exact match,
-ROUGE, JSON extraction scores, perplexity from summed log-likelihoods, and LLM-free checks of free answers.
+ROUGE, QA scores (SQuAD-style EM and token F1, "not in the manual", recall@k), JSON extraction scores,
+perplexity from summed log-likelihoods, and LLM-free checks of free answers.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import string
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -112,6 +114,61 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
     _same_length(predictions, references)
     scores = [rouge_scores(p, r) for p, r in zip(predictions, references)]
     return {key: sum(s[key] for s in scores) / len(scores) if scores else 0.0 for key in ("rouge1", "rougeL")}
+
+
+NOT_IN_MANUAL = "The manual does not say."
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def squad_normalize(text: str) -> str:
+    """SQuAD v1.1's answer normalisation: lower-case, delete ASCII punctuation, drop a/an/the, collapse white space."""
+    return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
+
+
+def says_not_in_manual(answer: str) -> bool:
+    """Whether an answer says the manual does not hold the answer (contains :data:`NOT_IN_MANUAL`, normalised)."""
+    return squad_normalize(NOT_IN_MANUAL) in squad_normalize(answer)
+
+
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD token F1 of one answer: the overlap of the normalised words (counted with repeats)."""
+    pred, ref = squad_normalize(prediction).split(), squad_normalize(reference).split()
+    return _f1(sum((Counter(pred) & Counter(ref)).values()), len(pred), len(ref))
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def qa_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+    """Exact match and token F1 (SQuAD normalisation) plus how "not in the manual" is handled.
+
+    A question whose reference is :data:`NOT_IN_MANUAL` scores 1 (EM and F1) when the answer says
+    so and 0 otherwise. ``not_in_manual_rate``: share of those questions answered "not in the
+    manual"; ``false_not_in_manual``: share of answerable questions wrongly answered so.
+    """
+    _same_length(predictions, references)
+    em, f1, missing, wrong = [], [], [], []
+    for pred, ref in zip(predictions, references):
+        if says_not_in_manual(ref):
+            hit = float(says_not_in_manual(pred))
+            em.append(hit), f1.append(hit), missing.append(hit)
+        else:
+            em.append(float(squad_normalize(pred) == squad_normalize(ref)))
+            f1.append(token_f1(pred, ref))
+            wrong.append(float(says_not_in_manual(pred)))
+    return {"exact_match": _mean(em), "f1": _mean(f1), "not_in_manual_rate": _mean(missing),
+            "false_not_in_manual": _mean(wrong), "n": len(em), "n_not_in_manual": len(missing)}
+
+
+def recall_at_k(retrieved: Sequence[Sequence[str]], gold: Sequence[str], k: int) -> float:
+    """Share of queries whose gold document is among the first ``k`` retrieved documents."""
+    _same_length(retrieved, gold)
+    if k < 1:
+        raise CourseError(f"recall_at_k needs k >= 1, got k={k}.", "pass the number of retrieved passages to count.")
+    hits = [g in list(docs)[:k] for docs, g in zip(retrieved, gold)]
+    return sum(hits) / len(hits) if hits else 0.0
 
 
 def parse_json_object(text: str) -> dict[str, Any] | None:
