@@ -171,6 +171,22 @@ def recall_at_k(retrieved: Sequence[Sequence[str]], gold: Sequence[str], k: int)
     return sum(hits) / len(hits) if hits else 0.0
 
 
+# two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's 1.96)
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def mean_interval(values: Sequence[float]) -> dict[str, float]:
+    """Mean, sample standard deviation and the 95% confidence interval of the mean (Student's t) of repeated runs."""
+    n = len(values)
+    if n < 2:
+        raise CourseError(f"mean_interval needs at least 2 values (seeds), got {n}.", "run the setting with two or more seeds.")
+    mean = sum(values) / n
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = (_T95[n - 2] if n - 1 <= len(_T95) else 1.96) * std / math.sqrt(n)
+    return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": n}
+
+
 def parse_json_object(text: str) -> dict[str, Any] | None:
     """The JSON object an answer holds (a surrounding Markdown code fence is allowed), else ``None``."""
     body = re.sub(r"^```(?:json)?\s*|\s*```$", "", text.strip())

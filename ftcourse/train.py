@@ -50,7 +50,7 @@ from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_records
 
 RUN_RECORD = "ftcourse_run.json"
 CHECKPOINT_RECORD = "ftcourse_checkpoint.json"
-REPORT_TO = ("none", "tensorboard", "wandb")
+REPORT_TO = ("none", "tensorboard", "trackio", "wandb")
 #: Config fields that change the logits after the LM head; ``fast_loss`` is off for such models.
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier")
 
@@ -267,8 +267,9 @@ def fine_tune(
     the saved run instead of training when its fingerprint (model, method, settings, data)
     matches — lessons that build on an earlier lesson's run use it. ``gradient_checkpointing=None``
     turns it on only when the memory estimate needs it. ``report_to`` is ``"none"``,
-    ``"tensorboard"`` (logs under the checkpoint folder) or ``"wandb"`` (offline unless
-    ``WANDB_MODE`` is set).
+    ``"tensorboard"`` (logs under the checkpoint folder), ``"trackio"`` (local, under
+    ``$TRACKIO_DIR``, project ``ftcourse``) or ``"wandb"`` (offline unless ``WANDB_MODE`` is set); each logs the loss,
+    learning rate, the evaluation loss and the training arguments.
     """
     settings = settings or TrainingSettings()
     lora = lora or LoraSettings()
@@ -334,7 +335,10 @@ def fine_tune(
         remove_unused_columns=False,
         prediction_loss_only=True,
         dataloader_num_workers=0,
-        eval_strategy="no",
+        eval_strategy="steps" if eval_examples else "no",  # once, at the last step: trackers log it with the run
+        eval_steps=total_steps,
+        run_name=run_name,
+        project="ftcourse",  # trackio's project (local SQLite under $TRACKIO_DIR)
         # transformers' own length grouping (shuffled mega-batches sorted by length): little padding per batch
         train_sampling_strategy="group_by_length" if group_by_length else "random",
     )
@@ -404,7 +408,8 @@ def fine_tune(
         "distributed_type": kind,
     }
     if eval_examples:
-        metrics["eval_loss"] = round(trainer.evaluate()["eval_loss"], 4)
+        evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
+        metrics["eval_loss"] = round(evals[-1] if evals else trainer.evaluate()["eval_loss"], 4)
     history = [h for h in trainer.state.log_history if "loss" in h or "eval_loss" in h]
     trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper accelerate put on forward
     model.eval()

@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int)
     parser.add_argument("--checkpoint_dir", default="models/checkpoints/", help="checkpoints go to <checkpoint_dir>/<run_name> (default: models/checkpoints/)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
-    parser.add_argument("--report_to", default="none", choices=["none", "tensorboard", "wandb"], help="experiment tracking (default: none); wandb runs offline unless WANDB_MODE is set")
+    parser.add_argument("--report_to", default="none", choices=["none", "tensorboard", "trackio", "wandb"], help="experiment tracking (default: none): tensorboard, trackio (local, $TRACKIO_DIR) or wandb (offline unless WANDB_MODE is set)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing folder that is not an ftcourse run")
     parser.add_argument("--no_progress", action="store_true", help="print log lines instead of a progress bar")
     return parser

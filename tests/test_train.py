@@ -321,7 +321,7 @@ def test_wandb_runs_offline_unless_the_user_set_a_mode(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "online")
     train._report_to("wandb")
     assert os.environ["WANDB_MODE"] == "online"
-    with pytest.raises(CourseError, match="use one of: none, tensorboard, wandb"):
+    with pytest.raises(CourseError, match="use one of: none, tensorboard, trackio, wandb"):
         train._report_to("mlflow")
 
 
