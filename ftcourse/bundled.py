@@ -6,6 +6,7 @@ scripts and exercises all see the same test set.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -68,3 +69,18 @@ def kb_qa_records() -> dict[str, list[dict[str, Any]]]:
     """``kb_qa.jsonl`` (questions about the product manuals, lesson 11) by its ``split`` field: train / test, split by fact."""
     records = read_dataset(raw_path("kb_qa.jsonl"), fmt="alpaca").records
     return {name: [r for r in records if r["split"] == name] for name in ("train", "test")}
+
+
+def error_code_summaries() -> list[dict[str, str]]:
+    """The 23 error-code entries of the manual (chapter 8) with a reference summary each (lesson 11).
+
+    ``text`` is the entry as written; ``reference`` is built from it: the code, its title and the
+    first sentence after the ring colour (usually what to do) — a one-sentence summary of the entry.
+    """
+    text = (raw_path("domain_corpus") / "train" / "08_error_codes.md").read_text(encoding="utf-8")
+    records = []
+    for code, title, body in re.findall(r"^\*\*(E-\d{3}) — (.+?)\.\*\* (.+)$", text, flags=re.MULTILINE):
+        after_ring = body.split("Ring:", 1)[-1].split(". ", 1)[-1]
+        action = after_ring.split(". ")[0].rstrip(".").replace("**", "")
+        records.append({"code": code, "text": f"{code} — {title}. {body}", "reference": f"{code}, {title}: {action}."})
+    return records

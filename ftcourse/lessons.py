@@ -6,15 +6,18 @@ saved run (``fine_tune(reuse=True)``) when its fingerprint matches, or train it 
 
 from __future__ import annotations
 
-from ftcourse.bundled import instruction_records, intent_records
+from ftcourse.bundled import domain_texts, instruction_records, intent_records
 from ftcourse.configs import LoraSettings
 from ftcourse.hardware import Profile
+from ftcourse.models import load_model, load_tokenizer
 from ftcourse.train import RunResult, fine_tune, settings_from_profile
 
 #: LoRA settings of the intent-classification run (lesson 02).
 INTENT_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "v_proj"])
 #: LoRA settings of the Alpaca-style instruction run (lesson 02): all attention and MLP projections.
 INSTRUCTION_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
+#: LoRA settings of continued pre-training on the product manuals (lesson 06).
+DOMAIN_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
 
 
 def intent_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
@@ -33,3 +36,12 @@ def _lora_run(task: str, data: dict[str, list[dict]], lora: LoraSettings, profil
         settings=settings_from_profile(profile), eval_records=data["validation"],
         run_name=f"{task}-lora-{profile.name}", reuse=reuse, progress=progress,
     )
+
+
+def domain_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
+    """Lesson 06's continued pre-training on the manuals (packed text, LoRA r=16 on all linear layers); ``domain-lora-<profile>``."""
+    train = [{"text": t} for t in domain_texts()["train"]]
+    return fine_tune(train, model=load_model(profile.model), tokenizer=load_tokenizer(profile.model), method="lora", lora=DOMAIN_LORA,
+                     settings=settings_from_profile(profile), packing=True, run_name=f"domain-lora-{profile.name}",
+                     reuse=reuse, progress=progress)
+
