@@ -1472,7 +1472,7 @@ _EX11_NORMALIZE_CASES = (
 @self_check
 def check_ex11_task1(normalize_answer, f1) -> str:
     """``normalize_answer(text)``: SQuAD's normalisation; ``f1(prediction, reference)``: token F1 of the normalised words."""
-    from ftcourse.evaluate import token_f1
+    from ftcourse.metrics import token_f1
 
     expect(callable(normalize_answer) and callable(f1), "`normalize_answer` and `f1` must both be functions.",
            "define def normalize_answer(text): ... and def f1(prediction, reference): ...")
@@ -1504,7 +1504,7 @@ def check_ex11_task1(normalize_answer, f1) -> str:
 @self_check
 def check_ex11_task2(recall_at_k) -> str:
     """``recall_at_k(retrieved, gold, k)``: share of queries whose gold document is among their first k retrieved."""
-    from ftcourse.evaluate import recall_at_k as right
+    from ftcourse.metrics import recall_at_k as right
 
     expect(callable(recall_at_k), "`recall_at_k` is not a function.", "define def recall_at_k(retrieved, gold, k): ...")
     retrieved = [["a", "b", "c", "d"], ["b", "a", "a", "c"], ["c", "d", "b", "a"], ["d", "c", "b", "a"], ["a"]]

@@ -11,7 +11,7 @@ import pytest
 
 from ftcourse import checks
 from ftcourse.checks import CheckFailed
-from ftcourse.evaluate import recall_at_k, squad_normalize, token_f1
+from ftcourse.metrics import recall_at_k, squad_normalize, token_f1
 from ftcourse.retrieval import bm25_tokens, manual_retriever
 
 
