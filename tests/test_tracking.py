@@ -12,8 +12,8 @@ from tiny import tiny_model
 from ftcourse.bundled import intent_records
 from ftcourse.configs import TrainingSettings
 from ftcourse.errors import CourseError
-from ftcourse.metrics import mean_interval
 from ftcourse.hardware import get_profile
+from ftcourse.metrics import mean_interval
 from ftcourse.tracking import tensorboard_scalars, trackio_logs
 from ftcourse.train import fine_tune
 
