@@ -43,7 +43,7 @@ from ftcourse.fileio import atomic_directory, atomic_write_json, ensure_writable
 from ftcourse.generation import cpu_autocast, model_device
 from ftcourse.hardware import Profile, detect_environment
 from ftcourse.memory import available_memory, estimate_training_memory, track_peak, unpack_cpu_4bit
-from ftcourse.models import count_parameters, default_dtype, load_model, load_tokenizer, resolve_model
+from ftcourse.models import check_weight_files, count_parameters, default_dtype, load_model, load_tokenizer, resolve_model
 from ftcourse.peft_methods import build_peft_config, get_method
 from ftcourse.preflight import Check, ParameterChangeCheck, run_preflight, training_checks
 from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_records
@@ -563,6 +563,7 @@ def load_run(run_dir: str | Path, model: PreTrainedModel | None = None) -> RunRe
     if not record:
         raise CourseError(f"{run_dir} is not a saved ftcourse run (no {RUN_RECORD}).", "train it first with fine_tune(), or pass the right folder.")
     spec = get_method(record["method"])
+    check_weight_files(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir))  # the tokenizer the run trained with
     tokenizer.padding_side = "right"
     if spec.name == "full":

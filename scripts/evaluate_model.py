@@ -25,7 +25,7 @@ from ftcourse.deploy import EXPORT_RECORD, exported_base
 from ftcourse.errors import CourseError
 from ftcourse.evaluation import METRICS, Comparison, Evaluation, check_metrics, compare, evaluate_model, group_tasks
 from ftcourse.fileio import slug
-from ftcourse.models import load_model, load_tokenizer
+from ftcourse.models import disable_progress_bars, load_model, load_tokenizer
 from ftcourse.reports import write_report
 from ftcourse.train import RUN_RECORD, is_run_dir, latest_run
 
@@ -143,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if args.no_progress:
+            disable_progress_bars()
         if args.batch_size < 1 or (args.max_examples is not None and args.max_examples < 1):
             raise CourseError("--batch_size and --max_examples must be at least 1.", "pass positive numbers.")
         evaluate_file(args.model_path, args.test_dataset, args.metrics, args.compare_base, args.report_dir,

@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if args.no_progress:
+            from ftcourse.models import disable_progress_bars
+
+            disable_progress_bars()
         from ftcourse.models import resolve_model
 
         profile, training, lora = resolve_settings(args)

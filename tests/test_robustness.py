@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 from collections import namedtuple
+from dataclasses import replace
 
 import pytest
 
@@ -14,8 +16,12 @@ from ftcourse.cli import main as ftcourse_main
 from ftcourse.configs import TrainingSettings, load_settings
 from ftcourse.data import DataError, load_dataset
 from ftcourse.errors import CourseError
-from ftcourse.fileio import atomic_directory, atomic_write_text, ensure_writable_dir, file_lock
+from ftcourse.bundled import intent_records
+from ftcourse.fileio import atomic_directory, atomic_write_text, ensure_writable_dir, file_lock, sha256_file
 from ftcourse.hardware import get_profile
+from ftcourse.models import load_model
+from ftcourse.train import fine_tune, is_run_dir, load_run
+from tiny import save_tiny, tiny_model
 
 ROOT = paths.project_root()
 
@@ -118,3 +124,77 @@ def test_prepare_dataset_script_on_a_latin1_file_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "not UTF-8 text: byte 13 (line 1)" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
+
+
+# ---------------------------------------------------------------- training runs
+
+
+def _snapshot(folder):
+    return {str(p.relative_to(folder)): (sha256_file(p), p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory, tokenizer):
+    """A tiny real Llama with the embedded tokenizer, saved as a local model folder (fast runs through the script)."""
+    return save_tiny("llama", tmp_path_factory.mktemp("tiny") / "tiny-llama", tokenizer, vocab_size=len(tokenizer))
+
+
+def _fine_tune_args(tiny_folder, out, *extra):
+    return ["--model_name_or_path", str(tiny_folder), "--dataset_path", str(ROOT / "data" / "raw" / "support_intents.jsonl"),
+            "--profile", "smoke", "--max_steps", "1", "--batch_size", "2", "--no_progress", "--output_dir", str(out),
+            "--run_name", "mine", *extra]
+
+
+@pytest.mark.parametrize("flags", [["--lora_r", "0"], ["--lora_r", "-4"], ["--batch_size", "0"], ["--lora_dropout", "1.5"]])
+def test_bad_training_flags_fail_before_the_model_loads(flags, tiny_folder, tmp_path, capsys):
+    code = _script("fine_tune_model").main(_fine_tune_args(tiny_folder, tmp_path / "out") + flags)
+    captured = capsys.readouterr()
+    field = {"--lora_r": "r", "--batch_size": "batch_size", "--lora_dropout": "lora_dropout"}[flags[0]]
+    assert code == 2 and f"error: {field} must be" in captured.err and "Fine-tuning" not in captured.out
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_dir_that_is_a_file_fails_before_training(tiny_folder, tmp_path, capsys):
+    (tmp_path / "out").write_text("mine")
+    code = _script("fine_tune_model").main(_fine_tune_args(tiny_folder, tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert code == 2 and "output_root" in err and "is an existing file" in err and "Traceback" not in err
+    assert (tmp_path / "out").read_text() == "mine"
+
+
+def test_the_script_never_replaces_a_run_with_other_settings_silently(tiny_folder, tmp_path, capsys):
+    script = _script("fine_tune_model")
+    out = tmp_path / "out"
+    assert script.main(_fine_tune_args(tiny_folder, out, "--lora_r", "4")) == 0
+    first = capsys.readouterr()
+    assert "%|" not in first.out + first.err  # --no_progress: no progress bar at all, model loading included
+    assert (out / "checkpoints" / "mine").is_dir() and not (paths.checkpoints_dir() / "mine").exists()  # checkpoints follow --output_dir
+    before = _snapshot(out / "mine")
+    assert script.main(_fine_tune_args(tiny_folder, out, "--lora_r", "8")) == 2
+    err = capsys.readouterr().err
+    assert "already holds a run trained with other settings" in err and "overwrite=True" in err
+    assert _snapshot(out / "mine") == before
+    assert script.main(_fine_tune_args(tiny_folder, out, "--lora_r", "8", "--overwrite")) == 0
+    assert json.loads((out / "mine" / "lora_config.json").read_text())["r"] == 8
+
+
+def test_fine_tune_keeps_an_earlier_run_with_other_settings(tokenizer, tmp_path, capsys):
+    records = intent_records(get_profile("smoke"))["train"][:4]
+    common = dict(tokenizer=tokenizer, run_name="run", output_root=tmp_path / "runs", progress=False, preflight=False)
+    settings = TrainingSettings(max_steps=1, batch_size=2, gradient_accumulation_steps=1, warmup_ratio=0.0)
+    first = fine_tune(records, model=tiny_model("llama", vocab_size=len(tokenizer)), settings=settings, **common)
+    before = _snapshot(first.run_dir)
+    second = fine_tune(records, model=tiny_model("llama", vocab_size=len(tokenizer)), settings=replace(settings, seed=7), **common)
+    assert second.run_dir != first.run_dir and second.run_dir.name.startswith("run-") and is_run_dir(second.run_dir)
+    assert "holds a run with other settings; keeping it" in capsys.readouterr().out
+    assert _snapshot(first.run_dir) == before
+
+
+def test_a_truncated_adapter_names_the_file_and_how_to_recover(tiny_folder, tmp_path):
+    assert _script("fine_tune_model").main(_fine_tune_args(tiny_folder, tmp_path / "out")) == 0
+    adapter = tmp_path / "out" / "mine" / "adapter_model.safetensors"
+    adapter.write_bytes(adapter.read_bytes()[: adapter.stat().st_size // 2])
+    for load in (load_run, load_model):
+        with pytest.raises(CourseError, match="adapter_model.safetensors is damaged") as info:
+            load(str(adapter.parent))
+        assert "overwrite=True" in info.value.fix
