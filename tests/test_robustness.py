@@ -198,3 +198,16 @@ def test_a_truncated_adapter_names_the_file_and_how_to_recover(tiny_folder, tmp_
         with pytest.raises(CourseError, match="adapter_model.safetensors is damaged") as info:
             load(str(adapter.parent))
         assert "overwrite=True" in info.value.fix
+
+
+def test_evaluating_on_labels_the_run_never_saw_is_an_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "adapter_config.json").write_text('{"base_model_name_or_path": "embedded"}')
+    (run / "dataset_info.json").write_text(json.dumps({"labels": ["billing", "shipping"]}))
+    test = tmp_path / "test.jsonl"
+    test.write_text('{"text": "a", "label": "billing"}\n{"text": "b", "label": "refund"}\n')
+    code = _script("evaluate_model").main(["--model_path", str(run), "--test_dataset", str(test), "--no_progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "labels the model never saw in training: refund" in err and "Traceback" not in err
+    assert sorted(p.name for p in run.iterdir()) == ["adapter_config.json", "dataset_info.json"]
