@@ -294,13 +294,15 @@ def fine_tune(
     if run_dir.exists() and not overwrite and not (run_dir / RUN_RECORD).exists():
         raise CourseError(f"{run_dir} exists and was not written by ftcourse; not overwriting it.", "choose another run_name, or pass overwrite=True.")
     if not overwrite and _read_json(run_dir / RUN_RECORD).get("fingerprint") not in (None, key):
+        kept = f"{run_name}-{key}"
+        if resume and not (ckpt_root / kept).is_dir():
+            raise CourseError(f"The saved run in {run_dir} belongs to a run with different data or settings: nothing of this run to resume.",
+                              f"resume with that run's settings and data, start fresh with resume=False (saved as {kept}), or pass overwrite=True.")
         if not keep_both:
             raise CourseError(f"{run_dir} already holds a run trained with other settings or data; not replacing it.",
                               "choose another run_name to keep both, or pass overwrite=True to replace it.")
-        earlier, run_name = run_dir, f"{run_name}-{key}"
-        run_dir = run_dir.with_name(run_name)
-        print(f"{earlier} holds a run with other settings; keeping it and saving this run as {run_dir} "
-              "(overwrite=True would replace it).")
+        print(f"{run_dir} holds a run with other settings; keeping it and saving this run as {kept} (overwrite=True would replace it).")
+        run_name, run_dir = kept, run_dir.with_name(kept)
     ensure_writable_dir(run_dir.parent, "output_root")  # before the model loads, not after training
     ensure_writable_dir(ckpt_root, "checkpoint_root")
     tokenizer = tokenizer or _default_tokenizer(model_name)

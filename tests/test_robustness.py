@@ -186,7 +186,7 @@ def test_fine_tune_keeps_an_earlier_run_with_other_settings(tokenizer, tmp_path,
     before = _snapshot(first.run_dir)
     second = fine_tune(records, model=tiny_model("llama", vocab_size=len(tokenizer)), settings=replace(settings, seed=7), **common)
     assert second.run_dir != first.run_dir and second.run_dir.name.startswith("run-") and is_run_dir(second.run_dir)
-    assert "holds a run with other settings; keeping it" in capsys.readouterr().out
+    assert "holds a run with other settings; keeping it and saving this run as run-" in capsys.readouterr().out
     assert _snapshot(first.run_dir) == before
 
 
