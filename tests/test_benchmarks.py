@@ -10,12 +10,12 @@ import sys
 from types import SimpleNamespace
 
 import pytest
+from tiny import tiny_model
 from transformers import TrainerControl
 
 from ftcourse import paths
 from ftcourse.bundled import intent_records
 from ftcourse.hardware import get_profile
-from tiny import tiny_model
 
 sys.path.insert(0, str(paths.project_root() / "benchmarks"))
 import common  # noqa: E402

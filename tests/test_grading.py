@@ -13,12 +13,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftcourse import paths
+from ftcourse import grading, paths
 from ftcourse.build import exercise_notebook, exercise_path, is_hidden, masters, read_tasks, task_of
 from ftcourse.cli import main
 from ftcourse.errors import CourseError
-from ftcourse import grading
-from ftcourse.grading import csv_text, feedback_markdown, grade_folder, grade_notebook, kernel_env, prepare, submissions
+from ftcourse.grading import feedback_markdown, grade_folder, grade_notebook, kernel_env, prepare, submissions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "ex00_tiny.ipynb"
 POINTS = {"task1": 1, "task2": 2, "task3": 3}

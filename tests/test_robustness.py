@@ -10,18 +10,18 @@ from collections import namedtuple
 from dataclasses import replace
 
 import pytest
+from tiny import save_tiny, tiny_model
 
 from ftcourse import paths
+from ftcourse.bundled import intent_records
 from ftcourse.cli import main as ftcourse_main
 from ftcourse.configs import TrainingSettings, load_settings
-from ftcourse.data import DataError, load_dataset
+from ftcourse.data import DataError, read_dataset
 from ftcourse.errors import CourseError
-from ftcourse.bundled import intent_records
 from ftcourse.fileio import atomic_directory, atomic_write_text, ensure_writable_dir, file_lock, sha256_file
 from ftcourse.hardware import get_profile
 from ftcourse.models import load_model
 from ftcourse.train import fine_tune, is_run_dir, load_run
-from tiny import save_tiny, tiny_model
 
 ROOT = paths.project_root()
 
@@ -111,7 +111,7 @@ def test_a_file_that_is_not_utf8_names_the_byte_line_and_fix(tmp_path, suffix):
     path = tmp_path / f"latin1{suffix}"
     path.write_bytes(body.encode("latin-1"))
     with pytest.raises(DataError) as info:
-        load_dataset(path)
+        read_dataset(path)
     offset = body.encode("latin-1").index(b"\xe9")
     line = body[:offset].count("\n") + 1
     assert f"{path} is not UTF-8 text: byte {offset} (line {line})" in str(info.value) and "iconv" in info.value.fix
