@@ -384,5 +384,5 @@ def grade_folder(folder: str | Path, assignment: str, out: str | Path, profile: 
         write_output(feedback[student], feedback_markdown(grade, assignment_id), overwrite=True)
         grades.append(grade)
     write_output(out, csv_text(grades, tasks), overwrite=True)
-    write_class_summary(out, assignment_id, grades, tasks)
+    write_class_summary(out, assignment_id, [g for g in grades if not g.grader_fault], tasks)  # no score is not a 0
     return grades

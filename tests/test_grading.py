@@ -226,6 +226,7 @@ def test_a_grader_fault_is_reported_as_a_fault_not_as_a_zero(tmp_path, monkeypat
     assert (row["task1"], row["total"], row["percent"], row["status"]) == ("", "", "", "grader error: OSError")
     note = (tmp_path / "grades_feedback" / "ann.md").read_text()
     assert "not your mistake" in note and "Total" not in note
+    assert "0 submissions" in (tmp_path / "grades_summary.md").read_text()  # the class mean leaves it out
 
 
 @pytest.mark.parametrize("bad", ["folder", "under_a_file"])
