@@ -44,10 +44,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 class AccuracyClock(TrainerCallback):
-    """Measures test accuracy every few steps; the clock counts training time only; stops at the target or the budget."""
+    """Measures test accuracy every few steps; the clock counts training time only; stops at the target or the budget.
 
-    def __init__(self, tokenizer, test_records, target: float, every: int, budget: float):
-        self.tokenizer, self.target, self.every, self.budget = tokenizer, target, every, budget
+    ``clock`` is injectable so that tests check the logic without depending on the machine's speed.
+    """
+
+    def __init__(self, tokenizer, test_records, target: float, every: int, budget: float, clock=time.perf_counter):
+        self.tokenizer, self.target, self.every, self.budget, self.clock = tokenizer, target, every, budget, clock
         self.prompts = [r["messages"][:-1] for r in test_records]
         self.references = [r["label"] for r in test_records]
         self.points: list[dict] = []
@@ -55,12 +58,12 @@ class AccuracyClock(TrainerCallback):
         self.start = self.paused = 0.0
 
     def measure(self, model, step: int) -> float:
-        began = time.perf_counter()
+        began = self.clock()
         seconds = began - self.start - self.paused
         predictions = classify(model, self.tokenizer, self.prompts, INTENT_LABELS, batch_size=32, progress=False)
         score = accuracy(predictions, self.references)
         model.train()
-        self.paused += time.perf_counter() - began
+        self.paused += self.clock() - began
         self.points.append({"step": step, "train_seconds": round(seconds, 1), "accuracy": score})
         print(f"  step {step:>4}  {seconds:7.1f} s of training  accuracy {score:.2f}", flush=True)
         if score >= self.target and self.reached is None:
@@ -68,12 +71,12 @@ class AccuracyClock(TrainerCallback):
         return seconds
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        self.start = time.perf_counter()
+        self.start = self.clock()
         self.measure(model, state.global_step)
-        self.start, self.paused = time.perf_counter(), 0.0  # the baseline evaluation is not training time
+        self.start, self.paused = self.clock(), 0.0  # the baseline evaluation is not training time
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        elapsed = time.perf_counter() - self.start - self.paused
+        elapsed = self.clock() - self.start - self.paused
         if state.global_step % self.every == 0 or elapsed >= self.budget or state.global_step >= state.max_steps:
             seconds = self.measure(model, state.global_step)
             if self.reached or seconds >= self.budget:

@@ -36,6 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model-shape", default="embedded", choices=["embedded", *common.SHAPES], help="real embedded model, or a random-weight SmolLM2 shape")
     parser.add_argument("--max-seq-length", type=int, default=256)
     parser.add_argument("--output", default=None, help="results name (default train_speed or train_speed_<shape>)")
+    parser.add_argument("--no-mfu", action="store_true", help="skip the bf16 peak measurement and MFU (a quick check on a busy machine)")
     parser.add_argument("--child", choices=["course", "trl"], help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -100,27 +101,35 @@ def main(argv=None) -> int:
     if args.child:
         child(args)
         return 0
-    peak = common.measure_bf16_peak()
-    print(f"bf16 matmul peak on this machine: {peak / 1e9:.0f} GFLOP/s", flush=True)
+    try:
+        peak = None if args.no_mfu else common.measure_bf16_peak()
+    except common.BenchmarkError as exc:
+        print(f"error: {exc} (or pass --no-mfu)", file=sys.stderr)
+        return 2
+    if peak:
+        print(f"bf16 matmul peak on this machine: {peak / 1e9:.0f} GFLOP/s", flush=True)
     runs = common.run_setups(Path(__file__), argv)
-    for run in runs.values():
-        run["mfu_percent"] = round(100 * run["flops"] / run["train_seconds"] / peak, 1)
+    for setup, run in runs.items():
+        run["mfu_percent"] = common.mfu_percent(run["flops"], run["train_seconds"], peak) if peak else None
+        if peak and run["mfu_percent"] is None:
+            print(f"warning: {setup}'s MFU would exceed 100% against the peak measured before the runs: the machine got faster "
+                  "(it was busy during the peak measurement); MFU is left out", file=sys.stderr)
     course, trl = runs["course"], runs["trl"]
     speedup = course["tokens_per_second"] / trl["tokens_per_second"]
     val_change = 100 * (course["validation_loss"] / trl["validation_loss"] - 1)
     name = args.output or ("train_speed" if args.model_shape == "embedded" else f"train_speed_{args.model_shape}")
     results = {
         "benchmark": "train_speed", "command": common.command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
-        "machine": common.machine(), "bf16_peak_gflops": round(peak / 1e9, 1),
+        "machine": common.machine(), "bf16_peak_gflops": round(peak / 1e9, 1) if peak else None,
         "config": {"model": args.model_shape, "max_steps": args.max_steps, "batch_size": args.batch_size,
                    "learning_rate": learning_rate(args), "lora": settings_dict(common.LORA), "max_seq_length": args.max_seq_length},
         "runs": runs, "speedup_tokens_per_second": round(speedup, 2), "validation_loss_change_percent": round(val_change, 2),
     }
-    rows = [[setup, r["tokens_per_second"], r["train_seconds"], r["peak_memory_mb"], r["train_loss_final"], r["validation_loss"], r["mfu_percent"]]
+    rows = [[setup, r["tokens_per_second"], r["train_seconds"], r["peak_memory_mb"], r["train_loss_final"], r["validation_loss"], "n/a" if r["mfu_percent"] is None else r["mfu_percent"]]
             for setup, r in (("course defaults", course), ("TRL SFTTrainer defaults", trl))]
     table = markdown_table(["setup", "tokens/s", "train s", "peak MB", "final train loss", "val loss", "MFU %"], rows)
     table += (f"\n\n{args.model_shape}, {args.max_steps} steps x batch {args.batch_size}, lr {learning_rate(args)}, "
-              f"bf16 peak {peak / 1e9:.0f} GFLOP/s, load average {results['machine']['load_average_1min']}: "
+              f"bf16 peak {f'{peak / 1e9:.0f} GFLOP/s' if peak else 'not measured'}, load average {results['machine']['load_average_1min']}: "
               f"**{speedup:.2f}x** the tokens per second, validation loss {val_change:+.1f}%.")
     path = common.save_results(name, results, table)
     print(table)

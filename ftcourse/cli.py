@@ -82,7 +82,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
     grades = grade_folder(args.submissions, args.assignment, out, args.profile, args.timeout, args.overwrite,
                           _params(args.param, args.params))
     print(f"graded {len(grades)} submission(s): {out}; feedback in {feedback_dir(out)}/; class summary in {summary_paths(out)[0]} (+ .png)")
-    return 0
+    faults = [g.student for g in grades if g.grader_fault]
+    if faults:
+        print(f"the grader failed on {len(faults)} submission(s), left ungraded: {', '.join(faults)}", file=sys.stderr)
+    return 1 if faults else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
+from functools import cache
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +24,9 @@ class LoraSettings:
     target_modules: list[str] | str = ("q_proj", "v_proj")  # or "all-linear"
     bias: str = "none"
     task_type: str = "CAUSAL_LM"
+
+    def __post_init__(self):
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,9 @@ class TrainingSettings:
     save_steps: int = 50
     seed: int = 42
 
+    def __post_init__(self):
+        check_fields(self)
+
 
 @dataclass(frozen=True)
 class QuantizationSettings:
@@ -56,6 +64,29 @@ _CHOICES = {
     "task_type": ("CAUSAL_LM", "SEQ_CLS"),
     "bnb_4bit_quant_type": ("nf4", "fp4"),
     "bnb_4bit_compute_dtype": ("bfloat16", "float16", "float32"),
+}
+
+_AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
+_OPTIONAL_COUNT = (lambda v: v is None or v >= 1, "at least 1 (or None: all)")
+#: Allowed values per field (of the settings above and of ``hardware.Profile``): (test, what the value must be).
+LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "r": _AT_LEAST_1,
+    "lora_alpha": (lambda v: v > 0, "greater than 0"),
+    "lora_dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
+    "num_epochs": (lambda v: v > 0, "greater than 0"),
+    "max_steps": (lambda v: v == -1 or v >= 1, "at least 1, or -1 to train num_epochs"),
+    "batch_size": _AT_LEAST_1,
+    "eval_batch_size": _AT_LEAST_1,
+    "gradient_accumulation_steps": _AT_LEAST_1,
+    "max_seq_length": _AT_LEAST_1,
+    "logging_steps": _AT_LEAST_1,
+    "save_steps": _AT_LEAST_1,
+    "learning_rate": (lambda v: v is None or v > 0, "greater than 0 (or None: the method's default)"),
+    "warmup_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
+    "weight_decay": (lambda v: v >= 0, "at least 0"),
+    "seed": (lambda v: v >= 0, "at least 0"),
+    "n_train": _OPTIONAL_COUNT,
+    "n_eval": _OPTIONAL_COUNT,
 }
 
 Settings = TypeVar("Settings", LoraSettings, TrainingSettings, QuantizationSettings)
@@ -83,6 +114,29 @@ def _type_name(hint: Any) -> str:
     return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
 
 
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def check_fields(obj: Any) -> None:
+    """Check every field of a settings dataclass by type, range (:data:`LIMITS`) and choice.
+
+    A bad value is a :class:`CourseError` that names the field, the value and what it must be.
+    """
+    hints = _hints(type(obj))
+    for f in fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if not _type_ok(list(value) if isinstance(value, tuple) else value, hint):
+            raise CourseError(f"{f.name} must be {_type_name(hint)}, got {type(value).__name__} {value!r}.",
+                              f"pass {f.name} as a value of type {_type_name(hint)}.")
+        test, what = LIMITS.get(f.name, (None, ""))
+        if test is not None and not test(value):
+            raise CourseError(f"{f.name} must be {what}, got {value!r}.", f"set {f.name} to a value {what}.")
+        if f.name in _CHOICES and value not in _CHOICES[f.name]:
+            raise CourseError(f"{f.name} is {value!r}.", f"use one of: {', '.join(_CHOICES[f.name])}.")
+
+
 def validate_settings(cls: type[Settings], values: dict[str, Any], source: str = "config") -> Settings:
     """Build ``cls`` from a dict; an unknown key, wrong type or bad choice is a :class:`CourseError` naming it."""
     hints = typing.get_type_hints(cls)
@@ -97,7 +151,10 @@ def validate_settings(cls: type[Settings], values: dict[str, Any], source: str =
             )
         if key in _CHOICES and value not in _CHOICES[key]:
             raise CourseError(f"{source}: key {key!r} is {value!r}.", f"use one of: {', '.join(_CHOICES[key])}.")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except CourseError as exc:  # a value out of range
+        raise CourseError(f"{source}: {exc.what}", exc.fix) from None
 
 
 def load_settings(cls: type[Settings], path: str | Path) -> Settings:

@@ -16,6 +16,7 @@ Every record becomes chat ``messages``; the last assistant turn is the target.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import random
@@ -117,23 +118,36 @@ def _decode_turns(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def read_utf8(path: Path) -> str:
+    """A text file's contents; bytes that are not UTF-8 are a :class:`DataError` naming the byte offset and line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DataError(
+            f"{path} is not UTF-8 text: byte {exc.start} (line {line}) is {raw[exc.start:exc.start + 1]!r}.",
+            f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > fixed.{path.name.rpartition('.')[2]} "
+            "(or open it with its encoding in Python and write it back with encoding='utf-8').",
+        ) from None
+
+
 def _read_rows(path: Path) -> tuple[list[Any], list[int], list[Problem], str]:
     """Rows of a JSONL/JSON/CSV/Parquet file, their line (or record) numbers, syntax problems, and the unit."""
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows, lines, problems = [], [], []
-        with open(path, encoding="utf-8") as fh:
-            for number, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    rows.append(json.loads(raw))
-                    lines.append(number)
-                except json.JSONDecodeError as exc:
-                    problems.append(Problem(number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"))
+        for number, raw in enumerate(read_utf8(path).split("\n"), start=1):
+            if not raw.strip():
+                continue
+            try:
+                rows.append(json.loads(raw))
+                lines.append(number)
+            except json.JSONDecodeError as exc:
+                problems.append(Problem(number, None, f"not valid JSON ({exc.msg} at column {exc.colno})"))
         return rows, lines, problems, "line"
     if suffix == ".json":
-        text = path.read_text(encoding="utf-8")
+        text = read_utf8(path)
         if not text.strip():
             return [], [], [], "record"
         try:
@@ -147,13 +161,12 @@ def _read_rows(path: Path) -> tuple[list[Any], list[int], list[Problem], str]:
         return data, list(range(1, len(data) + 1)), [], "record"
     if suffix == ".csv":
         rows, lines = [], []
-        with open(path, encoding="utf-8", newline="") as fh:
-            reader = csv.DictReader(fh)
-            start = 2  # line 1 is the header
-            for row in reader:
-                rows.append(_decode_turns(dict(row)))
-                lines.append(start)
-                start = reader.line_num + 1
+        reader = csv.DictReader(io.StringIO(read_utf8(path), newline=""))
+        start = 2  # line 1 is the header
+        for row in reader:
+            rows.append(_decode_turns(dict(row)))
+            lines.append(start)
+            start = reader.line_num + 1
         return rows, lines, [], "line"
     if suffix == ".parquet":
         import pandas as pd
@@ -269,7 +282,7 @@ def read_dataset(
         if not files:
             raise DataError(f"{path} holds no .txt or .md files.", "point to a data file or a folder of text files.")
         root = path if path.is_dir() else path.parent
-        records = [{"text": p.read_text(encoding="utf-8"), "source": str(p.relative_to(root))} for p in files]
+        records = [{"text": read_utf8(p), "source": str(p.relative_to(root))} for p in files]
         problems = [Problem(i, "text", f"is empty ({r['source']})") for i, r in enumerate(records, 1) if not r["text"].strip()]
         _raise_problems(str(path), problems, "file")
         return CourseDataset(records, "text", str(path), list(range(1, len(records) + 1)), "file")

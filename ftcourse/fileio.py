@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -14,7 +13,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from ftcourse.errors import CourseError
+
+#: Free space an output folder must have before work that writes into it starts.
+MIN_FREE_BYTES = 16 * 2**20
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -26,12 +30,23 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+
+    The file gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask),
+    not the 0600 of a temporary file.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -79,15 +94,35 @@ def write_outputs(files: Mapping[str | Path, bytes | str], overwrite: bool = Fal
 
 @contextlib.contextmanager
 def file_lock(path: str | Path) -> Iterator[None]:
-    """An exclusive inter-process lock held on ``path`` (created if missing)."""
+    """An exclusive inter-process lock held on ``path`` (created if missing); works on every OS (``filelock``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with FileLock(str(path)):
+        yield
+
+
+def ensure_writable_dir(folder: str | Path, name: str = "output_dir", min_free: int = MIN_FREE_BYTES) -> Path:
+    """Create ``folder`` if needed and prove a file can be written there, before any long work starts.
+
+    ``name`` is the parameter the error names. An existing file, a folder that cannot be written
+    or a disk with less than ``min_free`` bytes free is a :class:`CourseError`.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise CourseError(f"{name} {folder} is an existing file, not a folder; nothing was run.",
+                          f"pass a folder for {name} (it is created if missing), or move the file away.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+        free = shutil.disk_usage(folder).free
+    except OSError as exc:
+        raise CourseError(f"Cannot write to {name} {folder} ({exc.strerror or exc}); nothing was run.",
+                          f"pass a {name} you can write to, or fix the folder's permissions.") from None
+    if free < min_free:
+        raise CourseError(f"{name} {folder} is on a disk with only {free / 2**20:.1f} MB free; nothing was run.",
+                          f"free at least {min_free / 2**20:.0f} MB there, or pass another {name}.")
+    return folder
 
 
 @contextlib.contextmanager
@@ -100,6 +135,7 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
+        tmp.chmod(0o777 & ~_umask())  # a plain mkdir's permissions, not mkdtemp's 0700
         yield tmp
         old = None
         if target.exists():

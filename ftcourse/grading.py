@@ -1,7 +1,8 @@
 """``ftcourse grade``: score submitted notebooks with the master's hidden tests.
 
 Each submission runs in a fresh kernel, in its own temporary course folder (``FTCOURSE_ROOT``)
-that holds copies of ``data/`` and ``configs/`` and hard links to the base models, with
+that holds copies of ``data/``, ``configs/`` and the base models (copies, not links: a submission
+that writes into its base model folder changes only its own copy), with
 secrets removed from the environment, the given profile injected, a time limit for the whole
 notebook and a cap on the output kept. The student's own hidden-test cells are dropped; the
 master's are inserted after the student's task cells (matched by ``metadata.ftcourse.task``),
@@ -30,7 +31,7 @@ from ftcourse import paths
 from ftcourse.build import CHECK_NAME, Task, find_master, is_hidden, read_tasks, task_of
 from ftcourse.class_report import CHECKER_FAULT, summary_paths, write_class_summary
 from ftcourse.errors import CourseError
-from ftcourse.fileio import write_output
+from ftcourse.fileio import ensure_writable_dir, write_output
 from ftcourse.notebooks import kernel_name, strip_outputs, validate_parameters
 
 #: Environment variables never passed to a submission's kernel (besides SECRET_PATTERN matches).
@@ -61,9 +62,14 @@ class Grade:
     student: str
     notebook: str
     tasks: list[TaskScore]
-    status: str  # "ok", "crashed", "timed out", "unreadable" or "grader error: ..."
+    status: str  # "ok", "crashed", "timed out", "unreadable", "wrong assignment" or "grader error: ..."
     seconds: float
     executed: Any = field(default=None, repr=False)  # the executed notebook (outputs capped)
+
+    @property
+    def grader_fault(self) -> bool:
+        """True when the grader itself failed: the submission has no score yet (not a 0)."""
+        return self.status.startswith("grader error")
 
     @property
     def total(self) -> float:
@@ -89,20 +95,19 @@ def kernel_env(root: Path, profile: str) -> dict[str, str]:
 
 
 def make_workspace(folder: Path) -> None:
-    """Copy in what a submission needs: ``data/``, ``configs/`` and (hard-linked) ``models/base_models/``."""
+    """Copy in what a submission needs: ``data/``, ``configs/`` and ``models/base_models/``.
+
+    Everything is copied (symbolic links followed): a hard link or a link to the folder would let a
+    notebook that writes into its base model (``save_pretrained`` there, appending to a config)
+    change the course's own files for every later student, and file permissions do not stop a
+    kernel running as root. The embedded model's copy costs about 1 s and 517 MB of disk per
+    submission, freed when it is graded.
+    """
     root = paths.project_root()
-    for name in ("data", "configs"):
-        if (root / name).is_dir():
-            shutil.copytree(root / name, folder / name)
-    base = paths.base_models_dir()
-    if base.is_dir():
-        target = folder / "models" / "base_models"
-        try:
-            shutil.copytree(base, target, copy_function=os.link)
-        except (OSError, shutil.Error):  # another file system: read the shared folder through a link
-            shutil.rmtree(target, ignore_errors=True)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(base, target, target_is_directory=True)
+    for source, target in ((root / "data", folder / "data"), (root / "configs", folder / "configs"),
+                           (paths.base_models_dir(), folder / "models" / "base_models")):
+        if source.is_dir():
+            shutil.copytree(source, target)
 
 
 def hidden_cell(task: Task) -> nbformat.NotebookNode:
@@ -225,9 +230,21 @@ def score(tasks: list[Task], tests: dict[str, int], students: dict[str, int], re
     return scores
 
 
+def _wrong_assignment(submission: nbformat.NotebookNode, master: Path) -> str | None:
+    """Why the submission is another assignment's notebook (from ``metadata.ftcourse.generated_from``), or None."""
+    source = submission.metadata.get("ftcourse", {}).get("generated_from")
+    if source and source != master.name:
+        return (f"this notebook was generated from {source}, not from {master.name}: "
+                f"submit your copy of exercises/{master.name}")
+    return None
+
+
 def grade_notebook(path: Path, master: Path, student: str, profile: str = "smoke", timeout: int = 900,
                    params: dict[str, Any] | None = None) -> Grade:
-    """Grade one submission in a fresh kernel and its own temporary course folder; never raises for the student's faults."""
+    """Grade one submission in a fresh kernel and its own temporary course folder; never raises for the student's faults.
+
+    When the grader itself fails (status ``grader error: ...``) the points are not a score: see :attr:`Grade.grader_fault`.
+    """
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
     tasks = read_tasks(master)
@@ -241,6 +258,8 @@ def grade_notebook(path: Path, master: Path, student: str, profile: str = "smoke
         nb, tests, students = prepare(submission, tasks, {"profile": profile, **(params or {})})
     except Exception as exc:  # not JSON, not a notebook, ...
         return zero("unreadable", f"the submission could not be read as a notebook ({type(exc).__name__}: {_short(exc)})")
+    if wrong := _wrong_assignment(submission, master):
+        return zero("wrong assignment", wrong)
     folder = Path(tempfile.mkdtemp(prefix="ftcourse-grade-"))
     stop, status, client = None, "ok", None
     try:
@@ -255,7 +274,7 @@ def grade_notebook(path: Path, master: Path, student: str, profile: str = "smoke
     except DeadKernelError:
         status, stop = "crashed", "the kernel died (the notebook crashed Python, exited, or ran out of memory)"
     except Exception as exc:
-        status, stop = f"grader error: {type(exc).__name__}", f"the grader could not run the notebook ({type(exc).__name__}: {_short(exc)})"
+        status, stop = f"grader error: {type(exc).__name__}", f"the grader failed, not your notebook ({type(exc).__name__}: {_short(exc)}); it will be graded again"
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     replies = client.replies if client is not None else {}
@@ -293,7 +312,10 @@ def csv_text(grades: list[Grade], tasks: list[Task]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["student", *(t.task for t in tasks), "total", "max_points", "percent", "status"])
     for g in grades:
-        writer.writerow([g.student, *(_num(t.points) for t in g.tasks), _num(g.total), _num(g.max_points), g.percent, g.status])
+        if g.grader_fault:  # no score: blank cells, not zeros
+            writer.writerow([g.student, *("" for _ in g.tasks), "", _num(g.max_points), "", g.status])
+        else:
+            writer.writerow([g.student, *(_num(t.points) for t in g.tasks), _num(g.total), _num(g.max_points), g.percent, g.status])
     return buffer.getvalue()
 
 
@@ -301,12 +323,25 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+#: The feedback's note per status (a grader error has its own).
+STATUS_NOTES = {
+    "crashed": "Your notebook crashed (the kernel died), so the tasks after the crash were not graded.",
+    "timed out": "Your notebook ran past the grader's time limit; the tasks it did not reach score 0.",
+    "unreadable": "Your submission could not be read as a notebook (.ipynb file); nothing was graded.",
+    "wrong assignment": "You submitted the notebook of another assignment; nothing was graded.",
+}
+GRADER_FAULT_NOTE = ("The grader failed while running your notebook. This is not your mistake and not your score: "
+                     "your notebook will be graded again.")
+
+
 def feedback_markdown(grade: Grade, assignment: str) -> str:
     """The student's feedback: total, then per task the points and what went wrong (with the check's hint)."""
-    lines = [f"# {assignment} — feedback for {grade.student}", "",
-             f"**Total: {_num(grade.total)} / {_num(grade.max_points)} points ({grade.percent}%)**", ""]
-    if grade.status != "ok":
-        lines += [f"Note: your notebook {grade.status}.", ""]
+    lines = [f"# {assignment} — feedback for {grade.student}", ""]
+    if grade.grader_fault:
+        return "\n".join([*lines, f"**Not graded yet.** {GRADER_FAULT_NOTE}", "", f"({grade.status})", ""])
+    lines += [f"**Total: {_num(grade.total)} / {_num(grade.max_points)} points ({grade.percent}%)**", ""]
+    if grade.status in STATUS_NOTES:
+        lines += [f"Note: {STATUS_NOTES[grade.status]}", ""]
     for t in grade.tasks:
         mark = "✓" if t.points == t.max_points else "✗"
         lines += [f"## {t.task}: {_num(t.points)} / {_num(t.max_points)} {mark}", "", t.message or "Passed.", ""]
@@ -331,18 +366,23 @@ def grade_folder(folder: str | Path, assignment: str, out: str | Path, profile: 
     profile = params.pop("profile")
     found = submissions(Path(folder), assignment_id)
     out = Path(out)
+    if out.is_dir():
+        raise CourseError(f"out {out} is a folder; the grades go to a CSV file.", "pass a file path such as grades/ex02.csv.")
     feedback = {s: feedback_dir(out) / f"{_safe_name(s)}.md" for s in found}
     existing = [p for p in [out, *feedback.values(), *summary_paths(out)] if p.exists()]
     if existing and not overwrite:
         raise CourseError(f"{', '.join(map(str, existing[:3]))} already exist(s); not overwriting grades.",
-                          "pass --overwrite to replace them, or choose another --out.")
+                          "pass overwrite=True (--overwrite) to replace them, or choose another out (--out).")
+    ensure_writable_dir(out.parent, "out's folder")  # before the first submission runs
+    ensure_writable_dir(feedback_dir(out), "the feedback folder")
     grades = []
     for n, (student, path) in enumerate(found.items(), start=1):
         print(f"▶ [{n}/{len(found)}] {student}: {path}", flush=True)
         grade = grade_notebook(path, master, student, profile, timeout, params)
-        print(f"  {_num(grade.total)} / {_num(grade.max_points)} points ({grade.percent}%), {grade.status}, {grade.seconds:.0f} s", flush=True)
+        shown = "not graded (grader fault)" if grade.grader_fault else f"{_num(grade.total)} / {_num(grade.max_points)} points ({grade.percent}%)"
+        print(f"  {shown}, {grade.status}, {grade.seconds:.0f} s", flush=True)
         write_output(feedback[student], feedback_markdown(grade, assignment_id), overwrite=True)
         grades.append(grade)
     write_output(out, csv_text(grades, tasks), overwrite=True)
-    write_class_summary(out, assignment_id, grades, tasks)
+    write_class_summary(out, assignment_id, [g for g in grades if not g.grader_fault], tasks)  # no score is not a 0
     return grades

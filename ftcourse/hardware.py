@@ -13,6 +13,7 @@ from importlib.util import find_spec
 import psutil
 import torch
 
+from ftcourse.configs import check_fields
 from ftcourse.errors import CourseError
 
 
@@ -108,6 +109,9 @@ class Profile:
     n_train: int | None  # training examples used (None: all)
     n_eval: int | None  # evaluation examples used (None: all)
     eval_batch_size: int
+
+    def __post_init__(self):
+        check_fields(self)
 
     def __str__(self) -> str:
         return _table(f"Profile '{self.name}'", dataclasses.asdict(self))

@@ -242,6 +242,36 @@ def _adapter_base(adapter_dir: str | Path) -> str:
     return resolve_model(base)
 
 
+def check_weight_files(folder: str | Path) -> None:
+    """Raise a :class:`CourseError` naming a ``*.safetensors`` file in ``folder`` that is truncated or corrupt.
+
+    Reads only each file's header, which also records the size the file must have.
+    """
+    from safetensors import safe_open
+
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        try:
+            with safe_open(str(file), "pt"):
+                pass
+        except Exception as exc:  # SafetensorError (bad header, cut short) or OSError
+            raise CourseError(
+                f"{file} is damaged ({exc}): the file was cut short or overwritten (a full disk, an interrupted copy or download).",
+                "train the run again with overwrite=True (--overwrite on the command line) or resume it from its checkpoints "
+                "with resume=True; for a downloaded model, delete the folder and load it again.",
+            ) from None
+
+
+def disable_progress_bars() -> None:
+    """Silence the libraries' own progress bars in this process: model loading, downloads, ``datasets``."""
+    import datasets
+    from huggingface_hub.utils import disable_progress_bars as disable_hub_bars
+    from transformers.utils import logging as transformers_logging
+
+    disable_hub_bars()
+    transformers_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
+
 def load_model(
     name: str = "embedded",
     quantization: Quantization = None,
@@ -258,7 +288,10 @@ def load_model(
     source = resolve_model(name)
     adapter = source if is_adapter_dir(source) else None
     if adapter:
+        check_weight_files(adapter)
         source = _adapter_base(adapter)
+    if Path(source).is_dir():
+        check_weight_files(source)
     torch_dtype = default_dtype() if dtype == "auto" else (getattr(torch, dtype) if isinstance(dtype, str) else dtype)
     kwargs = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
     device_map = device_map or local_device_map()  # under torchrun / accelerate launch: this rank's GPU

@@ -26,7 +26,7 @@ import psutil
 
 from ftcourse import paths
 from ftcourse.errors import CourseError
-from ftcourse.fileio import atomic_write_json
+from ftcourse.fileio import atomic_write_json, ensure_writable_dir
 
 KERNEL_NAME = "ftcourse"
 SETUP_TAG = "colab-setup"
@@ -391,7 +391,7 @@ def run_many(notebooks: list[Path], profile: str, output_dir: str | Path | None 
                           "rename one of them, or run them into different output_dir folders.")
     for nb in notebooks:  # every notebook's parameters are checked before the first one runs
         validate_parameters(nb, {"profile": profile, **(params or {})})
-    out_dir = Path(output_dir) if output_dir else paths.runs_dir() / profile
+    out_dir = ensure_writable_dir(Path(output_dir) if output_dir else paths.runs_dir() / profile, "output_dir")
     start = time.perf_counter()
 
     def report(nb: Path, run: NotebookRun) -> NotebookRun:

@@ -82,8 +82,10 @@ def prepare_dataset(
         for name in ("validation", "test"):
             check_label_coverage(parts["train"], parts[name])
     leakage = {name: find_leakage(parts["train"], parts[name]) for name in ("validation", "test")}
+    leakage["test_in_validation"] = find_leakage(parts["validation"], parts["test"])  # model selection would see the test
     if drop_leakage:
-        parts.update({name: drop_lines(parts[name], lines) for name, lines in leakage.items()})
+        parts["validation"] = drop_lines(parts["validation"], leakage["validation"])
+        parts["test"] = drop_lines(parts["test"], sorted({*leakage["test"], *leakage["test_in_validation"]}))
     output_dir = Path(output_dir)
     splits_dir = Path(splits_dir) if splits_dir else output_dir.parent / "splits"
     processed = {name: processed_records(part, known) for name, part in parts.items()}
@@ -120,6 +122,10 @@ def prepare_dataset(
     return info
 
 
+def _line_list(found: Sequence[int]) -> str:
+    return ", ".join(map(str, found[:5])) + (" ..." if len(found) > 5 else "")
+
+
 def format_summary(info: dict[str, Any]) -> str:
     """A readable report of :func:`prepare_dataset`'s result (what the script prints)."""
     counts = info["counts"]
@@ -147,13 +153,18 @@ def format_summary(info: dict[str, Any]) -> str:
         lines.append(f"  duplicates: {len(dupes)}, {len(conflicts)} with a different answer; lines {shown} — {action}")
     else:
         lines.append("  duplicates: none")
-    leaks = {name: found for name, found in info["leakage_lines"].items() if found}
+    action = "dropped" if info["leakage_dropped"] else "kept; drop_leakage=True removes them"
+    found_lines = info["leakage_lines"]
+    leaks = {name: found for name, found in found_lines.items() if found and name != "test_in_validation"}
     if leaks:
-        action = "dropped" if info["leakage_dropped"] else "kept; drop_leakage=True removes them"
-        detail = "; ".join(f"{name} {len(found)} (lines {', '.join(map(str, found[:5]))}{' ...' if len(found) > 5 else ''})" for name, found in leaks.items())
+        detail = "; ".join(f"{name} {len(found)} (lines {_line_list(found)})" for name, found in leaks.items())
         lines.append(f"  leakage (input also in train): {detail} — {action}")
     else:
         lines.append("  leakage (input also in train): none")
+    if in_validation := found_lines.get("test_in_validation"):
+        lines.append(f"  leakage (test input also in validation): {len(in_validation)} (test lines {_line_list(in_validation)}) — {action}")
+    else:
+        lines.append("  leakage (test input also in validation): none")
     if "token_lengths" in info:
         stats = info["token_lengths"]
         limit = next((s["max_length"] for s in stats.values() if "max_length" in s), None)

@@ -39,11 +39,11 @@ from ftcourse import paths
 from ftcourse.configs import LoraSettings, TrainingSettings, settings_dict
 from ftcourse.distributed import check_launch
 from ftcourse.errors import CourseError
-from ftcourse.fileio import atomic_directory, atomic_write_json
+from ftcourse.fileio import atomic_directory, atomic_write_json, ensure_writable_dir
 from ftcourse.generation import cpu_autocast, model_device
 from ftcourse.hardware import Profile, detect_environment
 from ftcourse.memory import available_memory, estimate_training_memory, track_peak, unpack_cpu_4bit
-from ftcourse.models import count_parameters, default_dtype, load_model, load_tokenizer, resolve_model
+from ftcourse.models import check_weight_files, count_parameters, default_dtype, load_model, load_tokenizer, resolve_model
 from ftcourse.peft_methods import build_peft_config, get_method
 from ftcourse.preflight import Check, ParameterChangeCheck, run_preflight, training_checks
 from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_records
@@ -256,16 +256,20 @@ def fine_tune(
     reuse: bool = False,
     data_collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None,
     checkpoint_root: str | Path | None = None,
+    keep_both: bool = True,
 ) -> RunResult:
     """Train ``model`` on processed records with ``method``; save the adapter and metrics under ``models/fine_tuned/<run_name>``.
 
     ``model`` is a name for :func:`ftcourse.models.load_model` (loaded 4-bit for ``qlora``)
     or an already loaded model (it is modified in place); ``tokenizer`` defaults to the model's.
     Records are chat ``messages``, plain ``text``, or pre-tokenized ``input_ids`` + ``labels``.
-    Checkpoints go to ``<checkpoint_root or models/checkpoints>/<run_name>`` every
-    ``settings.save_steps``; ``resume=True`` continues from the last one. ``reuse=True`` loads
-    the saved run instead of training when its fingerprint (model, method, settings, data)
-    matches — lessons that build on an earlier lesson's run use it. ``gradient_checkpointing=None``
+    Checkpoints go to ``<checkpoint_root>/<run_name>`` every ``settings.save_steps`` (default
+    ``<output_root>/checkpoints`` when ``output_root`` is given, else ``models/checkpoints``);
+    ``resume=True`` continues from the last one. ``reuse=True`` loads the saved run instead of
+    training when its fingerprint (model, method, settings, data) matches — lessons that build on
+    an earlier lesson's run use it. A saved run with other settings is never replaced silently:
+    it is kept and this run is saved as ``<run_name>-<fingerprint>`` (``keep_both=False``: a
+    :class:`CourseError` before the model loads), unless ``overwrite=True``. ``gradient_checkpointing=None``
     turns it on only when the memory estimate needs it. ``report_to`` is ``"none"``,
     ``"tensorboard"`` (logs under the checkpoint folder), ``"trackio"`` (local, under
     ``$TRACKIO_DIR``, project ``ftcourse``) or ``"wandb"`` (offline unless ``WANDB_MODE`` is set); each logs the loss,
@@ -278,16 +282,30 @@ def fine_tune(
     set_seed(settings.seed)
     model_name = model if isinstance(model, str) else getattr(model, "name_or_path", "")
     run_dir = (Path(output_root) if output_root else paths.fine_tuned_dir()) / run_name
-    ckpt_root = Path(checkpoint_root) if checkpoint_root else paths.checkpoints_dir()
-    if ckpt_root.resolve() == run_dir.parent.resolve():
-        raise CourseError(f"Checkpoints and saved runs would share the folder {ckpt_root}.", "give checkpoint_root and output_root different folders.")
+    ckpt_root = Path(checkpoint_root) if checkpoint_root else (Path(output_root) / "checkpoints" if output_root else paths.checkpoints_dir())
+    if ckpt_root.resolve() in (run_dir.parent.resolve(), run_dir.resolve()):
+        raise CourseError(f"Checkpoints and saved runs would share the folder {ckpt_root}.", "give checkpoint_root and output_root different folders, or choose another run_name.")
     model_key = model_name or json.dumps(model.config.to_dict(), sort_keys=True, default=str)  # unnamed: its architecture
     key = run_fingerprint(model_key, spec.name, lora, settings, train_records, packing, prompt_init_text, fast_loss, group_by_length)
-    if reuse and _read_json(run_dir / RUN_RECORD).get("fingerprint") == key:
-        print(f"Reusing the saved run {run_dir} (same model, method, settings and data).")
-        return load_run(run_dir, model=None if isinstance(model, str) else model)
+    if reuse:
+        for saved in (run_dir, run_dir.with_name(f"{run_name}-{key}")):
+            if _read_json(saved / RUN_RECORD).get("fingerprint") == key:
+                print(f"Reusing the saved run {saved} (same model, method, settings and data).")
+                return load_run(saved, model=None if isinstance(model, str) else model)
     if run_dir.exists() and not overwrite and not (run_dir / RUN_RECORD).exists():
         raise CourseError(f"{run_dir} exists and was not written by ftcourse; not overwriting it.", "choose another run_name, or pass overwrite=True.")
+    if not overwrite and _read_json(run_dir / RUN_RECORD).get("fingerprint") not in (None, key):
+        kept = f"{run_name}-{key}"
+        if resume and not (ckpt_root / kept).is_dir():
+            raise CourseError(f"The saved run in {run_dir} belongs to a run with different data or settings: nothing of this run to resume.",
+                              f"resume with that run's settings and data, start fresh with resume=False (saved as {kept}), or pass overwrite=True.")
+        if not keep_both:
+            raise CourseError(f"{run_dir} already holds a run trained with other settings or data; not replacing it.",
+                              "choose another run_name to keep both, or pass overwrite=True to replace it.")
+        print(f"{run_dir} holds a run with other settings; keeping it and saving this run as {kept} (overwrite=True would replace it).")
+        run_name, run_dir = kept, run_dir.with_name(kept)
+    ensure_writable_dir(run_dir.parent, "output_root")  # before the model loads, not after training
+    ensure_writable_dir(ckpt_root, "checkpoint_root")
     tokenizer = tokenizer or _default_tokenizer(model_name)
     if isinstance(model, str):
         model = load_model(model, quantization=spec.quantization)
@@ -552,6 +570,7 @@ def load_run(run_dir: str | Path, model: PreTrainedModel | None = None) -> RunRe
     if not record:
         raise CourseError(f"{run_dir} is not a saved ftcourse run (no {RUN_RECORD}).", "train it first with fine_tune(), or pass the right folder.")
     spec = get_method(record["method"])
+    check_weight_files(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir))  # the tokenizer the run trained with
     tokenizer.padding_side = "right"
     if spec.name == "full":

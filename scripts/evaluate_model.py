@@ -25,7 +25,7 @@ from ftcourse.deploy import EXPORT_RECORD, exported_base
 from ftcourse.errors import CourseError
 from ftcourse.evaluation import METRICS, Comparison, Evaluation, check_metrics, compare, evaluate_model, group_tasks
 from ftcourse.fileio import slug
-from ftcourse.models import load_model, load_tokenizer
+from ftcourse.models import disable_progress_bars, load_model, load_tokenizer
 from ftcourse.reports import write_report
 from ftcourse.train import RUN_RECORD, is_run_dir, latest_run
 
@@ -49,18 +49,32 @@ def resolve_model_path(path: str | Path) -> tuple[str, str | None]:
     return str(run), f"Using the most recently finished run in {folder}: {run.name}{others}"
 
 
-def classification_labels(data: CourseDataset, search: Sequence[Path]) -> tuple[list[str], str]:
+def _info_labels(info: Path) -> list[str] | None:
+    try:
+        return json.loads(info.read_text(encoding="utf-8")).get("labels")
+    except (OSError, ValueError):
+        return None
+
+
+def classification_labels(data: CourseDataset, search: Sequence[Path], trained: Path | None = None) -> tuple[list[str], str]:
     """The label set of a classification file, and where it came from.
 
-    The first ``dataset_info.json`` in ``search`` whose labels cover the file's (the adapter's
-    training data), else the file's own labels (:func:`infer_labels`).
+    ``trained`` (the run's ``dataset_info.json``), when it names labels, is the label set: a test
+    label outside it is a :class:`CourseError` (the model never saw it). Else the first
+    ``dataset_info.json`` in ``search`` whose labels cover the file's, else the file's own labels
+    (:func:`infer_labels`).
     """
     found = {r["label"] for r in data.records}
+    if trained is not None and (labels := _info_labels(trained)):
+        if unseen := sorted(found - set(labels)):
+            raise CourseError(
+                f"{data.source} has labels the model never saw in training: {', '.join(unseen)} "
+                f"(its labels, from {trained}: {', '.join(labels)}); accuracy would not mean what it says.",
+                "evaluate on test data with the run's labels (remove or relabel those records), or train on data that has them.",
+            )
+        return list(labels), str(trained)
     for info in search:
-        try:
-            labels = json.loads(info.read_text(encoding="utf-8")).get("labels")
-        except (OSError, ValueError):
-            continue
+        labels = _info_labels(info)
         if labels and found <= set(labels):
             return list(labels), str(info)
     return infer_labels(sorted(found)), "the test file"
@@ -69,17 +83,16 @@ def classification_labels(data: CourseDataset, search: Sequence[Path]) -> tuple[
 def load_eval_records(test_dataset: str | Path, run_dir: str | Path | None = None) -> tuple[list[dict[str, Any]], list[str] | None, str]:
     """Processed records of any course-format file, its label set (classification) and where the labels came from.
 
-    Labels are looked up in ``dataset_info.json`` of the run, next to the test file, then in
-    ``data/processed/`` (where the original course's pipeline prepares the training data).
+    Labels are the run's (its ``dataset_info.json``; test labels it lacks are an error), else looked up
+    next to the test file, then in ``data/processed/`` (where the original course's pipeline prepares the training data).
     """
     test_dataset = Path(test_dataset)
     data = read_dataset(test_dataset)
     labelled = data.fmt == "classification" or all("label" in r for r in data.records)
     if not labelled:
         return processed_records(data), None, ""
-    search = [Path(run_dir) / "dataset_info.json"] if run_dir else []
-    search += [test_dataset.parent / "dataset_info.json", paths.data_dir() / "processed" / "dataset_info.json"]
-    labels, source = classification_labels(data, search)
+    search = [test_dataset.parent / "dataset_info.json", paths.data_dir() / "processed" / "dataset_info.json"]
+    labels, source = classification_labels(data, search, Path(run_dir) / "dataset_info.json" if run_dir else None)
     return processed_records(data, labels), labels, source
 
 
@@ -143,6 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if args.no_progress:
+            disable_progress_bars()
         if args.batch_size < 1 or (args.max_examples is not None and args.max_examples < 1):
             raise CourseError("--batch_size and --max_examples must be at least 1.", "pass positive numbers.")
         evaluate_file(args.model_path, args.test_dataset, args.metrics, args.compare_base, args.report_dir,

@@ -27,6 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ftcourse import paths
 from ftcourse.errors import CourseError
 from ftcourse.fileio import slug
 
@@ -47,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model_name_or_path", help="'embedded' (offline), a Hub id or a local folder (default: the profile's model, else embedded)")
     parser.add_argument("--dataset_path", default="data/processed/", help="folder from prepare_dataset.py, or one data file (default: data/processed/)")
-    parser.add_argument("--output_dir", default="models/fine_tuned/", help="the run is saved to <output_dir>/<run_name> (default: models/fine_tuned/)")
+    parser.add_argument("--output_dir", help="the run is saved to <output_dir>/<run_name> (default: the course's models/fine_tuned/)")
     parser.add_argument("--run_name", help="default: <peft_method>-<dataset name>")
     parser.add_argument("--peft_method", default="lora", choices=list(METHODS), help="(default: lora)")
     parser.add_argument("--profile", help="smoke, cpu, gpu or auto: sizes (steps, batch, sequence length, number of examples)")
@@ -69,10 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--save_steps", type=int, help="checkpoint every N optimizer steps")
     train.add_argument("--logging_steps", type=int)
     train.add_argument("--seed", type=int)
-    parser.add_argument("--checkpoint_dir", default="models/checkpoints/", help="checkpoints go to <checkpoint_dir>/<run_name> (default: models/checkpoints/)")
+    parser.add_argument("--checkpoint_dir", help="checkpoints go to <checkpoint_dir>/<run_name> (default: <output_dir>/checkpoints/ "
+                                                 "when --output_dir is given, else the course's models/checkpoints/)")
     parser.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
     parser.add_argument("--report_to", default="none", choices=["none", "tensorboard", "trackio", "wandb"], help="experiment tracking (default: none): tensorboard, trackio (local, $TRACKIO_DIR) or wandb (offline unless WANDB_MODE is set)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing folder that is not an ftcourse run")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing run folder (a run with other settings, or a folder ftcourse did not write)")
     parser.add_argument("--no_progress", action="store_true", help="print log lines instead of a progress bar")
     return parser
 
@@ -140,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
+        if args.no_progress:
+            from ftcourse.models import disable_progress_bars
+
+            disable_progress_bars()
         from ftcourse.models import resolve_model
 
         profile, training, lora = resolve_settings(args)
@@ -154,12 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         from ftcourse.train import fine_tune
 
         main_process = world_info().is_main  # under torchrun / accelerate launch only rank 0 prints and writes
+        output_root = Path(args.output_dir) if args.output_dir else paths.fine_tuned_dir()
         if main_process:
-            print(f"Fine-tuning {model_name} with {args.peft_method} on {len(train)} examples ({args.dataset_path}) -> {Path(args.output_dir) / run_name}")
+            print(f"Fine-tuning {model_name} with {args.peft_method} on {len(train)} examples ({args.dataset_path}) -> {output_root / run_name}")
         result = fine_tune(
             train, model=model_name, method=args.peft_method, lora=lora, settings=training, eval_records=validation,
             run_name=run_name, output_root=args.output_dir, checkpoint_root=args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite,
-            report_to=args.report_to, progress=not args.no_progress,
+            keep_both=False, report_to=args.report_to, progress=not args.no_progress,
         )
     except CourseError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -191,12 +191,28 @@ def test_leakage_is_found_and_can_be_dropped(tmp_path):
     train = write_jsonl(tmp_path / "train.jsonl", rows)
     test_file = write_jsonl(tmp_path / "test.jsonl", [{"text": "Message  number 3", "label": INTENT_LABELS[1]}, {"text": "new one", "label": INTENT_LABELS[0]}])
     info = prepare_dataset(train, tmp_path / "p1", "classification", test_file=test_file, validation=0.0)
-    assert info["leakage_lines"] == {"validation": [], "test": [1]} and info["counts"]["test"] == 2
+    assert info["leakage_lines"] == {"validation": [], "test": [1], "test_in_validation": []} and info["counts"]["test"] == 2
     assert "leakage (input also in train): test 1 (lines 1) — kept" in format_summary(info)
     dropped = prepare_dataset(train, tmp_path / "p2", "classification", test_file=test_file, validation=0.0,
                               splits_dir=tmp_path / "s2", drop_leakage=True)
     assert dropped["counts"]["test"] == 1
     assert find_leakage(read_dataset(tmp_path / "s2" / "train.jsonl"), read_dataset(tmp_path / "s2" / "test.jsonl")) == []
+
+
+def test_leakage_between_validation_and_test_is_found_and_can_be_dropped(tmp_path):
+    rows = [{"text": f"message number {i}", "label": INTENT_LABELS[i % 2]} for i in range(20)]
+    train = write_jsonl(tmp_path / "train.jsonl", rows)
+    first = prepare_dataset(train, tmp_path / "p0", "classification", test_file=write_jsonl(tmp_path / "t0.jsonl", [{"text": "x", "label": INTENT_LABELS[0]}]),
+                            validation=0.2, splits_dir=tmp_path / "s0")
+    seen = read_jsonl(tmp_path / "s0" / "validation.jsonl")[0]  # same seed: the same validation split below
+    test_file = write_jsonl(tmp_path / "test.jsonl", [{"text": "new one", "label": INTENT_LABELS[0]}, {**seen, "text": seen["text"].upper()}])
+    info = prepare_dataset(train, tmp_path / "p1", "classification", test_file=test_file, validation=0.2, splits_dir=tmp_path / "s1")
+    assert first["counts"] == {"train": 16, "validation": 4, "test": 1}
+    assert info["leakage_lines"] == {"validation": [], "test": [], "test_in_validation": [2]}
+    assert "leakage (test input also in validation): 1 (test lines 2) — kept" in format_summary(info)
+    dropped = prepare_dataset(train, tmp_path / "p2", "classification", test_file=test_file, validation=0.2,
+                              splits_dir=tmp_path / "s2", drop_leakage=True)
+    assert dropped["counts"]["test"] == 1 and read_jsonl(tmp_path / "s2" / "test.jsonl") == [{"text": "new one", "label": INTENT_LABELS[0]}]
 
 
 def test_drop_duplicates_removes_them_before_the_split(tmp_path):

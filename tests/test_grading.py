@@ -13,11 +13,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftcourse import paths
+from ftcourse import grading, paths
 from ftcourse.build import exercise_notebook, exercise_path, is_hidden, masters, read_tasks, task_of
 from ftcourse.cli import main
 from ftcourse.errors import CourseError
-from ftcourse.grading import grade_folder, grade_notebook, kernel_env, prepare, submissions
+from ftcourse.grading import feedback_markdown, grade_folder, grade_notebook, kernel_env, prepare, submissions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "ex00_tiny.ipynb"
 POINTS = {"task1": 1, "task2": 2, "task3": 3}
@@ -178,6 +178,69 @@ def test_an_unreadable_submission_scores_zero(tmp_path):
     (tmp_path / "x.ipynb").write_text("not json")
     grade = grade_notebook(tmp_path / "x.ipynb", FIXTURE, "x")
     assert grade.status == "unreadable" and grade.total == 0 and len(grade.tasks) == 3
+    note = feedback_markdown(grade, "ex00")
+    assert "Your submission could not be read as a notebook" in note and "your notebook unreadable" not in note
+
+
+def test_a_submission_that_writes_into_its_base_model_changes_only_its_own_copy(tmp_path, monkeypatch):
+    model = tmp_path / "course" / "tiny-model"
+    model.mkdir(parents=True)
+    files = {"generation_config.json": '{"do_sample": false}\n', "model.safetensors": "weights", "tokenizer_config.json": "{}\n"}
+    for name, text in files.items():
+        (model / name).write_text(text)
+    monkeypatch.setattr(paths, "base_models_dir", lambda: model.parent)
+    attack = ("from ftcourse import paths\n"
+              "folder = paths.base_models_dir() / 'tiny-model'\n"
+              "with open(folder / 'generation_config.json', 'a') as fh:\n    fh.write('changed')\n"
+              "with open(folder / 'model.safetensors', 'r+b') as fh:\n    fh.write(b'XX')\n"
+              "(folder / 'tokenizer_config.json').write_text('changed')\n"
+              "(folder / 'added.json').write_text('{}')\n"
+              "assert (folder / 'model.safetensors').read_bytes() == b'XXights'  # the writes happened (in its copy)\n")
+    nbformat.write(_answer(_master(), "task1", attack + _student_source("task1")), tmp_path / "mallory.ipynb")
+    grade = grade_notebook(tmp_path / "mallory.ipynb", FIXTURE, "mallory", timeout=300)
+    assert grade.status == "ok" and [t.points for t in grade.tasks] == [1, 2, 3], [t.message for t in grade.tasks]
+    assert {p.name: p.read_text() for p in model.iterdir()} == files
+
+
+def test_another_assignments_notebook_is_graded_wrong_assignment(tmp_path):
+    other = exercise_notebook(FIXTURE)
+    other.metadata["ftcourse"] = {"generated_from": "ex02_lora_training.ipynb"}
+    nbformat.write(other, tmp_path / "x.ipynb")
+    grade = grade_notebook(tmp_path / "x.ipynb", FIXTURE, "x")
+    assert grade.status == "wrong assignment" and grade.total == 0
+    assert "generated from ex02_lora_training.ipynb, not from ex00_tiny.ipynb" in grade.tasks[0].message
+    assert "another assignment" in feedback_markdown(grade, "ex00")
+
+
+def test_a_grader_fault_is_reported_as_a_fault_not_as_a_zero(tmp_path, monkeypatch, capsys):
+    def full_disk(folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(grading, "make_workspace", full_disk)
+    (tmp_path / "subs").mkdir()
+    nbformat.write(_master(), tmp_path / "subs" / "ann.ipynb")
+    out = tmp_path / "grades.csv"
+    assert main(["grade", str(tmp_path / "subs"), "--assignment", str(FIXTURE), "--out", str(out)]) == 1
+    assert "the grader failed on 1 submission(s), left ungraded: ann" in capsys.readouterr().err
+    row = next(csv.DictReader(out.open()))
+    assert (row["task1"], row["total"], row["percent"], row["status"]) == ("", "", "", "grader error: OSError")
+    note = (tmp_path / "grades_feedback" / "ann.md").read_text()
+    assert "not your mistake" in note and "Total" not in note
+    assert "0 submissions" in (tmp_path / "grades_summary.md").read_text()  # the class mean leaves it out
+
+
+@pytest.mark.parametrize("bad", ["folder", "under_a_file"])
+def test_an_unusable_grades_path_fails_before_any_submission_runs(tmp_path, capsys, bad):
+    (tmp_path / "subs").mkdir()
+    nbformat.write(_master(), tmp_path / "subs" / "ann.ipynb")
+    (tmp_path / "a_file").write_text("mine\n")
+    out = tmp_path / "grades.csv" if bad == "folder" else tmp_path / "a_file" / "grades.csv"
+    if bad == "folder":
+        out.mkdir()
+    assert main(["grade", str(tmp_path / "subs"), "--assignment", str(FIXTURE), "--out", str(out)]) == 2
+    err = capsys.readouterr()
+    assert "error:" in err.err and "▶" not in err.out and "Traceback" not in err.err
+    assert (tmp_path / "a_file").read_text() == "mine\n"
 
 
 @pytest.mark.parametrize("master", masters(), ids=lambda p: p.stem)

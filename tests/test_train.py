@@ -201,7 +201,7 @@ def test_interrupted_run_resumes_to_the_same_weights(records, tokenizer, tmp_pat
     assert mine.keys() == theirs.keys() and len(mine) == 8  # 2 layers x (q_proj, v_proj) x (A, B)
     assert all(torch.equal(mine[n], theirs[n]) for n in mine), "resumed weights differ from the uninterrupted run"
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
-    with pytest.raises(CourseError, match="belong to a run with different data or settings"):
+    with pytest.raises(CourseError, match="to a run with different data or settings"):
         run(records[:6], tmp_path, "resumed", model=tiny_model("llama", vocab_size=len(tokenizer)), tokenizer=tokenizer, settings=settings, resume=True)
 
 
