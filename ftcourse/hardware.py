@@ -55,6 +55,15 @@ def cpu_supports_bf16() -> bool:
     return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
 
 
+def cuda_supports_bf16(capability: tuple[int, int]) -> bool:
+    """True for GPUs with native bf16 (compute capability 8.0+: Ampere, Ada, Hopper and later).
+
+    ``torch.cuda.is_bf16_supported()`` can say True on older GPUs (a T4 is 7.5) because it counts
+    emulation, which is slower than fp16 there; the course trains those in fp16.
+    """
+    return tuple(capability) >= (8, 0)
+
+
 def _platform_name() -> str:
     if "google.colab" in sys.modules or os.environ.get("COLAB_RELEASE_TAG"):
         return "colab"
@@ -78,7 +87,7 @@ def detect_environment() -> Environment:
         return Environment(
             device="cuda",
             device_name=props.name,
-            bf16=torch.cuda.is_bf16_supported(),
+            bf16=cuda_supports_bf16(torch.cuda.get_device_capability(0)),
             fp16=True,
             vram_gb=round(props.total_memory / 2**30, 1),
             **common,

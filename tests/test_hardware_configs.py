@@ -8,7 +8,7 @@ import pytest
 
 from ftcourse.configs import LoraSettings, QuantizationSettings, TrainingSettings, load_settings
 from ftcourse.errors import CourseError
-from ftcourse.hardware import PROFILES, detect_environment, get_profile
+from ftcourse.hardware import PROFILES, cuda_supports_bf16, detect_environment, get_profile
 from ftcourse.paths import configs_dir
 
 
@@ -22,6 +22,12 @@ def test_profiles_are_printable_and_overridable():
 def test_auto_profile_matches_hardware():
     expected = "gpu" if detect_environment().device == "cuda" else "cpu"
     assert get_profile("auto").name == expected
+
+
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((7, 0), False), ((6, 1), False), ((8, 0), True), ((8, 9), True), ((9, 0), True)])
+def test_gpu_precision_follows_compute_capability(capability, native):
+    """T4 (7.5) and V100 (7.0) train in fp16 although torch may report emulated bf16; A100 (8.0) and newer in bf16."""
+    assert cuda_supports_bf16(capability) is native
 
 
 def test_unknown_profile_and_field_are_errors():
