@@ -170,15 +170,15 @@ def test_lesson_00_runs_in_jupyterlab(lab, browser):
 def test_lesson_03_runs_and_its_playground_answers_a_click(lab, browser):
     page, errors = run_all_cells(browser, *lab, "03_evaluation.ipynb")
     assert errors == []
-    playground = page.locator(".jp-OutputArea-output .jupyter-widgets").filter(has=page.get_by_role("button", name="Generate"))
-    playground.first.wait_for(state="visible")
-    prompt, status = page.get_by_placeholder("Type a message to the model…"), page.locator(".widget-html-content").last
+    playground = page.locator(".jp-OutputArea-output .jupyter-widgets").filter(has=page.get_by_role("button", name="Generate")).first
+    playground.wait_for(state="visible")
+    prompt, generate = playground.get_by_placeholder("Type a message to the model…"), playground.get_by_role("button", name="Generate")
+    status = playground.locator(".widget-html-content").last  # the status line under the two panes
     prompt.fill("")
-    page.get_by_role("button", name="Generate").click()
-    page.get_by_text("Type a prompt first.").wait_for()  # the click reached the kernel and the answer came back
+    generate.click()
+    playground.get_by_text("Type a prompt first.").wait_for()  # the click reached the kernel and the answer came back
     prompt.fill("Where is the parcel I ordered last week?")
-    page.get_by_role("button", name="Generate").click()
+    generate.click()
     page.wait_for_function("(el) => /greedy; [0-9.]+ s/.test(el.textContent)", arg=status.element_handle())
-    right = page.locator(".jupyter-widgets textarea[disabled]").last
-    assert right.input_value().strip(), "the fine-tuned pane stayed empty after the click"
+    assert playground.locator("textarea[disabled]").last.input_value().strip(), "the fine-tuned pane stayed empty after the click"
     page.close()
