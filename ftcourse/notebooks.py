@@ -34,7 +34,7 @@ SETUP_TAG = "colab-setup"
 BADGE_MARK = "colab-badge"
 
 SETUP_CELL = '''# Setup: on Google Colab this installs the course and its embedded model, keeping Colab's own torch, transformers,
-# peft and ipywidgets (python -m ftcourse.colab: only what is missing or too old is installed); elsewhere it does nothing.
+# peft and ipywidgets (python -m ftcourse.colab: only what is missing or incompatible is installed); elsewhere it does nothing.
 import os, subprocess, sys
 if "google.colab" in sys.modules:
     if not os.path.isdir("/content/ftcourse"):
