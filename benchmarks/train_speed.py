@@ -2,7 +2,7 @@
 
 Same model, same instruction data (ftcourse.bundled.instruction_records, pre-tokenized once and given to
 both as the same token sequences), same LoRA config, same learning rate, same optimizer steps and
-examples (one pass over steps x batch examples). Measured per setup, each in its own process: trained
+examples (one pass over steps x batch examples). Measured per setup, each in its own process: input
 (non-pad) tokens per second, peak memory (RSS on CPU, allocated on GPU), final training loss,
 validation loss, and MFU against the bf16 matmul peak measured in the same run.
 
@@ -127,13 +127,13 @@ def main(argv=None) -> int:
     }
     rows = [[setup, r["tokens_per_second"], r["train_seconds"], r["peak_memory_mb"], r["train_loss_final"], r["validation_loss"], "n/a" if r["mfu_percent"] is None else r["mfu_percent"]]
             for setup, r in (("course defaults", course), ("TRL SFTTrainer defaults", trl))]
-    table = markdown_table(["setup", "tokens/s", "train s", "peak MB", "final train loss", "val loss", "MFU %"], rows)
+    table = markdown_table(["setup", "non-pad input tokens/s", "train s", "peak MB", "final train loss", "val loss", "MFU %"], rows)
     table += (f"\n\n{args.model_shape}, {args.max_steps} steps x batch {args.batch_size}, lr {learning_rate(args)}, "
               f"bf16 peak {f'{peak / 1e9:.0f} GFLOP/s' if peak else 'not measured'}, load average {results['machine']['load_average_1min']}: "
               f"**{speedup:.2f}x** the tokens per second, validation loss {val_change:+.1f}%.")
     path = common.save_results(name, results, table)
     print(table)
-    print(f"Speed-up (trained tokens per second, course / TRL): {speedup:.2f}x; validation loss {val_change:+.1f}%  -> {path}")
+    print(f"Speed-up (non-pad input tokens per second, course / TRL): {speedup:.2f}x; validation loss {val_change:+.1f}%  -> {path}")
     return 0
 
 
