@@ -181,9 +181,10 @@ def test_gradient_checkpointing_turns_on_when_memory_needs_it(tokenizer, records
 # ---------------------------------------------------------------- parameters update
 
 
-def test_zero_learning_rate_fires_after_the_first_step(records, tmp_path):
+def test_a_learning_rate_too_small_to_move_anything_fires_after_the_first_step(records, tmp_path):
+    """A learning rate of 0 is refused up front; 1e-46 passes that check, but every update underflows to 0 in float32."""
     with pytest.raises(CourseError, match="(?s)'parameters update' failed: no trainable parameter changed.*learning rate"):
-        run(records, tmp_path, settings=TrainingSettings(max_steps=2, batch_size=2, learning_rate=0.0, warmup_ratio=0.0))
+        run(records, tmp_path, settings=TrainingSettings(max_steps=2, batch_size=2, learning_rate=1e-46, warmup_ratio=0.0))
 
 
 def test_frozen_parameter_that_moves_fires():
