@@ -22,6 +22,7 @@ from typing import Any
 from ftcourse.deploy import load_adapters, using_adapter
 from ftcourse.errors import CourseError
 from ftcourse.generation import encode_prompt, generate
+from ftcourse.models import load_model, load_tokenizer
 
 ROLES = ("system", "user", "assistant")
 MAX_BODY_BYTES = 1 << 20
@@ -206,8 +207,6 @@ def _handler(server: ChatServer) -> type[BaseHTTPRequestHandler]:
 
 def load_server(model: str, adapters: Mapping[str, str | Path] | None = None, **kwargs) -> ChatServer:
     """A :class:`ChatServer` for a base model (anything ``load_model`` takes) with adapters ``{name: folder}``."""
-    from ftcourse.models import load_model, load_tokenizer
-
     base = load_model(model)
     served = load_adapters(adapters, base=base) if adapters else base
     return ChatServer(served, load_tokenizer(model), **kwargs)
