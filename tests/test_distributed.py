@@ -73,7 +73,13 @@ def test_fine_tune_script_under_torchrun_writes_one_run_that_loads(tmp_path):
 
 def test_fsdp2_gives_each_rank_half_of_the_lora_parameters(tmp_path, tokenizer):
     model = save_tiny("llama", tmp_path / "tiny", tokenizer, vocab_size=len(tokenizer))
-    launch(["-m", "ftcourse.distributed_demo", "fsdp2", "--model", str(model), "--out", str(tmp_path), "--steps", "1"], nproc=2, printer=_silent)
+    args = ["-m", "ftcourse.distributed_demo", "fsdp2", "--model", str(model), "--out", str(tmp_path), "--steps", "1"]
+    try:
+        launch(args, nproc=2, printer=_silent)
+    except CourseError as error:  # gloo's FSDP2 collectives on CPU were seen to abort natively (SIGABRT) once in four runs
+        if "SIGABRT" not in str(error):
+            raise
+        launch(args, nproc=2, printer=_silent)
     record = json.loads((tmp_path / "fsdp2.json").read_text())
     assert record["world_size"] == 2 and record["sharded_layers"] == 2
     (mine0, whole), (mine1, whole1) = record["lora_values"]
