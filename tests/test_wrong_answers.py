@@ -658,7 +658,8 @@ def test_every_exercise_ends_with_a_debugging_or_judgement_task():
     from ftcourse.build import masters, read_tasks
 
     last = {m.name.split("_")[0]: read_tasks(m)[-1].task for m in masters()}
-    want = {"ex01": "task6", "ex02": "task6", "ex03": "task6", "ex04": "task5", "ex05": "task5", "ex06": "task5", "ex07": "task5"}
+    want = {"ex01": "task6", "ex02": "task6", "ex03": "task6", "ex04": "task5", "ex05": "task5", "ex06": "task5", "ex07": "task5",
+            "ex08": "task5", "ex09": "task4", "ex10": "task3", "ex11": "task4"}
     assert {k: v for k, v in last.items() if k in want} == want
     for exercise, task in want.items():
         assert hasattr(checks, f"check_{exercise}_{task}")
