@@ -217,11 +217,59 @@ def check_ex01_task2(clean_records) -> str:
     return f"kept {len(_EX01_CLEAN)} of {len(EX01_MESSY_RECORDS)} records here and {len(_EX01_HIDDEN_CLEAN)} of {len(_EX01_HIDDEN_MESSY)} on a hidden set."
 
 
+#: Exercise 01, task 3: the hidden, unbalanced dataset a hand-written stratified split is run on (label -> records).
+_EX01_STRATA = {"order_status": 97, "billing_issue": 23, "talk_to_human": 6, "cancel_order": 4}
+
+
+def _ex01_check_stratified_split(stratified_split) -> str:
+    """Run the learner's ``stratified_split(records, test, seed)`` on a hidden unbalanced dataset (test = 20%)."""
+    from ftcourse.data import split_dataset
+
+    forbid_helpers(stratified_split, "stratified_split", {"split_dataset": split_dataset},
+                   "write the split yourself: group the records by label, shuffle each group with random.Random(seed), cut each.")
+    records = [{"text": f"{label} message {i}", "label": label} for label, n in _EX01_STRATA.items() for i in range(n)]
+
+    def run(seed):
+        got = call_learner(stratified_split, [dict(r) for r in records], 0.2, seed, name="stratified_split")
+        expect(isinstance(got, (tuple, list)) and len(got) == 2 and all(isinstance(part, list) for part in got),
+               f"stratified_split returns {type(got).__name__}, not (train, test) lists.", "return two lists of records: (train, test).")
+        return got
+
+    train, test = run(0)
+    texts = [r.get("text") for r in [*train, *test] if isinstance(r, dict)]
+    expect(len(texts) == len(train) + len(test) == len(records) and set(texts) == {r["text"] for r in records},
+           f"train + test hold {len(train) + len(test)} records ({len(set(texts))} different); the data has {len(records)}.",
+           "every record goes to exactly one part: the test part of each label, and the rest of it to train (no copies, none lost).")
+    got = Counter(r["label"] for r in test)
+    want = {label: round(n * 0.2) for label, n in _EX01_STRATA.items()}
+    if any(got.get(label, 0) != n for label, n in want.items()):
+        if all(got.get(label, 0) == int(n * 0.2) for label, n in _EX01_STRATA.items()):
+            hint = ("round each label's share to the nearest record: 4 records × 0.2 = 0.8 → 1. int() truncates it to 0, and that label "
+                    "is never tested.")
+        elif sum(got.values()) == round(len(records) * 0.2):
+            hint = ("the test part has the right size but not each label's share: shuffling all records together leaves a rare label "
+                    "with too few (or no) test examples. Shuffle and cut each label's records separately.")
+        else:
+            hint = "for each label: shuffle its records, put round(len(group) * test) of them into test and the rest into train."
+        expect(False, f"on a hidden unbalanced dataset (labels {dict(_EX01_STRATA)}, test=0.2) your test part has {dict(got)}; "
+               f"a stratified split has {want}.", hint)
+    expect([list(part) for part in run(0)] == [train, test], "two calls with seed=0 give different splits.",
+           "draw from a generator seeded with `seed` (random.Random(seed)), not from the global random module.")
+    tests = {tuple(sorted(r["text"] for r in run(seed)[1])) for seed in (1, 2, 3)}
+    expect(len(tests) > 1, "seeds 1, 2 and 3 give the same test part: the seed changes nothing.",
+           "shuffle each label's records with random.Random(seed) before cutting: the first records of each label are not a random sample.")
+    return f"and stratified_split keeps each label's share on a hidden unbalanced dataset ({dict(want)} of {dict(_EX01_STRATA)} in test)."
+
+
 @self_check
-def check_ex01_task3(splits) -> str:
-    """``splits``: split_dataset(data, validation=0.1, test=0.1, seed=42) of the intent data."""
+def check_ex01_task3(splits, stratified_split=None) -> str:
+    """``splits``: split_dataset(data, validation=0.1, test=0.1, seed=42) of the intent data;
+    ``stratified_split(records, test, seed)`` (optional): a stratified (train, test) split written by hand."""
     from ftcourse.bundled import intent_splits
 
+    if stratified_split is not None:
+        expect(callable(stratified_split), "`stratified_split` is not a function.", "define def stratified_split(records, test, seed): ...")
+        by_hand = _ex01_check_stratified_split(stratified_split)
     reference = intent_splits()
     expect(isinstance(splits, dict) and set(splits) == set(reference), f"`splits` should be a dict with keys {sorted(reference)}.",
            "use ftcourse.data.split_dataset(data, validation=0.1, test=0.1, seed=42).")
@@ -236,7 +284,8 @@ def check_ex01_task3(splits) -> str:
         expect(not missing, f"the {name} split has no example of {missing[0] if missing else ''}.", "stratify by label (split_dataset does).")
     expect(all(lines[k] == set(reference[k].lines) for k in lines), "the split differs from the course's split.",
            "use seed=42, so that your test set is the one every lesson evaluates on.")
-    return f"train/validation/test = {sizes['train']}/{sizes['validation']}/{sizes['test']}, stratified, disjoint, the course's split."
+    done = f"train/validation/test = {sizes['train']}/{sizes['validation']}/{sizes['test']}, stratified, disjoint, the course's split"
+    return f"{done} — {by_hand}" if stratified_split is not None else f"{done}."
 
 
 @self_check
@@ -574,28 +623,83 @@ def _targets(config) -> set[str]:
     return {modules} if isinstance(modules, str) else set(modules)
 
 
+_EX02_LORA = {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+
+
+def ex02_classmate_lora(model):
+    """Exercise 02, task 1: a classmate's LoRA model (r=8, alpha=16 on q_proj and v_proj), then every weight made
+    trainable "to be sure it learns". Do not fix it here."""
+    from peft import get_peft_model
+
+    from ftcourse.configs import LoraSettings
+    from ftcourse.peft_methods import build_peft_config
+
+    lora_model = get_peft_model(model, build_peft_config("lora", model, LoraSettings(**_EX02_LORA)))
+    lora_model.requires_grad_(True)
+    return lora_model
+
+
+def _ex02_adam_cases(lora_model):
+    """Models to run ``adam_state_mib`` on: the learner's, the classmate's (weightless) and a small one with a frozen embedding."""
+    import torch
+
+    from ftcourse.models import weightless_copy
+
+    small = torch.nn.Sequential(torch.nn.Embedding(1000, 24), torch.nn.Linear(24, 48), torch.nn.Linear(48, 10))
+    small[0].requires_grad_(False)
+    return [("your fixed lora_model", lora_model), ("the classmate's model", ex02_classmate_lora(weightless_copy(lora_model))),
+            ("a hidden model with a frozen embedding", small)]
+
+
+def _ex02_check_adam(adam_state_mib, lora_model) -> float:
+    expect(callable(adam_state_mib), "`adam_state_mib` is not a function.", "define def adam_state_mib(model): ...")
+    for name, m in _ex02_adam_cases(lora_model):
+        trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
+        want = 8 * trainable / 2**20
+        got = call_learner(adam_state_mib, m, name="adam_state_mib")
+        if isinstance(got, (int, float)) and _close(float(got), want, 1e-6):
+            continue
+        wrongs = {"only the trainable parameters have optimizer states (p.requires_grad): frozen weights get no gradient and no AdamW state.":
+                  8 * sum(p.numel() for p in m.parameters()) / 2**20,
+                  "AdamW keeps two states per trainable parameter (the running means of the gradient and of its square), each fp32 "
+                  "(4 bytes) like the trainable weights here: 8 bytes per parameter.": 4 * trainable / 2**20,
+                  "count AdamW's states only: the weights and gradients are not optimizer states.": 16 * trainable / 2**20,
+                  "a MiB is 2**20 bytes, not 10**6.": 8 * trainable / 1e6}
+        hint = next((h for h, v in wrongs.items() if isinstance(got, (int, float)) and _close(float(got), v, 1e-6)),
+                    "2 states × 4 bytes (fp32) × the number of trainable parameters, in MiB (2**20 bytes).")
+        expect(False, f"adam_state_mib({name}) = {got!r}; AdamW's states for its {trainable:,} trainable parameters take {want:.2f} MiB.", hint)
+    return 8 * sum(p.numel() for p in lora_model.parameters() if p.requires_grad) / 2**20
+
+
 @self_check
-def check_ex02_task1(lora_model) -> str:
-    """``lora_model``: the embedded model with a LoRA adapter r=8, alpha=16 on q_proj and v_proj."""
+def check_ex02_task1(lora_model, adam_state_mib) -> str:
+    """``lora_model``: the classmate's LoRA model (r=8, alpha=16 on q_proj and v_proj) fixed so that only the adapter trains;
+    ``adam_state_mib(model)``: MiB of AdamW's states for a model's trainable parameters."""
     from peft import PeftModel
 
     from ftcourse.configs import LoraSettings
     from ftcourse.models import count_parameters
 
     expect(isinstance(lora_model, PeftModel), f"`lora_model` is a {type(lora_model).__name__}, not a PeftModel.",
-           "wrap the model: get_peft_model(model, build_peft_config('lora', model, settings)).")
+           "keep the classmate's PEFT model (or build the same one again with get_peft_model).")
     config = lora_model.peft_config["default"]
     expect(str(config.peft_type.value) == "LORA", f"the adapter is {config.peft_type.value}, not LoRA.", "build the config with method 'lora'.")
     expect((config.r, config.lora_alpha, _targets(config)) == (8, 16, {"q_proj", "v_proj"}),
            f"the adapter has r={config.r}, lora_alpha={config.lora_alpha} on {sorted(_targets(config))}; the task asks for r=8, lora_alpha=16 on q_proj and v_proj.",
-           "LoraSettings(r=8, lora_alpha=16, target_modules=['q_proj', 'v_proj']).")
+           "LoraSettings(r=8, lora_alpha=16, target_modules=['q_proj', 'v_proj']): the settings were right, the trainable weights were not.")
     counts = count_parameters(lora_model)
-    want = _peft_trainable(lora_model, "lora", LoraSettings(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    want = _peft_trainable(lora_model, "lora", LoraSettings(**_EX02_LORA))
     extra = [n for n, p in lora_model.named_parameters() if p.requires_grad and "lora_" not in n]
-    expect(not extra and counts["trainable"] == want,
-           f"{counts['trainable']:,} parameters are trainable (e.g. {extra[:1]}); LoRA r=8 on q_proj/v_proj trains {want:,}.",
-           "let get_peft_model freeze the base model; do not set requires_grad yourself.")
-    return f"{want:,} trainable of {counts['total']:,} parameters ({counts['trainable_percent']:.2f}%)."
+    expect(not extra, f"{len(extra)} base-model tensors still train (e.g. {extra[0]}): {counts['trainable']:,} trainable parameters "
+           f"where the adapter has {want:,}." if extra else "",
+           "LoRA freezes the base model: set requires_grad = False on every parameter that is not a lora_A / lora_B matrix. "
+           "(The classmate's base weights changed during training, and PEFT's save_pretrained saves only the adapter: "
+           "what the base learned was lost.)")
+    expect(counts["trainable"] == want, f"{counts['trainable']:,} parameters are trainable; LoRA r=8 on q_proj/v_proj trains {want:,}.",
+           "keep every lora_A and lora_B matrix trainable: without them nothing learns.")
+    fixed = _ex02_check_adam(adam_state_mib, lora_model)
+    return (f"{want:,} trainable of {counts['total']:,} parameters ({counts['trainable_percent']:.2f}%); AdamW's states: "
+            f"{fixed:.1f} MiB instead of {8 * counts['total'] / 2**20:,.0f} MiB.")
 
 
 @self_check
@@ -671,10 +775,28 @@ def _trained_adapter(result, method: str, loss_must_drop: bool = True) -> tuple[
     return json.loads((run_dir / "adapter_config.json").read_text()), losses
 
 
+def _ex02_adapter_mib_hint(got, model, settings, trainable: int) -> str:
+    """The hint for a wrong adapter-size prediction: the tempting formulas, recognised by their value."""
+    from ftcourse.models import count_parameters
+
+    wrongs = {"fine_tune computes in bf16 under autocast, but autocast only changes the dtype of the computation: the adapter's "
+              "weights stay fp32 (4 bytes each) and are saved so.": 2 * trainable / 2**20,
+              "the run folder holds only the adapter (lora_A and lora_B), not the base model's weights.":
+              4 * (trainable + count_parameters(model)["total"]) / 2**20,
+              "a MiB is 2**20 bytes, not 10**6.": 4 * trainable / 1e6}
+    return next((h for h, v in wrongs.items() if isinstance(got, (int, float)) and _close(float(got), v, 0.02)),
+                "the adapter's parameters (r · (in + out) per adapted layer, your lora_parameter_count) × 4 bytes (fp32), in MiB.")
+
+
 @self_check
-def check_ex02_task4(result, budget_settings) -> str:
-    """``result``: fine_tune(...) of LoRA with ``budget_settings`` on the intent data; adapter saved, loss down."""
+def check_ex02_task4(result, budget_settings, adapter_mib, model) -> str:
+    """``result``: fine_tune(...) of LoRA with ``budget_settings``; ``adapter_mib(model, settings)``: the saved adapter's MiB, predicted."""
+    from peft import LoraConfig, get_peft_model
+    from safetensors.torch import load_file
+
     from ftcourse.configs import LoraSettings
+    from ftcourse.models import count_parameters, weightless_copy
+    from ftcourse.peft_methods import build_peft_config
 
     config, losses = _trained_adapter(result, "lora")
     expect((config["r"], _targets(config)) == (budget_settings.r, _targets(budget_settings)),
@@ -682,7 +804,24 @@ def check_ex02_task4(result, budget_settings) -> str:
     want = _peft_trainable(result.model, "lora", LoraSettings(r=config["r"], target_modules=sorted(_targets(config))))
     expect(result.metrics["trainable_parameters"] == want, f"{result.metrics['trainable_parameters']:,} parameters were trained; the adapter has {want:,}.",
            "train only the adapter.")
-    return f"{result.metrics['steps']} steps, loss {losses[0]:.2f} → {losses[-1]:.2f}; {want:,}-parameter adapter saved in {result.run_dir.name}/."
+    expect(callable(adapter_mib), "`adapter_mib` is not a function.", "define def adapter_mib(model, settings): ...")
+    forbid_helpers(adapter_mib, "adapter_mib", {"get_peft_model": get_peft_model, "LoraConfig": LoraConfig, "build_peft_config": build_peft_config,
+                                                "count_parameters": count_parameters},
+                   "predict the size from the shapes (your lora_parameter_count) and the dtype the adapter is saved in, without building it.")
+    saved = load_file(Path(result.run_dir) / "adapter_model.safetensors")
+    measured = sum(t.numel() * t.element_size() for t in saved.values()) / 2**20  # the file adds a header of a few KB
+    got = call_learner(adapter_mib, weightless_copy(model), budget_settings, name="adapter_mib")
+    expect(isinstance(got, (int, float)) and _close(float(got), measured, 1e-6),
+           f"you predict {got!r} MiB; the weights in the saved adapter_model.safetensors take {measured:.4f} MiB.",
+           _ex02_adapter_mib_hint(got, model, budget_settings, want))
+    hidden = LoraSettings(r=3, lora_alpha=6, target_modules=["o_proj", "gate_proj", "up_proj", "down_proj"])
+    hidden_want = 4 * _peft_trainable(model, "lora", hidden) / 2**20
+    got = call_learner(adapter_mib, weightless_copy(model), hidden, name="adapter_mib")
+    expect(isinstance(got, (int, float)) and _close(float(got), hidden_want, 1e-6),
+           f"for r=3 on the output and MLP projections you predict {got!r} MiB; that adapter holds {hidden_want:.4f} MiB of weights.",
+           _ex02_adapter_mib_hint(got, model, hidden, round(hidden_want * 2**20 / 4)))
+    return (f"{result.metrics['steps']} steps, loss {losses[0]:.2f} → {losses[-1]:.2f}; the {want:,}-parameter adapter's weights "
+            f"take {measured:.2f} MiB on disk (fp32), as predicted.")
 
 
 def _probe_logits(model, tokenizer, text: str = "Hi, my order 4417 has not arrived yet. Where is it?"):
@@ -699,27 +838,64 @@ def _adapter_state(model) -> dict:
     return {k: v.detach().float().cpu() for k, v in model.state_dict().items() if "lora_" in k}
 
 
+def ex02_classmate_reload(run_dir):
+    """Exercise 02, task 5: a classmate's code that loads a saved adapter for evaluation. Do not fix it here."""
+    from peft import LoraConfig, get_peft_model
+
+    from ftcourse.models import load_model
+
+    config = LoraConfig.from_pretrained(str(run_dir))
+    return get_peft_model(load_model(config.base_model_name_or_path), config)
+
+
+def _ex02_other_adapter(run_dir, folder: Path) -> None:
+    """Save another adapter in ``folder``: the run's, with every lora_B negated."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copy(Path(run_dir) / "adapter_config.json", folder)
+    tensors = {k: -t if "lora_B" in k else t for k, t in load_file(Path(run_dir) / "adapter_model.safetensors").items()}
+    save_file(tensors, folder / "adapter_model.safetensors")
+
+
 @self_check
-def check_ex02_task5(reloaded, result, tokenizer) -> str:
-    """``reloaded``: the saved adapter of task 4 loaded back onto a fresh base model."""
+def check_ex02_task5(load_adapter, result, tokenizer) -> str:
+    """``load_adapter(run_dir)``: the adapter saved in ``run_dir`` loaded onto a fresh base model, ready to evaluate."""
+    import tempfile
+
     import torch
     from peft import PeftModel
 
+    from ftcourse.train import load_run
+
+    expect(callable(load_adapter), "`load_adapter` is not a function.", "define def load_adapter(run_dir): ...")
+    forbid_helpers(load_adapter, "load_adapter", {"load_run": load_run},
+                   "load it with PEFT yourself: the point of this task is which PEFT function reads saved weights.")
+    reloaded = call_learner(load_adapter, result.run_dir, name="load_adapter")
     expect(isinstance(reloaded, PeftModel) and reloaded is not result.model,
-           "`reloaded` should be a PeftModel loaded from the run folder (not the trained object itself).",
-           "reloaded = PeftModel.from_pretrained(load_model(P.model), result.run_dir), or load_run(result.run_dir).model.")
+           "`load_adapter` should return a PeftModel loaded from the run folder (not the trained object itself).",
+           "load a fresh base model and put the saved adapter on it.")
     trained, loaded = _adapter_state(result.model), _adapter_state(reloaded)
-    expect(set(trained) == set(loaded), "the reloaded adapter has other layers than the trained one.", "load the run folder of task 4.")
+    expect(set(trained) == set(loaded), "the reloaded adapter has other layers than the trained one.", "load the folder you are given.")
     gap = max(float((trained[k] - loaded[k]).abs().max()) for k in trained)
-    expect(gap == 0, f"the reloaded adapter's weights differ from the trained ones (by up to {gap:.3f}).",
-           "load the saved adapter with PeftModel.from_pretrained; get_peft_model would add a fresh, untrained adapter instead.")
+    fresh = all(not float(v.abs().sum()) for k, v in loaded.items() if "lora_B" in k)
+    expect(gap == 0, f"the reloaded adapter's weights differ from the trained ones (by up to {gap:.3f})"
+           + ("; every lora_B is zero: a new, untrained adapter." if fresh else "."),
+           "get_peft_model(model, config) builds a NEW adapter from a config (lora_B = 0: it changes nothing); the saved weights "
+           "are read by PeftModel.from_pretrained(base_model, run_dir)." if fresh else "load the saved weights, unchanged.")
     with_adapter = _probe_logits(reloaded, tokenizer)
     with reloaded.disable_adapter():
         base = _probe_logits(reloaded, tokenizer)
     effect = float((with_adapter - base).abs().max())
     expect(effect > 1e-4 and torch.isfinite(with_adapter).all(), "the reloaded adapter does not change the base model's output.",
            "load the adapter onto the base model and leave it enabled.")
-    return f"{len(loaded)} adapter tensors reloaded exactly; the adapter moves the base model's logits by up to {effect:.2f}."
+    with tempfile.TemporaryDirectory() as folder:
+        _ex02_other_adapter(result.run_dir, Path(folder))
+        got = _adapter_state(call_learner(load_adapter, Path(folder), name="load_adapter"))
+    expect(set(got) == set(trained) and all(float((got[k] + trained[k]).abs().max()) == 0 for k in trained if "lora_B" in k),
+           "on another adapter folder, load_adapter does not return that folder's weights.", "load the folder passed as `run_dir`, not task 4's run.")
+    return f"{len(loaded)} adapter tensors reloaded exactly (from another folder too); the adapter moves the base model's logits by up to {effect:.2f}."
 
 
 #: Exercise 02, task 6: the settings of a LoRA run on the intent data that did not learn.

@@ -151,18 +151,34 @@ def _saved_run(tmp_path: Path, losses: list[float], trained: bool) -> RunResult:
     return RunResult("run", "lora", peft, None, tmp_path, metrics, [{"step": i + 1, "loss": v} for i, v in enumerate(losses)])
 
 
+def _adapter_mib(model, settings):
+    return 4 * _lora_count(model, settings.r, settings.target_modules) / 2**20
+
+
 def test_training_checks_need_a_saved_adapter_a_falling_loss_and_trained_weights(tmp_path):
     settings = LoraSettings(r=4, target_modules=["q_proj", "v_proj"])
-    assert "loss 2.00 → 1.00" in checks.check_ex02_task4.verify(_saved_run(tmp_path / "ok", [2.0, 1.0], True), settings)
+    ok = _saved_run(tmp_path / "ok", [2.0, 1.0], True)
+    assert "loss 2.00 → 1.00" in checks.check_ex02_task4.verify(ok, settings, _adapter_mib, ok.model)
     with pytest.raises(CheckFailed, match="did not go down"):
-        checks.check_ex02_task4.verify(_saved_run(tmp_path / "flat", [2.0, 2.1], True), settings)
+        checks.check_ex02_task4.verify(_saved_run(tmp_path / "flat", [2.0, 2.1], True), settings, _adapter_mib, ok.model)
     with pytest.raises(CheckFailed, match="lora_B matrices are still all zero"):
-        checks.check_ex02_task4.verify(_saved_run(tmp_path / "zero", [2.0, 1.0], False), settings)
+        checks.check_ex02_task4.verify(_saved_run(tmp_path / "zero", [2.0, 1.0], False), settings, _adapter_mib, ok.model)
     with pytest.raises(CheckFailed, match="not your budget_settings"):
-        checks.check_ex02_task4.verify(_saved_run(tmp_path / "ok", [2.0, 1.0], True), LoraSettings(r=8, target_modules=["q_proj", "v_proj"]))
+        checks.check_ex02_task4.verify(ok, LoraSettings(r=8, target_modules=["q_proj", "v_proj"]), _adapter_mib, ok.model)
     empty = RunResult("run", "lora", None, None, tmp_path / "missing", {}, [])
     with pytest.raises(CheckFailed, match="holds no saved adapter"):
-        checks.check_ex02_task4.verify(empty, settings)
+        checks.check_ex02_task4.verify(empty, settings, _adapter_mib, None)
+    from peft import get_peft_model
+
+    from ftcourse.models import weightless_copy
+
+    for wrong, hint in ((lambda m, s: _adapter_mib(m, s) / 2, "autocast only changes the dtype of the computation"),
+                        (lambda m, s: _adapter_mib(m, s) + 4 * sum(p.numel() for p in m.parameters()) / 2**20, "only the adapter"),
+                        (lambda m, s: _adapter_mib(m, s) * 2**20 / 1e6, "2\\*\\*20"),
+                        (lambda m, s, printed=_adapter_mib(weightless_copy(ok.model), settings): printed, "for r=3"),  # the printout, whatever the settings
+                        (lambda m, s: get_peft_model(m, None), "calls `get_peft_model`")):
+        with pytest.raises(CheckFailed, match=hint):
+            checks.check_ex02_task4.verify(ok, settings, wrong, ok.model)
     with pytest.raises(CheckFailed, match="asks for 'qlora'"):
         checks.check_ex04_task4.verify(_saved_run(tmp_path / "ok", [2.0, 1.0], True))
     assert json.loads((tmp_path / "ok" / "adapter_config.json").read_text())["r"] == 4

@@ -136,11 +136,56 @@ def test_ex01_task2_wrong_cleaning_rules_and_a_hard_coded_answer_fail():
     _fails(checks.check_ex01_task2, hard_coded, hint="hidden")
 
 
+def _stratified(records, test, seed, *, cut=round, shuffle=True, rng=None):
+    rng = rng or random.Random(seed)
+    groups = {}
+    for record in records:
+        groups.setdefault(record["label"], []).append(record)
+    train, held = [], []
+    for label in sorted(groups):
+        group = groups[label][:]
+        if shuffle:
+            rng.shuffle(group)
+        n = cut(len(group) * test)
+        held, train = held + group[:n], train + group[n:]
+    return train, held
+
+
 def test_ex01_task3_another_seed_or_fractions_fail():
+    from ftcourse.bundled import intent_splits
     from ftcourse.data import split_dataset
 
     _fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.1, test=0.1, seed=1), hint="seed=42")
     _fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.2, test=0.1, seed=42), hint="validation=0.1")
+    assert "hidden unbalanced dataset" in checks.check_ex01_task3.verify(intent_splits(), _stratified)
+
+
+def test_ex01_task3_a_split_that_is_not_stratified_rounded_seeded_or_disjoint_fails():
+    from ftcourse.bundled import intent_splits
+    from ftcourse.data import CourseDataset, split_dataset
+
+    splits = intent_splits()
+
+    def helper(records, test, seed):
+        parts = split_dataset(CourseDataset(records, "classification", "x"), validation=0.0, test=test, seed=seed)
+        return parts["train"].records, parts["test"].records
+
+    def shuffled_together(records, test, seed):
+        records = records[:]
+        random.Random(seed).shuffle(records)
+        n = round(len(records) * test)
+        return records[n:], records[:n]
+
+    def overlapping(records, test, seed):
+        return records, _stratified(records, test, seed)[1]
+
+    _fails(checks.check_ex01_task3, splits, helper, hint="calls `split_dataset`")
+    _fails(checks.check_ex01_task3, splits, shuffled_together, hint="each label's records separately")
+    _fails(checks.check_ex01_task3, splits, lambda r, t, s: _stratified(r, t, s, cut=int), hint="int() truncates")
+    _fails(checks.check_ex01_task3, splits, lambda r, t, s: _stratified(r, t, s, rng=random.Random()), hint="seeded with `seed`")
+    _fails(checks.check_ex01_task3, splits, lambda r, t, s: _stratified(r, t, s, shuffle=False), hint="the seed changes nothing")
+    _fails(checks.check_ex01_task3, splits, overlapping, hint="exactly one part")
+    _fails(checks.check_ex01_task3, splits, lambda r, t, s: r, hint="(train, test) lists")
 
 
 def _completion_only(tokenizer, messages):
@@ -288,30 +333,61 @@ def test_ex02_task6_each_fault_left_in_or_misdiagnosed_fails(base_model, tokeniz
     _fails(checks.check_ex02_task6, causes, lora, replace(training, max_seq_length=32), base_model, tokenizer, P, hint="all labels are -100")
 
 
-def test_ex02_task1_and_task5_other_settings_or_a_fresh_adapter_fail(tmp_path, tokenizer):
-    from peft import PeftModel, get_peft_model
-
-    from ftcourse.peft_methods import build_peft_config
+def _tiny(tokenizer):
     from tests.tiny import tiny_model
 
-    def tiny():
-        return tiny_model("llama", vocab_size=len(tokenizer))
+    return tiny_model("llama", vocab_size=len(tokenizer))
 
-    model = tiny()
-    wrong = get_peft_model(tiny(), build_peft_config("lora", model, LoraSettings(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"])))
-    _fails(checks.check_ex02_task1, wrong, hint="r=8, lora_alpha=16")
-    _fails(checks.check_ex02_task1, tiny(), hint="wrap the model")
+
+def _adam_mib(model, bytes_per_parameter=8, trainable_only=True, mib=2**20):
+    return bytes_per_parameter * sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only) / mib
+
+
+def test_ex02_task1_the_classmates_model_a_frozen_adapter_and_wrong_optimizer_memory_fail(tokenizer):
+    from peft import get_peft_model
+
+    from ftcourse.peft_methods import build_peft_config
+
+    def fixed():
+        model = checks.ex02_classmate_lora(_tiny(tokenizer))
+        for name, p in model.named_parameters():
+            p.requires_grad = "lora_" in name
+        return model
+
+    assert "AdamW's states" in checks.check_ex02_task1.verify(fixed(), _adam_mib)
+    _fails(checks.check_ex02_task1, checks.ex02_classmate_lora(_tiny(tokenizer)), _adam_mib, hint="base-model tensors still train")
+    _fails(checks.check_ex02_task1, fixed().requires_grad_(False), _adam_mib, hint="keep every lora_A and lora_B")
+    wrong = get_peft_model(_tiny(tokenizer), build_peft_config("lora", _tiny(tokenizer), LoraSettings(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"])))
+    _fails(checks.check_ex02_task1, wrong, _adam_mib, hint="r=8, lora_alpha=16")
+    _fails(checks.check_ex02_task1, _tiny(tokenizer), _adam_mib, hint="not a PeftModel")
+    _fails(checks.check_ex02_task1, fixed(), lambda m: _adam_mib(m, trainable_only=False), hint="only the trainable parameters")
+    _fails(checks.check_ex02_task1, fixed(), lambda m: _adam_mib(m, bytes_per_parameter=4), hint="two states per trainable parameter")
+    _fails(checks.check_ex02_task1, fixed(), lambda m: _adam_mib(m, bytes_per_parameter=16), hint="weights and gradients are not optimizer states")
+    _fails(checks.check_ex02_task1, fixed(), lambda m: _adam_mib(m, mib=1e6), hint="2**20")
+
+
+def test_ex02_task5_get_peft_model_the_trained_object_a_fixed_folder_and_the_helper_fail(tmp_path, tokenizer):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    from ftcourse.peft_methods import build_peft_config
+    from ftcourse.train import load_run
+
     settings = LoraSettings(r=4, target_modules=["q_proj", "v_proj"])
-    trained = get_peft_model(tiny(), build_peft_config("lora", model, settings))
+    trained = get_peft_model(_tiny(tokenizer), build_peft_config("lora", _tiny(tokenizer), settings))
     for name, p in trained.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(p)
     trained.save_pretrained(tmp_path)
     result = RunResult("run", "lora", trained, None, tmp_path, {}, [])
-    fresh = get_peft_model(tiny(), build_peft_config("lora", model, settings))  # get_peft_model: a new, untrained adapter
-    _fails(checks.check_ex02_task5, fresh, result, tokenizer, hint="PeftModel.from_pretrained")
-    _fails(checks.check_ex02_task5, trained, result, tokenizer, hint="not the trained object itself")
-    assert "reloaded exactly" in checks.check_ex02_task5.verify(PeftModel.from_pretrained(tiny(), tmp_path), result, tokenizer)
+    assert "reloaded exactly" in checks.check_ex02_task5.verify(lambda run_dir: PeftModel.from_pretrained(_tiny(tokenizer), run_dir), result, tokenizer)
+
+    def classmate(run_dir):  # ex02_classmate_reload on a tiny base: get_peft_model builds a new adapter from the saved config
+        return get_peft_model(_tiny(tokenizer), LoraConfig.from_pretrained(str(run_dir)))
+
+    _fails(checks.check_ex02_task5, classmate, result, tokenizer, hint="PeftModel.from_pretrained(base_model, run_dir)")
+    _fails(checks.check_ex02_task5, lambda run_dir: trained, result, tokenizer, hint="not the trained object itself")
+    _fails(checks.check_ex02_task5, lambda run_dir: PeftModel.from_pretrained(_tiny(tokenizer), tmp_path), result, tokenizer, hint="passed as `run_dir`")
+    _fails(checks.check_ex02_task5, lambda run_dir: load_run(run_dir).model, result, tokenizer, hint="calls `load_run`")
 
 
 # ---------------------------------------------------------------- ex03
