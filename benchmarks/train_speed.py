@@ -102,12 +102,13 @@ def main(argv=None) -> int:
         child(args)
         return 0
     try:
-        peak = None if args.no_mfu else common.measure_bf16_peak()
+        study = None if args.no_mfu else common.bf16_peak_study()
     except common.BenchmarkError as exc:
         print(f"error: {exc} (or pass --no-mfu)", file=sys.stderr)
         return 2
-    if peak:
-        print(f"bf16 matmul peak on this machine: {peak / 1e9:.0f} GFLOP/s", flush=True)
+    peak = study["peak_gflops"] * 1e9 if study else None
+    if study:
+        print(f"bf16 matmul rates on this machine (GFLOP/s): {study['gflops_by_way']}; peak (the highest) {peak / 1e9:.0f}", flush=True)
     runs = common.run_setups(Path(__file__), argv)
     for setup, run in runs.items():
         run["mfu_percent"] = common.mfu_percent(run["flops"], run["train_seconds"], peak) if peak else None
@@ -121,15 +122,18 @@ def main(argv=None) -> int:
     results = {
         "benchmark": "train_speed", "command": common.command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": common.machine(), "bf16_peak_gflops": round(peak / 1e9, 1) if peak else None,
+        "bf16_gflops_by_way": study["gflops_by_way"] if study else None,
         "config": {"model": args.model_shape, "max_steps": args.max_steps, "batch_size": args.batch_size,
                    "learning_rate": learning_rate(args), "lora": settings_dict(common.LORA), "max_seq_length": args.max_seq_length},
         "runs": runs, "speedup_tokens_per_second": round(speedup, 2), "validation_loss_change_percent": round(val_change, 2),
     }
+    lowest = min(study["gflops_by_way"].values()) if study else None
+    peak_text = f"{peak / 1e9:.0f} GFLOP/s (the highest of {len(study['gflops_by_way'])} ways, {lowest:.0f}–{peak / 1e9:.0f})" if study else "not measured"
     rows = [[setup, r["tokens_per_second"], r["train_seconds"], r["peak_memory_mb"], r["train_loss_final"], r["validation_loss"], "n/a" if r["mfu_percent"] is None else r["mfu_percent"]]
             for setup, r in (("course defaults", course), ("TRL SFTTrainer defaults", trl))]
     table = markdown_table(["setup", "non-pad input tokens/s", "train s", "peak MB", "final train loss", "val loss", "MFU %"], rows)
     table += (f"\n\n{args.model_shape}, {args.max_steps} steps x batch {args.batch_size}, lr {learning_rate(args)}, "
-              f"bf16 peak {f'{peak / 1e9:.0f} GFLOP/s' if peak else 'not measured'}, load average {results['machine']['load_average_1min']}: "
+              f"bf16 peak {peak_text}, load average {results['machine']['load_average_1min']}: "
               f"**{speedup:.2f}x** the tokens per second, validation loss {val_change:+.1f}%.")
     path = common.save_results(name, results, table)
     print(table)

@@ -23,7 +23,8 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from importlib.util import find_spec
 from pathlib import Path
@@ -53,6 +54,9 @@ CHECKPOINT_RECORD = "ftcourse_checkpoint.json"
 REPORT_TO = ("none", "tensorboard", "trackio", "wandb")
 #: Config fields that change the logits after the LM head; ``fast_loss`` is off for such models.
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier")
+#: Longest training sequence for which a CPU run uses eager attention instead of SDPA: measured faster there, mostly in the
+#: backward pass (benchmarks/README.md, "Where a training step goes"); longer sequences keep SDPA (eager stores L × L scores).
+EAGER_ATTENTION_MAX_LENGTH = 256
 
 
 def settings_from_profile(profile: Profile, **overrides: Any) -> TrainingSettings:
@@ -66,6 +70,24 @@ def settings_from_profile(profile: Profile, **overrides: Any) -> TrainingSetting
         logging_steps=max(1, min(10, profile.max_steps // 10 if profile.max_steps > 0 else 10)),
     )
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@contextmanager
+def training_attention(model: torch.nn.Module, max_length: int) -> Iterator[None]:
+    """Eager attention while training on a CPU with sequences of at most :data:`EAGER_ATTENTION_MAX_LENGTH` tokens.
+
+    Same mathematics as SDPA (a different kernel); the model's own implementation is restored afterwards.
+    """
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    current = getattr(lm.config, "_attn_implementation", None)
+    switch = model_device(model).type == "cpu" and current == "sdpa" and max_length <= EAGER_ATTENTION_MAX_LENGTH
+    if switch:
+        lm.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        if switch:
+            lm.set_attn_implementation(current)
 
 
 # ---------------------------------------------------------------- data for the trainer
@@ -395,7 +417,7 @@ def fine_tune(
         print(f"TensorBoard logs: tensorboard --logdir {ckpt_dir / 'runs'}")
     start = time.perf_counter()
     try:
-        with track_peak() as peak:
+        with track_peak() as peak, training_attention(model, settings.max_seq_length):
             output = trainer.train(resume_from_checkpoint=last)
     except BaseException:
         if main and get_last_checkpoint(str(ckpt_dir)):

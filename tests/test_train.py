@@ -9,6 +9,7 @@ import math
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -123,6 +124,38 @@ def test_completion_loss_equals_the_models_own_loss(arch, tokenizer, records):
     with torch.no_grad():
         assert torch.allclose(completion_loss(model, batch), model(**batch).loss, rtol=1e-5)
         assert torch.allclose(completion_loss(model, batch, num_items_in_batch=100), model(**batch, num_items_in_batch=100).loss, rtol=1e-5)
+
+
+class AttentionSeen(TrainerCallback):
+    """Records the attention implementation the model trains with."""
+
+    def __init__(self):
+        self.seen = set()
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        self.seen.add(model.get_base_model().config._attn_implementation)
+
+
+@pytest.mark.parametrize("max_seq_length, expected", [(train.EAGER_ATTENTION_MAX_LENGTH, "eager"), (train.EAGER_ATTENTION_MAX_LENGTH + 1, "sdpa")])
+def test_cpu_training_uses_eager_attention_for_short_sequences_only(max_seq_length, expected, records, tokenizer, tmp_path):
+    model = tiny_model("llama", vocab_size=len(tokenizer))
+    model.set_attn_implementation("sdpa")
+    seen = AttentionSeen()
+    result = run(records[:4], tmp_path, model=model, tokenizer=tokenizer, callbacks=[seen], preflight=False,
+                 settings=replace(SMALL, max_seq_length=max_seq_length))
+    assert seen.seen == {expected}
+    assert result.model.get_base_model().config._attn_implementation == "sdpa"  # restored after training
+
+
+def test_eager_and_sdpa_attention_give_the_same_loss(tokenizer, records):
+    model = tiny_model("llama", vocab_size=len(tokenizer)).eval()
+    batch = collate(tokenize_records(tokenizer, records[:3], 256), tokenizer.pad_token_id)  # right-padded, different lengths
+    losses = {}
+    for impl in ("sdpa", "eager"):
+        model.set_attn_implementation(impl)
+        with torch.no_grad():
+            losses[impl] = completion_loss(model, batch)
+    assert torch.allclose(losses["sdpa"], losses["eager"], rtol=1e-5)
 
 
 def test_completion_loss_on_the_embedded_model(base_model, tokenizer, records):
