@@ -102,6 +102,7 @@ def run_and_score(name: str, train_records: Sequence[dict[str, Any]], test_recor
         "weights_mb": round(weights_mb, 1),
         "training_mb": mem.added_mb,
         "train_seconds": run.metrics["train_seconds"],
+        "seconds_per_step": round(run.metrics["train_seconds"] / max(1, run.metrics["steps"]), 2),
         "train_loss": run.metrics["train_loss"],
     }
     if test_records:

@@ -6,14 +6,19 @@ saved run (``fine_tune(reuse=True)``) when its fingerprint matches, or train it 
 
 from __future__ import annotations
 
+from typing import Any
+
 from ftcourse.bundled import domain_texts, instruction_records, intent_records
-from ftcourse.configs import LoraSettings
+from ftcourse.configs import LoraSettings, TrainingSettings
 from ftcourse.hardware import Profile
 from ftcourse.models import load_model, load_tokenizer
 from ftcourse.train import RunResult, fine_tune, settings_from_profile
 
 #: LoRA settings of the intent-classification run (lesson 02).
 INTENT_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_modules=["q_proj", "v_proj"])
+#: Learning rate of the intent run: chosen on the validation split (150 steps × 8 under ``cpu``, 2026-12-01): validation
+#: accuracy 0.97 at 3e-3 against 0.95 at the course's LoRA default of 2e-3.
+INTENT_LEARNING_RATE = 3e-3
 #: LoRA settings of the Alpaca-style instruction run (lesson 02): all attention and MLP projections.
 INSTRUCTION_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
 #: LoRA settings of continued pre-training on the product manuals (lesson 06).
@@ -21,27 +26,43 @@ DOMAIN_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_module
 
 
 def intent_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
-    """LoRA on the intent task, sized by ``profile``; saved as ``models/fine_tuned/intent-lora-<profile>``."""
-    return _lora_run("intent", intent_records(profile), INTENT_LORA, profile, progress, reuse)
+    """LoRA on the intent task, sized by ``profile``, at :data:`INTENT_LEARNING_RATE`; saved as ``models/fine_tuned/intent-lora-<profile>``."""
+    return _lora_run("intent", intent_records(profile), INTENT_LORA, profile, progress, reuse, learning_rate=INTENT_LEARNING_RATE)
 
 
 def instruction_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
-    """LoRA on all three instruction tasks (classify, extract, reply); saved as ``instruction-lora-<profile>``."""
-    return _lora_run("instruction", instruction_records(profile), INSTRUCTION_LORA, profile, progress, reuse)
+    """LoRA on all three instruction tasks (classify, extract, reply); saved as ``instruction-lora-<profile>``.
+
+    A step-limited profile gives it half of ``max_steps``: its examples (JSON tickets, replies) are longer, so a
+    step costs about 1.7× an intent step on a CPU (measured under ``cpu``); 75 steps × 8 still see all 600 examples once.
+    """
+    steps = max(1, profile.max_steps // 2) if profile.max_steps > 0 else profile.max_steps
+    return _lora_run("instruction", instruction_records(profile), INSTRUCTION_LORA, profile, progress, reuse, max_steps=steps)
 
 
-def _lora_run(task: str, data: dict[str, list[dict]], lora: LoraSettings, profile: Profile, progress: bool, reuse: bool) -> RunResult:
+def _lora_run(task: str, data: dict[str, list[dict]], lora: LoraSettings, profile: Profile, progress: bool, reuse: bool,
+              **overrides: Any) -> RunResult:
     return fine_tune(
         data["train"], model=profile.model, method="lora", lora=lora,
-        settings=settings_from_profile(profile), eval_records=data["validation"],
+        settings=settings_from_profile(profile, **overrides), eval_records=data["validation"],
         run_name=f"{task}-lora-{profile.name}", reuse=reuse, progress=progress,
     )
+
+
+#: Most optimizer steps of the domain run: about 3 epochs of the manuals (26k tokens = 102 packed blocks of 256, batch 8).
+DOMAIN_MAX_STEPS = 40
+
+
+def domain_settings(profile: Profile, **overrides: Any) -> TrainingSettings:
+    """Training settings of lesson 06's domain run: the profile's, with ``max_steps`` capped at :data:`DOMAIN_MAX_STEPS`."""
+    steps = min(profile.max_steps, DOMAIN_MAX_STEPS) if profile.max_steps > 0 else profile.max_steps
+    return settings_from_profile(profile, **{"max_steps": steps, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def domain_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
     """Lesson 06's continued pre-training on the manuals (packed text, LoRA r=16 on all linear layers); ``domain-lora-<profile>``."""
     train = [{"text": t} for t in domain_texts()["train"]]
     return fine_tune(train, model=load_model(profile.model), tokenizer=load_tokenizer(profile.model), method="lora", lora=DOMAIN_LORA,
-                     settings=settings_from_profile(profile), packing=True, run_name=f"domain-lora-{profile.name}",
+                     settings=domain_settings(profile), packing=True, run_name=f"domain-lora-{profile.name}",
                      reuse=reuse, progress=progress)
 

@@ -102,9 +102,14 @@ def _lcs(a: Sequence[str], b: Sequence[str]) -> int:
     return row[-1]
 
 
+def _rouge_tokens(text: str) -> list[str]:
+    """Tokens as rouge-score (and the original ROUGE script) makes them: lower case, runs of ASCII letters and digits."""
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
 def rouge_scores(prediction: str, reference: str) -> dict[str, float]:
-    """ROUGE-1 (word overlap) and ROUGE-L (longest common word subsequence) F1 of one answer."""
-    pred, ref = _words(prediction), _words(reference)
+    """ROUGE-1 (word overlap) and ROUGE-L (longest common word subsequence) F1 of one answer, tokenized as rouge-score."""
+    pred, ref = _rouge_tokens(prediction), _rouge_tokens(reference)
     overlap = sum((Counter(pred) & Counter(ref)).values())
     return {"rouge1": _f1(overlap, len(pred), len(ref)), "rougeL": _f1(_lcs(pred, ref), len(pred), len(ref))}
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from ftcourse import lessons
 from ftcourse.configs import LoraSettings, QuantizationSettings, TrainingSettings, load_settings
 from ftcourse.errors import CourseError
 from ftcourse.hardware import PROFILES, cuda_supports_bf16, detect_environment, get_profile
@@ -68,3 +69,11 @@ def test_config_with_bad_json_names_the_line(tmp_path):
     path.write_text('{\n  "batch_size": 4,\n  "num_epochs": 3,,\n}')
     with pytest.raises(CourseError, match="line 3"):
         load_settings(TrainingSettings, path)
+
+
+@pytest.mark.parametrize("profile, domain_steps", [("smoke", 4), ("cpu", 40), ("gpu", -1)])
+def test_lesson_runs_are_sized_from_the_profile(profile, domain_steps):
+    """Lesson 06's domain run caps the profile's steps at about 3 epochs; epoch-based profiles keep epochs; a given value wins."""
+    p = get_profile(profile)
+    assert lessons.domain_settings(p).max_steps == domain_steps
+    assert lessons.domain_settings(p, max_steps=7).max_steps == 7

@@ -135,9 +135,10 @@ def test_prompts_hold_the_passages_and_the_not_in_manual_instruction(qa):
     ("The hub is on the network but cannot reach Lumora Cloud", "Lumora Cloud cannot be reached from the network"),
     ("a b a c", "a c b a a"),
     ("nothing in common", "entirely different words"),
+    ("error_code E-104: reset at 5 °C, naïve café", "E-104 means a naïve reset; error code at 5°C"),  # '_' and non-ASCII split words
 ])
 def test_course_rouge_equals_rouge_score(prediction, reference):
-    """The course's hand-written ROUGE-1/L F1 equals Google's rouge-score (no stemming) on plain English text."""
+    """The course's hand-written ROUGE-1/L F1 equals Google's rouge-score (no stemming), also where words hold '_' or non-ASCII."""
     expected = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False).score(reference, prediction)
     ours = rouge_scores(prediction, reference)
     assert ours["rouge1"] == pytest.approx(expected["rouge1"].fmeasure)
