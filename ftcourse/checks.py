@@ -471,10 +471,11 @@ def check_ex03_task2(model, tokenizer, predictions, metrics, P) -> str:
     expect(_close(float(metrics["macro_f1"]), f1, 1e-6), f"metrics['macro_f1'] is {metrics['macro_f1']}; your predictions' macro F1 is {f1:.3f}.",
            "use your task-1 macro_f1 on (predictions, references) — a zero-shot model predicts labels that no test example has, "
            "and they count.")
-    again = classify(model, tokenizer, [r["messages"][:-1] for r in test[:2]], INTENT_LABELS, progress=False)
-    expect(again == predictions[:2], "re-classifying the first two test examples gives different labels than your predictions.",
-           "predict with the base model, the prompts without the answer (r['messages'][:-1]), in test order.")
-    return f"zero-shot accuracy {want:.2f} and macro F1 {f1:.2f} on {len(test)} test examples (re-checked on 2)."
+    probes = sorted({0, 1, len(test) // 2, len(test) - 1})  # the first two, and two the learner cannot guess from the printout
+    again = classify(model, tokenizer, [test[i]["messages"][:-1] for i in probes], INTENT_LABELS, progress=False)
+    expect(again == [predictions[i] for i in probes], f"re-classifying test examples {probes} gives other labels than your predictions.",
+           "predict every example with the base model, the prompts without the answer (r['messages'][:-1]), in test order.")
+    return f"zero-shot accuracy {want:.2f} and macro F1 {f1:.2f} on {len(test)} test examples (re-checked on {len(probes)})."
 
 
 _CONFUSION_CASES = [
@@ -775,6 +776,46 @@ def _trained_adapter(result, method: str, loss_must_drop: bool = True) -> tuple[
     return json.loads((run_dir / "adapter_config.json").read_text()), losses
 
 
+def _trained_on(result, records, packing: bool = False, init_text: str | None = None) -> bool:
+    """True when ``result``'s saved run was trained on exactly ``records`` (with fine_tune's other defaults): its fingerprint says so."""
+    from ftcourse.configs import LoraSettings, TrainingSettings
+    from ftcourse.train import RUN_RECORD, run_fingerprint
+
+    record = json.loads((Path(result.run_dir) / RUN_RECORD).read_text())
+    return record.get("fingerprint") == run_fingerprint(record["base_model"], record["method"], LoraSettings(**record["lora"]),
+                                                         TrainingSettings(**record["training"]), list(records), packing, init_text)
+
+
+def _expect_intent_train(result, init_text: str | None = None) -> None:
+    """Fail unless ``result`` was trained on the intent task's training split (of some profile), naming an evaluation split it used."""
+    from ftcourse.bundled import intent_records
+    from ftcourse.hardware import PROFILES, get_profile
+    from ftcourse.train import RUN_RECORD
+
+    expect((Path(result.run_dir) / RUN_RECORD).is_file(), f"{result.run_dir} holds no {RUN_RECORD}: it was not saved by fine_tune.",
+           "train with ftcourse.train.fine_tune and pass its RunResult.")
+    splits = {split for name in PROFILES for split, records in intent_records(get_profile(name)).items() if _trained_on(result, records, init_text=init_text)}
+    evaluation = sorted(splits - {"train"})
+    expect("train" in splits, f"the run was trained on the {evaluation[0]} split." if evaluation else
+           "the run was not trained on the intent training split (its fingerprint matches none of the course's intent splits).",
+           "evaluation data is never trained on: a model that has seen the test (or validation) examples scores well on them "
+           "without having learned the task. Train on data['train']." if evaluation else
+           "train on data['train'] as it is (same records, same order), with fine_tune's defaults otherwise.")
+
+
+def _safetensors_bytes(folder) -> int:
+    """The bytes of the tensors in a folder's .safetensors files (without their headers)."""
+    from safetensors import safe_open
+
+    total = 0
+    for path in Path(folder).glob("*.safetensors"):
+        with safe_open(path, "pt") as f:
+            for key in f.keys():
+                tensor = f.get_tensor(key)
+                total += tensor.numel() * tensor.element_size()
+    return total
+
+
 def _ex02_adapter_mib_hint(got, model, settings, trainable: int) -> str:
     """The hint for a wrong adapter-size prediction: the tempting formulas, recognised by their value."""
     from ftcourse.models import count_parameters
@@ -792,13 +833,13 @@ def _ex02_adapter_mib_hint(got, model, settings, trainable: int) -> str:
 def check_ex02_task4(result, budget_settings, adapter_mib, model) -> str:
     """``result``: fine_tune(...) of LoRA with ``budget_settings``; ``adapter_mib(model, settings)``: the saved adapter's MiB, predicted."""
     from peft import LoraConfig, get_peft_model
-    from safetensors.torch import load_file
 
     from ftcourse.configs import LoraSettings
     from ftcourse.models import count_parameters, weightless_copy
     from ftcourse.peft_methods import build_peft_config
 
     config, losses = _trained_adapter(result, "lora")
+    _expect_intent_train(result)
     expect((config["r"], _targets(config)) == (budget_settings.r, _targets(budget_settings)),
            f"the saved adapter has r={config['r']} on {sorted(_targets(config))}, not your budget_settings.", "pass lora=budget_settings.")
     want = _peft_trainable(result.model, "lora", LoraSettings(r=config["r"], target_modules=sorted(_targets(config))))
@@ -808,8 +849,7 @@ def check_ex02_task4(result, budget_settings, adapter_mib, model) -> str:
     forbid_helpers(adapter_mib, "adapter_mib", {"get_peft_model": get_peft_model, "LoraConfig": LoraConfig, "build_peft_config": build_peft_config,
                                                 "count_parameters": count_parameters},
                    "predict the size from the shapes (your lora_parameter_count) and the dtype the adapter is saved in, without building it.")
-    saved = load_file(Path(result.run_dir) / "adapter_model.safetensors")
-    measured = sum(t.numel() * t.element_size() for t in saved.values()) / 2**20  # the file adds a header of a few KB
+    measured = _safetensors_bytes(result.run_dir) / 2**20  # the file adds a header of a few KB
     got = call_learner(adapter_mib, weightless_copy(model), budget_settings, name="adapter_mib")
     expect(isinstance(got, (int, float)) and _close(float(got), measured, 1e-6),
            f"you predict {got!r} MiB; the weights in the saved adapter_model.safetensors take {measured:.4f} MiB.",
@@ -968,9 +1008,51 @@ def check_ex04_task1(weight_megabytes) -> str:
     return f"right on {len(_SIZE_CASES)} hidden cases (a 7B model in 4 bits: {_SIZE_CASES[-1][1]:,.0f} MiB)."
 
 
+def _ex04_hidden_4bit_pair():
+    """A small Llama with its own (untied) output layer: full precision and loaded in 4-bit NF4 from a temporary folder."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from ftcourse.models import load_model
+
+    config = LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    full = AutoModelForCausalLM.from_config(config)
+    with tempfile.TemporaryDirectory() as folder:
+        full.save_pretrained(folder)
+        return full, load_model(folder, quantization="4bit").get_memory_footprint()
+
+
+def _ex04_footprint_hint(got, model) -> str:
+    """The hint for a wrong 4-bit footprint prediction: the tempting rules, recognised by their value."""
+    import torch
+
+    params = {id(p): p for p in model.parameters()}
+    linear = {id(m.weight) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    head = model.get_output_embeddings()
+    full = {k: p.numel() * p.element_size() for k, p in params.items()}
+    wrongs = {
+        "only the linear layers inside the transformer blocks are stored in 4 bits: embeddings and norms keep their dtype "
+        "(bitsandbytes replaces nn.Linear modules only).": sum(p.numel() for p in params.values()) / 2,
+        "bitsandbytes leaves the output layer (lm_head) in full precision; here it is the input embedding matrix itself (tied).":
+            sum(v / 8 if k in linear else v for k, v in full.items()),
+        "the parameters that stay unquantized keep their own dtype (fp32 here, element_size() = 4), not 2 bytes.":
+            sum(full[k] / 8 if k in linear and k != id(head.weight) else p.numel() * 2 for k, p in params.items()),
+    }
+    return " ".join(h for h, v in wrongs.items() if isinstance(got, (int, float)) and _close(float(got), v, 0.02)) or (
+        "4-bit linear weights take half a byte each (two per byte; their scales are kept outside the parameters); every "
+        "other parameter keeps its bytes (p.numel() * p.element_size()), and the output layer is not quantized.")
+
+
 @self_check
-def check_ex04_task2(qmodel, model) -> str:
-    """``qmodel``: the model loaded in 4-bit NF4 with double quantization; ``model``: the full-precision one."""
+def check_ex04_task2(qmodel, model, predict_4bit_bytes) -> str:
+    """``qmodel``: the model loaded in 4-bit NF4 with double quantization; ``model``: the full-precision one;
+    ``predict_4bit_bytes(model)``: the 4-bit model's get_memory_footprint(), predicted from the full-precision model."""
+    from ftcourse.models import load_model, weightless_copy
+
     expect(_is_4bit(qmodel), "`qmodel` has no 4-bit linear layers.", "qmodel = load_model(P.model, quantization='4bit').")
     config = getattr(qmodel.config, "quantization_config", None)
     config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
@@ -981,7 +1063,16 @@ def check_ex04_task2(qmodel, model) -> str:
     small, full = qmodel.get_memory_footprint(), model.get_memory_footprint()
     expect(small < 0.45 * full, f"the 4-bit model takes {small / 2**20:.0f} MB, {100 * small / full:.0f}% of {full / 2**20:.0f} MB.",
            "load it with quantization='4bit' (8-bit or a cast to bf16 saves less).")
-    return f"{small / 2**20:.0f} MB in 4-bit NF4 vs {full / 2**20:.0f} MB ({100 * small / full:.0f}%): embeddings and norms stay in 16/32 bits."
+    expect(callable(predict_4bit_bytes), "`predict_4bit_bytes` is not a function.", "define def predict_4bit_bytes(model): ...")
+    forbid_helpers(predict_4bit_bytes, "predict_4bit_bytes", {"load_model": load_model, "get_memory_footprint": None, "from_pretrained": None},
+                   "predict it from the full-precision model's parameters; loading the 4-bit model is the measurement.")
+    hidden, hidden_bytes = _ex04_hidden_4bit_pair()
+    for name, shell, want in (("this model", weightless_copy(model), small), ("a hidden model with its own output layer", hidden, hidden_bytes)):
+        got = call_learner(predict_4bit_bytes, shell, name="predict_4bit_bytes")
+        expect(isinstance(got, (int, float)) and abs(float(got) - want) <= 0.02 * want,
+               f"for {name} you predict {got!r} bytes; loaded in 4-bit it takes {want:,} bytes.", _ex04_footprint_hint(got, shell))
+    return (f"{small / 2**20:.0f} MB in 4-bit NF4 vs {full / 2**20:.0f} MB ({100 * small / full:.0f}%), as predicted: linear layers at "
+            "half a byte per weight, embeddings (tied to the output layer) and norms in fp32.")
 
 
 @self_check
@@ -999,14 +1090,56 @@ def check_ex04_task3(logit_gap, top1_agreement, model, qmodel, tokenizer) -> str
     return f"4-bit moves logits by up to {gap:.2f}; the top-1 next token agrees at {100 * agree:.0f}% of positions."
 
 
+#: Exercise 04, task 4: what to predict about QLoRA compared with LoRA of the same settings, and the answers to choose from.
+EX04_QLORA_QUESTIONS = {
+    "trainable_parameters": "the number of trainable parameters",
+    "adapter_file": "the bytes of the saved adapter's weights",
+    "base_memory": "the memory the frozen base model's weights take",
+}
+EX04_ANSWERS = ("smaller", "same", "larger")
+_EX04_WHY = {
+    "trainable_parameters": "QLoRA trains the same LoRA matrices A and B on the same layers; only the frozen base is quantized.",
+    "adapter_file": "the adapter is the same shapes, trained and saved in fp32 (4 bytes per parameter) on either base.",
+    "base_memory": "the base's linear weights are stored in 4 bits: about half a byte per weight instead of 4 (fp32) bytes.",
+}
+
+
+def _ex04_measured(result) -> dict[str, str]:
+    """Each question of EX04_QLORA_QUESTIONS answered from the QLoRA run and the same adapter on the full-precision base."""
+    from ftcourse.configs import LoraSettings
+    from ftcourse.models import weightless_copy
+
+    config = json.loads((Path(result.run_dir) / "adapter_config.json").read_text())
+    lora = _peft_trainable(result.model, "lora", LoraSettings(r=config["r"], lora_alpha=config["lora_alpha"], target_modules=sorted(_targets(config))))
+    saved = _safetensors_bytes(result.run_dir)
+    base = result.model.get_base_model()
+    base_bytes = sum(p.numel() * p.element_size() for n, p in base.named_parameters() if "lora_" not in n)
+    full_bytes = sum(p.numel() * p.element_size() for p in weightless_copy(base).parameters())
+
+    def compare(a, b):
+        return "same" if a == b else ("smaller" if a < b else "larger")
+
+    return {"trainable_parameters": compare(result.metrics["trainable_parameters"], lora), "adapter_file": compare(saved, 4 * lora),
+            "base_memory": compare(base_bytes, full_bytes)}
+
+
 @self_check
-def check_ex04_task4(result) -> str:
-    """``result``: fine_tune(...) with method "qlora" on the intent data."""
+def check_ex04_task4(result, predictions) -> str:
+    """``result``: fine_tune(...) with method "qlora" on the intent data; ``predictions``: question -> one of EX04_ANSWERS,
+    QLoRA compared with LoRA of the same settings, committed before training."""
     config, losses = _trained_adapter(result, "qlora")
     expect(_is_4bit(result.model), "the trained model's base is not 4-bit.", "method='qlora' loads the base in 4 bits; pass the model name, not a loaded model.")
+    _expect_intent_train(result)
+    expect(isinstance(predictions, dict) and set(predictions) == set(EX04_QLORA_QUESTIONS),
+           f"`predictions` should have the keys {sorted(EX04_QLORA_QUESTIONS)}.", "one answer per question of EX04_QLORA_QUESTIONS.")
+    expect(all(v in EX04_ANSWERS for v in predictions.values()), f"the answers are {sorted(set(predictions.values()))}.", f"answer with one of {EX04_ANSWERS}.")
+    measured = _ex04_measured(result)
+    for key, want in measured.items():
+        expect(predictions[key] == want, f"you predicted that QLoRA's {EX04_QLORA_QUESTIONS[key]} is {predictions[key]!r} compared with LoRA; "
+               f"the run measures {want!r}.", _EX04_WHY[key])
     footprint = result.model.get_memory_footprint() / 2**20
     return (f"QLoRA r={config['r']}: loss {losses[0]:.2f} → {losses[-1]:.2f}, {result.metrics['trainable_parameters']:,} trainable "
-            f"parameters on a {footprint:.0f} MB 4-bit base.")
+            f"parameters (as LoRA) on a {footprint:.0f} MB 4-bit base; all three predictions measured right.")
 
 
 #: Bytes per parameter of the model being trained (exercise 04, task 5): full fine-tuning with mixed-precision AdamW
@@ -1056,12 +1189,42 @@ def _init_token_ids(tokenizer, n: int) -> list[int]:
     return (ids * (n // len(ids) + 1))[:n]
 
 
+#: Hidden texts of exercise 05, task 1, with the number of virtual tokens: longer than that number, and much shorter.
+_EX05_HIDDEN_INITS = (("Please sort every message from our customers into the right support queue before lunch today, thanks.", 12),
+                      ("Intent:", 7))
+
+
+def _peft_prompt_rows(base, tokenizer_path: str, text: str, n: int):
+    """The initial virtual-token embeddings PEFT builds from ``text`` for ``n`` virtual tokens (measured, not re-derived)."""
+    from peft import PromptTuningConfig
+    from peft.tuners.prompt_tuning.model import PromptEmbedding
+
+    embeddings = base.get_input_embeddings()
+    config = PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=n, token_dim=embeddings.weight.shape[1], num_transformer_submodules=1,
+                                prompt_tuning_init="TEXT", prompt_tuning_init_text=text, tokenizer_name_or_path=tokenizer_path)
+    return PromptEmbedding(config, embeddings).embedding.weight.detach().float().cpu()
+
+
+def _ex05_init_hint(got: list[int], tokenizer, text: str, n: int) -> str:
+    ids = tokenizer(text)["input_ids"]
+    if len(got) != n:
+        return f"return exactly n ids, one per virtual token ({n} here; the text has {len(ids)} tokens)."
+    if len(ids) > n and got == ids[-n:]:
+        return "a text longer than n is cut at the end: PEFT keeps its first n token ids."
+    if len(ids) < n and got[: len(ids)] == ids:
+        return "a text shorter than n is repeated: its ids again and again (not padding, not EOS), cut to n."
+    return "tokenize the text (tokenizer(text)['input_ids']); repeat the ids until there are at least n, keep the first n."
+
+
 @self_check
-def check_ex05_task1(pt_model) -> str:
-    """``pt_model``: prompt tuning (16 virtual tokens) initialised from EX05_INIT_TEXT on the embedded model."""
-    from peft import PeftModel
+def check_ex05_task1(pt_model, init_token_ids, tokenizer) -> str:
+    """``pt_model``: prompt tuning (16 virtual tokens) initialised from EX05_INIT_TEXT on the embedded model;
+    ``init_token_ids(tokenizer, text, n)``: the token ids whose embeddings PEFT copies into n virtual tokens initialised from text."""
+    import torch
+    from peft import PeftModel, get_peft_model
 
     from ftcourse.models import count_parameters
+    from ftcourse.peft_methods import build_peft_config
 
     expect(isinstance(pt_model, PeftModel), f"`pt_model` is a {type(pt_model).__name__}, not a PeftModel.",
            "pt_model = get_peft_model(base, build_peft_config('prompt_tuning', base, init_text=..., tokenizer_path=...)).")
@@ -1074,7 +1237,22 @@ def check_ex05_task1(pt_model) -> str:
     got = count_parameters(pt_model)["trainable"]
     expect(got == want, f"{got:,} parameters are trainable; prompt tuning trains {want:,} (virtual tokens × embedding width).",
            "let get_peft_model freeze the base model.")
-    return f"{config.num_virtual_tokens} virtual tokens × {config.token_dim} = {want:,} trainable parameters, initialised from text."
+    expect(callable(init_token_ids), "`init_token_ids` is not a function.", "define def init_token_ids(tokenizer, text, n): ...")
+    forbid_helpers(init_token_ids, "init_token_ids", {"get_peft_model": get_peft_model, "build_peft_config": build_peft_config, "PromptEmbedding": None},
+                   "predict the ids from the text and n yourself; building the prompt encoder is how the check measures them.")
+    base = pt_model.get_base_model()
+    vocab = base.get_input_embeddings().weight.detach().float().cpu()
+    measured = pt_model.get_prompt_embedding_to_save("default").detach().float().cpu()
+    cases = [(EX05_INIT_TEXT, config.num_virtual_tokens, measured)]
+    cases += [(text, n, _peft_prompt_rows(base, config.tokenizer_name_or_path, text, n)) for text, n in _EX05_HIDDEN_INITS]
+    for text, n, rows in cases:
+        ids = call_learner(init_token_ids, tokenizer, text, n, name="init_token_ids")
+        ids = [int(i) for i in ids] if isinstance(ids, (list, tuple)) or hasattr(ids, "tolist") else ids
+        right = isinstance(ids, list) and len(ids) == n and all(0 <= i < len(vocab) for i in ids) and torch.equal(vocab[ids], rows)
+        expect(right, f"for {text!r} with n={n}, the embeddings of your ids are not the {n} virtual tokens PEFT starts from.",
+               _ex05_init_hint(ids if isinstance(ids, list) else [], tokenizer, text, n))
+    return (f"{config.num_virtual_tokens} virtual tokens × {config.token_dim} = {want:,} trainable parameters, and your ids are exactly "
+            f"where PEFT starts them, for EX05_INIT_TEXT and {len(_EX05_HIDDEN_INITS)} hidden texts (cut and repeated).")
 
 
 @self_check
@@ -1090,19 +1268,42 @@ def check_ex05_task2(trainable_counts, model) -> str:
     return "from smallest to largest: " + ", ".join(f"{m} {trainable_counts[m]:,}" for m in order) + "."
 
 
+#: Exercise 05, task 3: a classmate's prompt-tuning run whose virtual tokens barely moved, and the settings one may blame.
+EX05_BROKEN_TRAINING = {"learning_rate": 2e-5}
+EX05_SETTINGS = ("learning_rate", "num_virtual_tokens", "prompt_init_text", "max_steps", "batch_size")
+_EX05_LR_WHY = ("2e-5 is a full fine-tuning rate. Adam moves each coordinate by about the learning rate per step, and the virtual "
+                "tokens are the only thing trained: they need a much higher rate (the prompt tuning paper, Lester et al. 2021, used 0.3; "
+                "the course's default for prompt tuning is {default:g}).")
+
+
 @self_check
-def check_ex05_task3(result, tokenizer) -> str:
-    """``result``: fine_tune(...) with method "prompt_tuning", initialised from EX05_INIT_TEXT."""
+def check_ex05_task3(causes, result, tokenizer) -> str:
+    """``causes``: the settings (from EX05_SETTINGS) that kept the classmate's virtual tokens in place; ``result``: the fixed
+    fine_tune(...) run of prompt tuning initialised from EX05_INIT_TEXT."""
     from safetensors.torch import load_file
 
-    config, losses = _trained_adapter(result, "prompt_tuning")
+    from ftcourse.peft_methods import get_method
+
+    default = get_method("prompt_tuning").learning_rate
+    expect(isinstance(causes, (set, list, tuple)) and set(causes) <= set(EX05_SETTINGS), f"`causes` should be a set of names from EX05_SETTINGS; got {causes!r}.",
+           f"pick from {list(EX05_SETTINGS)}.")
+    expect("learning_rate" in causes, "you did not name the setting that kept the tokens in place.", _EX05_LR_WHY.format(default=default))
+    expect(set(causes) == {"learning_rate"}, f"{sorted(set(causes) - {'learning_rate'})} did not break the run.",
+           "the classmate used the profile's other settings, the same as yours: change only what broke it.")
+    config, losses = _trained_adapter(result, "prompt_tuning", loss_must_drop=False)
     expect(config.get("prompt_tuning_init_text") == EX05_INIT_TEXT, "the run's virtual tokens were not initialised from EX05_INIT_TEXT.",
            "pass prompt_init_text=EX05_INIT_TEXT to fine_tune.")
+    _expect_intent_train(result, init_text=EX05_INIT_TEXT)
+    rate = result.metrics["learning_rate"]
+    expect(rate >= 1e-3, f"your run trained with learning rate {rate:g}.", _EX05_LR_WHY.format(default=default))
     saved = load_file(result.run_dir / "adapter_model.safetensors")["prompt_embeddings"].float()
     embeddings = result.model.get_base_model().get_input_embeddings().weight.detach().float().cpu()
     moved = float((saved - embeddings[_init_token_ids(tokenizer, saved.shape[0])]).abs().max())
-    expect(moved > 0, "the saved virtual tokens are still exactly their initial values.", "train with a learning rate > 0 for at least one step.")
-    return f"loss {losses[0]:.2f} → {losses[-1]:.2f}; the virtual tokens moved by up to {moved:.3f} from their text initialisation."
+    expect(moved > 0.01, f"the virtual tokens moved by at most {moved:.2g} from their text initialisation.", _EX05_LR_WHY.format(default=default))
+    expect(len(losses) >= 2 and losses[-1] < losses[0], f"the training loss did not go down: {[round(v, 3) for v in losses]}.",
+           "train at least two logged steps with a learning rate that moves the tokens.")
+    return (f"learning rate {rate:g}: loss {losses[0]:.2f} → {losses[-1]:.2f}; the virtual tokens moved by up to {moved:.3f} from "
+            "their text initialisation.")
 
 
 @self_check
@@ -1202,12 +1403,36 @@ def check_ex06_task1(pack) -> str:
     return f"right on {len(_PACK_CASES)} hidden cases; packing wastes no compute on padding."
 
 
+#: Exercise 06, task 2: what to predict about the base model's perplexity on the two samples, before measuring it.
+EX06_QUESTIONS = {"harder": "which sample the base model finds harder (the higher perplexity): 'domain' or 'general'",
+                  "ratio": "the higher perplexity divided by the lower one, as one of EX06_RATIOS"}
+EX06_RATIOS = ("under 1.5", "1.5 to 3", "3 to 10", "over 10")
+
+
+def _ex06_ratio_bin(ratio: float) -> str:
+    return EX06_RATIOS[sum(ratio >= edge for edge in (1.5, 3, 10))]
+
+
 @self_check
-def check_ex06_task2(ppl_before, model, tokenizer) -> str:
-    """``ppl_before``: {"domain": ..., "general": ...} perplexities of the base model on ex06_samples()."""
+def check_ex06_task2(predictions, ppl_before, model, tokenizer) -> str:
+    """``predictions``: EX06_QUESTIONS answered before measuring; ``ppl_before``: {"domain": ..., "general": ...} perplexities
+    of the base model on ex06_samples()."""
+    expect(isinstance(predictions, dict) and set(predictions) == set(EX06_QUESTIONS),
+           f"`predictions` should have the keys {sorted(EX06_QUESTIONS)}.", "one answer per question of EX06_QUESTIONS.")
+    expect(predictions["harder"] in ("domain", "general") and predictions["ratio"] in EX06_RATIOS,
+           f"your answers are {predictions}.", f"'harder' is 'domain' or 'general'; 'ratio' one of {EX06_RATIOS}.")
     want = _ppl_pair(model, tokenizer)
     _expect_ppl("ppl_before", ppl_before, want)
-    return f"the base model finds the product docs {want['domain'] / want['general']:.1f}× as surprising as general text."
+    harder = max(want, key=want.get)
+    ratio = max(want.values()) / min(want.values())
+    expect(predictions["harder"] == harder, f"you predicted the {predictions['harder']} sample to be harder; the base model's perplexity is "
+           f"{want['domain']:.1f} on the domain sample and {want['general']:.1f} on the general one.",
+           "the base model learned general English in pre-training, but never saw HubOS: its product names, error codes and menu "
+           "paths are token sequences it cannot predict. That gap is what continued pre-training closes.")
+    expect(predictions["ratio"] == _ex06_ratio_bin(ratio), f"you predicted a ratio {predictions['ratio']}; it is {ratio:.1f}.",
+           "perplexity is exp(mean loss per token), so a ratio of R is a difference of ln R nats per token: a ratio of 2 is already "
+           "0.69 nats — every token of the harder text is noticeably less predictable.")
+    return f"the base model finds the product docs {want['domain'] / want['general']:.1f}× as surprising as general text, as predicted."
 
 
 def _norm_words(text: str) -> list[str]:
@@ -1229,8 +1454,6 @@ def _leaks(texts, heldout, n: int = 13) -> list[int]:
 def check_ex06_task3(result, train_records) -> str:
     """``result``: LoRA trained, packed, on ``train_records`` ({"text": ...}); none of them from the held-out documents."""
     from ftcourse.bundled import domain_texts
-    from ftcourse.configs import LoraSettings, TrainingSettings
-    from ftcourse.train import RUN_RECORD, run_fingerprint
 
     expect(isinstance(train_records, list) and train_records and all(isinstance(r, dict) and isinstance(r.get("text"), str) for r in train_records),
            "`train_records` should be the list of {'text': ...} records you trained on.",
@@ -1240,14 +1463,8 @@ def check_ex06_task3(result, train_records) -> str:
            "train on texts['train'] only: the held-out documents exist to measure what the model learned about the domain, "
            "and a model that has seen them looks better than it is.")
     _trained_adapter(result, "lora", loss_must_drop=False)
-    record = json.loads((Path(result.run_dir) / RUN_RECORD).read_text())
-
-    def fingerprint(packing: bool) -> str:
-        return run_fingerprint(record["base_model"], "lora", LoraSettings(**record["lora"]), TrainingSettings(**record["training"]),
-                               train_records, packing, None)
-
-    if record.get("fingerprint") != fingerprint(True):
-        expect(record.get("fingerprint") != fingerprint(False), "the run was trained on these records without packing: short documents were padded.",
+    if not _trained_on(result, train_records, packing=True):
+        expect(not _trained_on(result, train_records), "the run was trained on these records without packing: short documents were padded.",
                "pass packing=True to fine_tune: documents are joined (EOS between them) and cut into full blocks, no padding.")
         expect(False, "`result` was not trained on `train_records` (its run fingerprint does not match them).",
                "pass the same list to fine_tune and to the check; do not change it in between.")
@@ -1320,24 +1537,76 @@ def _adapter_logits(adapter_dir, tokenizer):
     return _probe_logits(load_model(str(adapter_dir)), tokenizer)
 
 
-@self_check
-def check_ex07_task1(merged, adapter_dir, tokenizer) -> str:
-    """``merged``: the LoRA model of ``adapter_dir`` with its adapter merged into the weights (a plain model again)."""
+#: Exercise 07, task 1: what may have made the classmate's merged model answer differently from their adapter.
+EX07_CAUSES = {
+    "4bit_base": "the adapter was merged into a 4-bit copy of the base model, to save memory",
+    "scale": "the merge multiplied B A by alpha instead of alpha / r",
+    "dropout": "LoRA's dropout was active during the merge",
+    "tokenizer": "the merged model was evaluated with another tokenizer",
+}
+
+
+def ex07_classmate_merge(adapter_dir):
+    """Exercise 07, task 1: a classmate's merge of the adapter saved in ``adapter_dir`` (base loaded in 4 bits to save
+    memory). Do not fix it here."""
     from peft import PeftModel
 
-    expect(not isinstance(merged, PeftModel) and not any("lora_" in n for n, _ in merged.named_modules()),
-           "`merged` still has LoRA layers.", "merged = lora_model.merge_and_unload() (it returns the plain model).")
-    gap = _relative_gap(_probe_logits(merged, tokenizer), _adapter_logits(adapter_dir, tokenizer))
-    expect(gap < 1e-4, f"the merged model's logits differ from the adapter model's by {gap:.1e} (relative).",
-           "merge the adapter that was saved in adapter_dir, and do not change the weights afterwards.")
-    return f"no LoRA layers left, and the logits match the adapter model (relative gap {gap:.1e})."
+    from ftcourse.models import load_model
+
+    base_name = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return PeftModel.from_pretrained(load_model(base_name, quantization="4bit"), str(adapter_dir)).merge_and_unload()
 
 
 @self_check
-def check_ex07_task2(merged_dir, reloaded, adapter_dir, tokenizer) -> str:
-    """``merged_dir``: the merged model saved as a plain model folder; ``reloaded``: it loaded back with load_model."""
-    from pathlib import Path
+def check_ex07_task1(causes, merged, adapter_dir, tokenizer) -> str:
+    """``causes``: names from EX07_CAUSES; ``merged``: the adapter of ``adapter_dir`` merged into the weights (a plain model again)."""
+    from peft import PeftModel
 
+    expect(isinstance(causes, (set, list, tuple)) and set(causes) <= set(EX07_CAUSES), f"`causes` should be a set of names from EX07_CAUSES; got {causes!r}.",
+           f"pick from {sorted(EX07_CAUSES)}.")
+    why = ("merge_and_unload into a 4-bit layer dequantizes the weight, adds (alpha / r) · B A and rounds the sum to NF4 again: the "
+           "merged model answers like a 4-bit model, not like the adapter model it came from (peft#2105). Merge into the full-precision base.")
+    expect("4bit_base" in causes, "you did not name what changed the merged model's answers.", why)
+    expect(set(causes) == {"4bit_base"}, f"{sorted(set(causes) - {'4bit_base'})} did not happen here.",
+           "PEFT's merge uses alpha / r and no dropout, and the tokenizer was the same: only the base the adapter was merged into changed.")
+    expect(not _is_4bit(merged), "`merged` has 4-bit layers: it was merged into the quantized base.", why)
+    expect(not isinstance(merged, PeftModel) and not any("lora_" in n for n, _ in merged.named_modules()),
+           "`merged` still has LoRA layers.", "merge_and_unload() returns the plain model with the update folded in.")
+    gap = _relative_gap(_probe_logits(merged, tokenizer), _adapter_logits(adapter_dir, tokenizer))
+    expect(gap < 1e-4, f"the merged model's logits differ from the adapter model's by {gap:.1e} (relative).",
+           "merge the adapter that was saved in adapter_dir into the full-precision base, and do not change the weights afterwards.")
+    return f"merged into the full-precision base: no LoRA layers left, and the logits match the adapter model (relative gap {gap:.1e})."
+
+
+def _ex07_hidden_saved() -> tuple[object, int]:
+    """A small Llama with an untied output layer, and the tensor bytes save_pretrained writes for it."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                                         num_attention_heads=4, num_key_value_heads=2, tie_word_embeddings=False))
+    with tempfile.TemporaryDirectory() as folder:
+        model.save_pretrained(folder)
+        return model, _safetensors_bytes(folder)
+
+
+def _ex07_bytes_hint(got, model) -> str:
+    params = list(model.parameters())
+    wrongs = {"tied weights are stored once: here the output layer IS the embedding matrix. model.parameters() lists it once; "
+              "state_dict() lists it under both names.": sum(t.numel() * t.element_size() for t in model.state_dict().values()),
+              "the weights are saved in their own dtype (p.element_size(): 4 bytes for fp32 here), not in 16 bits.": sum(p.numel() * 2 for p in params),
+              "the task asks for bytes, not MiB.": sum(p.numel() * p.element_size() for p in params) / 2**20}
+    return next((h for h, v in wrongs.items() if isinstance(got, (int, float)) and _close(float(got), v, 1e-6)),
+                "each parameter tensor once (model.parameters()), numel() × element_size() bytes.")
+
+
+@self_check
+def check_ex07_task2(merged_dir, reloaded, adapter_dir, tokenizer, predict_weight_bytes, merged) -> str:
+    """``merged_dir``: the merged model saved as a plain model folder; ``reloaded``: it loaded back with load_model;
+    ``predict_weight_bytes(model)``: the bytes of the tensors save_pretrained writes for ``model``, predicted before saving."""
     from peft import PeftModel
 
     folder = Path(merged_dir)
@@ -1349,7 +1618,15 @@ def check_ex07_task2(merged_dir, reloaded, adapter_dir, tokenizer) -> str:
     gap = _relative_gap(_probe_logits(reloaded, tokenizer), _adapter_logits(adapter_dir, tokenizer))
     expect(gap < 1e-4, f"the reloaded model's logits differ from the adapter model's by {gap:.1e} (relative).",
            "save the merged model in full precision and load that folder.")
-    return f"{folder.name}/ loads as a plain model that reproduces the adapter model (relative gap {gap:.1e})."
+    expect(callable(predict_weight_bytes), "`predict_weight_bytes` is not a function.", "define def predict_weight_bytes(model): ...")
+    forbid_helpers(predict_weight_bytes, "predict_weight_bytes", {"save_pretrained": None, "save_file": None, "save_model": None},
+                   "predict it from the model's parameters; saving the model is the measurement.")
+    hidden, hidden_bytes = _ex07_hidden_saved()
+    for name, model, want in (("your merged model", merged, _safetensors_bytes(folder)), ("a hidden model with its own output layer", hidden, hidden_bytes)):
+        got = call_learner(predict_weight_bytes, model, name="predict_weight_bytes")
+        expect(isinstance(got, (int, float)) and _close(float(got), want, 1e-6),
+               f"for {name} you predict {got!r} bytes; save_pretrained writes {want:,} bytes of tensors.", _ex07_bytes_hint(got, model))
+    return f"{folder.name}/ loads as a plain model that reproduces the adapter model (relative gap {gap:.1e}); its tensor bytes were predicted exactly."
 
 
 def _folder_mb(folder) -> float:

@@ -16,6 +16,7 @@ from ftcourse.checks import CheckFailed
 from ftcourse.configs import LoraSettings
 from ftcourse.data import INTENT_LABELS, read_dataset, split_dataset
 from ftcourse.train import RunResult
+from tests.saved_runs import write_run_record
 from tests.tiny import tiny_model
 
 
@@ -147,6 +148,7 @@ def _saved_run(tmp_path: Path, losses: list[float], trained: bool) -> RunResult:
             if "lora_B" in name:
                 torch.nn.init.normal_(p)
     peft.save_pretrained(tmp_path)
+    write_run_record(tmp_path, "lora")
     metrics = {"trainable_parameters": checks._peft_trainable(peft, "lora", LoraSettings(r=4, target_modules=["q_proj", "v_proj"])), "steps": 2}
     return RunResult("run", "lora", peft, None, tmp_path, metrics, [{"step": i + 1, "loss": v} for i, v in enumerate(losses)])
 
@@ -179,6 +181,12 @@ def test_training_checks_need_a_saved_adapter_a_falling_loss_and_trained_weights
                         (lambda m, s: get_peft_model(m, None), "calls `get_peft_model`")):
         with pytest.raises(CheckFailed, match=hint):
             checks.check_ex02_task4.verify(ok, settings, wrong, ok.model)
+    write_run_record(tmp_path / "ok", "lora", split="test")
+    with pytest.raises(CheckFailed, match="trained on the test split"):
+        checks.check_ex02_task4.verify(ok, settings, _adapter_mib, ok.model)
+    (tmp_path / "ok" / "ftcourse_run.json").unlink()
+    with pytest.raises(CheckFailed, match="not saved by fine_tune"):
+        checks.check_ex02_task4.verify(ok, settings, _adapter_mib, ok.model)
     with pytest.raises(CheckFailed, match="asks for 'qlora'"):
-        checks.check_ex04_task4.verify(_saved_run(tmp_path / "ok", [2.0, 1.0], True))
+        checks.check_ex04_task4.verify(_saved_run(tmp_path / "ok", [2.0, 1.0], True), {})
     assert json.loads((tmp_path / "ok" / "adapter_config.json").read_text())["r"] == 4

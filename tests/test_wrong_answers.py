@@ -28,6 +28,7 @@ from ftcourse.metrics import classification_metrics
 from ftcourse.tokenization import IGNORE_INDEX, prompt_ids, tokenize_messages
 from ftcourse.tokenization import collate as course_collate
 from ftcourse.train import RUN_RECORD, RunResult, run_fingerprint, settings_from_profile
+from tests.saved_runs import write_run_record
 
 
 def _fails(check, *args, hint: str) -> None:
@@ -435,6 +436,34 @@ def _confusions(predictions, references, k=3):
     return sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:k]
 
 
+def test_ex03_task2_free_text_missing_or_guessed_predictions_and_wrong_metrics_fail(base_model, tokenizer):
+    from ftcourse.generation import classify
+
+    P = get_profile("smoke")
+    test = intent_records(P)["test"]
+    probes = sorted({0, 1, len(test) // 2, len(test) - 1})
+    predicted = dict(zip(probes, classify(base_model, tokenizer, [test[i]["messages"][:-1] for i in probes], INTENT_LABELS, progress=False)))
+    # the other examples are not re-classified by the check: any label stands in for the model's
+    predictions = [predicted.get(i, INTENT_LABELS[i % len(INTENT_LABELS)]) for i in range(len(test))]
+    references = [r["label"] for r in test]
+
+    def metrics_of(preds, refs=references):
+        return {"accuracy": sum(p == r for p, r in zip(preds, refs)) / len(refs), "macro_f1": checks.macro_f1_reference(preds, refs)}
+
+    args = (base_model, tokenizer)
+    assert "re-checked on 4" in checks.check_ex03_task2.verify(*args, predictions, metrics_of(predictions), P)
+    free_text = [f"The intent is {p}." for p in predictions]
+    _fails(checks.check_ex03_task2, *args, free_text, metrics_of(free_text), P, hint="constrain generation to the label set")
+    _fails(checks.check_ex03_task2, *args, predictions[:-1], {"accuracy": 0.5, "macro_f1": 0.5}, P, hint="one label per example")
+    other = next(label for label in INTENT_LABELS if label != predictions[-1])
+    guessed = predictions[:-1] + [other]  # the last example is not in the printout of the first few
+    _fails(checks.check_ex03_task2, *args, guessed, metrics_of(guessed), P, hint="predict every example")
+    validation_refs = [r["label"] for r in intent_records(P)["validation"]]
+    _fails(checks.check_ex03_task2, *args, predictions, metrics_of(predictions, validation_refs), P, hint="references in test order")
+    _fails(checks.check_ex03_task2, *args, predictions, {**metrics_of(predictions), "macro_f1": metrics_of(predictions)["accuracy"] + 0.01}, P,
+           hint="use your task-1 macro_f1")
+
+
 def test_ex03_task3_unordered_ties_swapped_pairs_and_counted_hits_fail():
     assert "hidden cases" in checks.check_ex03_task3.verify(_confusions)
     _fails(checks.check_ex03_task3, lambda p, r, k=3: Counter((t, q) for q, t in zip(p, r) if q != t).most_common(k), hint="'(none)'")
@@ -559,6 +588,63 @@ def test_ex04_task3_other_measures_of_the_gap_fail(base_model, tokenizer):
     _fails(checks.check_ex04_task3, gap, agree - 0.5, base_model, q, tokenizer, hint="argmax(-1)")
 
 
+def _predict_4bit(model, quantize_head=False, other_bytes=None, everything=False):
+    head = model.get_output_embeddings().weight
+    linear = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Linear) and (quantize_head or m.weight is not head)}
+    return sum(p.numel() / 2 if everything or id(p) in linear else p.numel() * (other_bytes or p.element_size()) for p in model.parameters())
+
+
+def test_ex04_task2_quantized_embeddings_a_quantized_head_16_bit_rest_loading_and_a_copied_number_fail(base_model):
+    from ftcourse.models import load_model
+
+    qmodel = load_model("embedded", quantization="4bit")
+    assert "as predicted" in checks.check_ex04_task2.verify(qmodel, base_model, _predict_4bit)
+    _fails(checks.check_ex04_task2, qmodel, base_model, lambda m: _predict_4bit(m, everything=True), hint="embeddings and norms keep their dtype")
+    _fails(checks.check_ex04_task2, qmodel, base_model, lambda m: _predict_4bit(m, quantize_head=True), hint="leaves the output layer")
+    _fails(checks.check_ex04_task2, qmodel, base_model, lambda m: _predict_4bit(m, other_bytes=2), hint="not 2 bytes")
+    _fails(checks.check_ex04_task2, qmodel, base_model, lambda m: load_model("embedded", quantization="4bit").get_memory_footprint(), hint="calls `load_model`")
+    printed = qmodel.get_memory_footprint()
+    _fails(checks.check_ex04_task2, qmodel, base_model, lambda m: printed, hint="hidden model with its own output layer")
+    _fails(checks.check_ex04_task2, base_model, base_model, _predict_4bit, hint="no 4-bit linear layers")
+
+
+@pytest.fixture(scope="module")
+def qlora_run(tmp_path_factory, tokenizer):
+    """A QLoRA RunResult on a tiny Llama loaded in 4-bit NF4: its adapter saved with trained (non-zero) lora_B."""
+    from peft import get_peft_model
+
+    from ftcourse.models import load_model
+    from ftcourse.peft_methods import build_peft_config
+    from tests.tiny import save_tiny
+
+    folder = tmp_path_factory.mktemp("qlora")
+    base = load_model(str(save_tiny("llama", folder / "base", tokenizer, vocab_size=len(tokenizer))), quantization="4bit")
+    settings = LoraSettings(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    model = get_peft_model(base, build_peft_config("lora", base, settings))
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p)
+    model.save_pretrained(folder / "run")
+    write_run_record(folder / "run", "qlora")
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return RunResult("run", "qlora", model, None, folder / "run", {"trainable_parameters": trainable}, [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}])
+
+
+def test_ex04_task4_each_wrong_prediction_fails_with_its_reason(qlora_run):
+    right = {"trainable_parameters": "same", "adapter_file": "same", "base_memory": "smaller"}
+    assert "all three predictions" in checks.check_ex04_task4.verify(qlora_run, right)
+    _fails(checks.check_ex04_task4, qlora_run, {**right, "trainable_parameters": "smaller"}, hint="trains the same LoRA matrices")
+    _fails(checks.check_ex04_task4, qlora_run, {**right, "adapter_file": "smaller"}, hint="saved in fp32")
+    _fails(checks.check_ex04_task4, qlora_run, {**right, "base_memory": "same"}, hint="stored in 4 bits")
+    _fails(checks.check_ex04_task4, qlora_run, {**right, "base_memory": "much smaller"}, hint="answer with one of")
+    _fails(checks.check_ex04_task4, qlora_run, {"trainable_parameters": "same"}, hint="one answer per question")
+    write_run_record(qlora_run.run_dir, "qlora", split="validation")
+    try:
+        _fails(checks.check_ex04_task4, qlora_run, right, hint="trained on the validation split")
+    finally:
+        write_run_record(qlora_run.run_dir, "qlora")
+
+
 def test_ex04_task5_weights_only_full_precision_no_headroom_and_gigabytes_fail():
     assert "hidden (model, GPU) pairs" in checks.check_ex04_task5.verify(checks._ex04_choice)
 
@@ -575,6 +661,66 @@ def test_ex04_task5_weights_only_full_precision_no_headroom_and_gigabytes_fail()
 
 
 # ---------------------------------------------------------------- ex05
+
+
+def _pt_model(tokenizer):
+    from peft import get_peft_model
+
+    from ftcourse.peft_methods import build_peft_config
+
+    model = _tiny(tokenizer)
+    return get_peft_model(model, build_peft_config("prompt_tuning", model, init_text=checks.EX05_INIT_TEXT, tokenizer_path=tokenizer.name_or_path))
+
+
+def _init_ids(tokenizer, text, n, fill=None, from_end=False):
+    ids = tokenizer(text)["input_ids"]
+    if fill is not None:
+        ids = ids + [fill] * max(0, n - len(ids))
+    ids = (ids * -(-n // len(ids)))
+    return ids[-n:] if from_end and len(tokenizer(text)["input_ids"]) > n else ids[:n]
+
+
+def test_ex05_task1_padding_cutting_the_end_and_peft_itself_fail(tokenizer):
+    from peft import get_peft_model
+
+    pt_model = _pt_model(tokenizer)
+    assert "hidden texts" in checks.check_ex05_task1.verify(pt_model, _init_ids, tokenizer)
+    _fails(checks.check_ex05_task1, pt_model, lambda t, text, n: _init_ids(t, text, n, fill=t.eos_token_id), tokenizer, hint="is repeated")
+    _fails(checks.check_ex05_task1, pt_model, lambda t, text, n: _init_ids(t, text, n, from_end=True), tokenizer, hint="keeps its first n")
+    _fails(checks.check_ex05_task1, pt_model, lambda t, text, n: t(text)["input_ids"], tokenizer, hint="exactly n ids")
+    _fails(checks.check_ex05_task1, pt_model, lambda t, text, n: get_peft_model(None, None), tokenizer, hint="calls `get_peft_model`")
+    printed = _init_ids(tokenizer, checks.EX05_INIT_TEXT, 16)
+    _fails(checks.check_ex05_task1, pt_model, lambda t, text, n: printed, tokenizer, hint="")  # the printed ids, whatever the text
+    _fails(checks.check_ex05_task1, _tiny(tokenizer), _init_ids, tokenizer, hint="not a PeftModel")
+
+
+def _prompt_run(folder, tokenizer, moved: float, learning_rate: float, losses=(2.0, 1.0)):
+    """A prompt-tuning RunResult on a tiny Llama whose saved virtual tokens moved by ``moved`` from their text initialisation."""
+    model = _pt_model(tokenizer)
+    with torch.no_grad():
+        model.prompt_encoder["default"].embedding.weight += moved
+    model.save_pretrained(folder)
+    write_run_record(folder, "prompt_tuning", init_text=checks.EX05_INIT_TEXT)
+    return RunResult("run", "prompt_tuning", model, None, folder, {"learning_rate": learning_rate},
+                     [{"step": i + 1, "loss": v} for i, v in enumerate(losses)])
+
+
+def test_ex05_task3_another_diagnosis_a_low_rate_or_tokens_that_did_not_move_fail(tmp_path, tokenizer):
+    fixed = _prompt_run(tmp_path / "fixed", tokenizer, moved=0.05, learning_rate=0.03)
+    assert "learning rate 0.03" in checks.check_ex05_task3.verify({"learning_rate"}, fixed, tokenizer)
+    _fails(checks.check_ex05_task3, {"num_virtual_tokens"}, fixed, tokenizer, hint="full fine-tuning rate")
+    _fails(checks.check_ex05_task3, {"learning_rate", "max_steps"}, fixed, tokenizer, hint="did not break the run")
+    _fails(checks.check_ex05_task3, {"lr"}, fixed, tokenizer, hint="pick from")
+    classmates = _prompt_run(tmp_path / "theirs", tokenizer, moved=6e-5, learning_rate=2e-5)
+    _fails(checks.check_ex05_task3, {"learning_rate"}, classmates, tokenizer, hint="Lester et al. 2021")
+    unmoved = _prompt_run(tmp_path / "unmoved", tokenizer, moved=1e-4, learning_rate=0.03)
+    _fails(checks.check_ex05_task3, {"learning_rate"}, unmoved, tokenizer, hint="moved by at most")
+    flat = _prompt_run(tmp_path / "flat", tokenizer, moved=0.05, learning_rate=0.03, losses=(2.0, 2.1))
+    _fails(checks.check_ex05_task3, {"learning_rate"}, flat, tokenizer, hint="did not go down")
+    write_run_record(tmp_path / "fixed", "prompt_tuning", split="test", init_text=checks.EX05_INIT_TEXT)
+    _fails(checks.check_ex05_task3, {"learning_rate"}, fixed, tokenizer, hint="trained on the test split")
+    write_run_record(tmp_path / "fixed", "prompt_tuning")  # without the init text it was another run
+    _fails(checks.check_ex05_task3, {"learning_rate"}, fixed, tokenizer, hint="matches none of the course's intent splits")
 
 
 def test_ex05_task4_dot_products_and_ids_fail(base_model, tokenizer):
@@ -640,7 +786,7 @@ def _run(tmp_path: Path, records: list[dict], packing: bool, trained_on: list[di
             torch.nn.init.normal_(p)
     peft.save_pretrained(tmp_path)
     key = run_fingerprint("embedded", "lora", lora, settings, trained_on or records, packing, None)
-    (tmp_path / RUN_RECORD).write_text(json.dumps({"base_model": "embedded", "fingerprint": key, "lora": settings_dict(lora),
+    (tmp_path / RUN_RECORD).write_text(json.dumps({"base_model": "embedded", "method": "lora", "fingerprint": key, "lora": settings_dict(lora),
                                                    "training": settings_dict(settings)}))
     metrics = {"trained_tokens": 990, "input_tokens": 1000, "steps": 2}
     return RunResult("run", "lora", peft, None, tmp_path, metrics, [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.9}])
@@ -681,15 +827,123 @@ def test_ex06_task5_exact_matching_any_shared_word_and_case_sensitive_runs_fail(
     _fails(checks.check_ex06_task5, case_sensitive, hint="lower-cased")
 
 
-def test_ex06_task2_a_different_sample_fails(base_model, tokenizer):
+def test_ex06_task2_a_wrong_prediction_or_a_different_sample_fails(base_model, tokenizer):
     domain, general = checks.ex06_samples()
     right = {"domain": perplexity(base_model, tokenizer, [domain], progress=False), "general": perplexity(base_model, tokenizer, [general], progress=False)}
-    assert "as surprising" in checks.check_ex06_task2.verify(right, base_model, tokenizer)
-    _fails(checks.check_ex06_task2, {"domain": right["general"], "general": right["domain"]}, base_model, tokenizer, hint="with the samples given above")
-    _fails(checks.check_ex06_task2, {"domain": math.log(right["domain"]), "general": math.log(right["general"])}, base_model, tokenizer, hint="perplexity(model")
+    harder, ratio = max(right, key=right.get), max(right.values()) / min(right.values())
+    edges = (1.5, 3, 10)
+    predicted = {"harder": harder, "ratio": checks.EX06_RATIOS[sum(ratio >= e for e in edges)]}
+    assert harder == "domain" and "as predicted" in checks.check_ex06_task2.verify(predicted, right, base_model, tokenizer)
+    _fails(checks.check_ex06_task2, {**predicted, "harder": "general"}, right, base_model, tokenizer, hint="never saw HubOS")
+    other_bin = next(b for b in checks.EX06_RATIOS if b != predicted["ratio"])
+    _fails(checks.check_ex06_task2, {**predicted, "ratio": other_bin}, right, base_model, tokenizer, hint="ln R nats")
+    _fails(checks.check_ex06_task2, {**predicted, "ratio": "about 2"}, right, base_model, tokenizer, hint="one of")
+    _fails(checks.check_ex06_task2, {"harder": "domain"}, right, base_model, tokenizer, hint="one answer per question")
+    _fails(checks.check_ex06_task2, predicted, {"domain": right["general"], "general": right["domain"]}, base_model, tokenizer, hint="with the samples given above")
+    _fails(checks.check_ex06_task2, predicted, {"domain": math.log(right["domain"]), "general": math.log(right["general"])}, base_model, tokenizer, hint="perplexity(model")
+
+
+def test_ex06_task4_the_base_models_perplexity_inverted_forgetting_and_no_gain_fail(base_model, tokenizer):
+    domain, general = checks.ex06_samples()
+
+    def ppl(model):
+        return {"domain": perplexity(model, tokenizer, [domain], progress=False), "general": perplexity(model, tokenizer, [general], progress=False)}
+
+    trained = _tiny(tokenizer)  # stands in for the trained model: the check measures whatever result.model is
+    after = ppl(trained)
+    before = {"domain": 2 * after["domain"], "general": 0.5 * after["general"]}  # a domain gain, and forgetting
+    result = RunResult("run", "lora", trained, None, Path("unused"), {}, [])
+    assert "×2.000" in checks.check_ex06_task4.verify(before, after, after["general"] / before["general"], result, tokenizer)
+    base = ppl(base_model)  # measured the base model again instead of result.model
+    _fails(checks.check_ex06_task4, before, base, base["general"] / before["general"], result, tokenizer, hint="perplexity(model, tokenizer")
+    _fails(checks.check_ex06_task4, before, after, before["general"] / after["general"], result, tokenizer, hint="ppl_after['general'] / ppl_before['general']")
+    no_gain = {**before, "domain": 0.5 * after["domain"]}
+    _fails(checks.check_ex06_task4, no_gain, after, after["general"] / no_gain["general"], result, tokenizer, hint="did not drop")
 
 
 # ---------------------------------------------------------------- ex07
+
+
+@pytest.fixture(scope="module")
+def merge_case(tmp_path_factory, tokenizer):
+    """A tiny Llama (tied embeddings, like the embedded model) saved as a base, and a LoRA adapter with non-zero B saved on it."""
+    from peft import get_peft_model
+
+    from ftcourse.models import load_model
+    from ftcourse.peft_methods import build_peft_config
+    from tests.tiny import save_tiny
+
+    folder = tmp_path_factory.mktemp("merge")
+    base_dir = save_tiny("llama", folder / "base", tokenizer, vocab_size=len(tokenizer), tie_word_embeddings=True)
+    base = load_model(str(base_dir))
+    lora = get_peft_model(base, build_peft_config("lora", base, LoraSettings(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])))
+    for name, p in lora.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    lora.save_pretrained(folder / "adapter")
+    return folder, base_dir, folder / "adapter"
+
+
+def _merged(adapter_dir):
+    from peft import PeftModel
+
+    from ftcourse.models import load_model
+
+    base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
+    return PeftModel.from_pretrained(load_model(base), str(adapter_dir)).merge_and_unload()
+
+
+def test_ex07_task1_a_merge_into_4_bit_and_wrong_diagnoses_fail(merge_case, tokenizer):
+    _, _, adapter_dir = merge_case
+    assert "full-precision base" in checks.check_ex07_task1.verify({"4bit_base"}, _merged(adapter_dir), adapter_dir, tokenizer)
+    _fails(checks.check_ex07_task1, {"4bit_base"}, checks.ex07_classmate_merge(adapter_dir), adapter_dir, tokenizer, hint="rounds the sum to NF4 again")
+    _fails(checks.check_ex07_task1, {"scale"}, _merged(adapter_dir), adapter_dir, tokenizer, hint="peft#2105")
+    _fails(checks.check_ex07_task1, {"4bit_base", "dropout"}, _merged(adapter_dir), adapter_dir, tokenizer, hint="did not happen here")
+    unmerged = _merged(adapter_dir)
+    with torch.no_grad():
+        for name, p in unmerged.named_parameters():
+            if "q_proj" in name:
+                p.mul_(1.01)  # weights changed after merging
+    _fails(checks.check_ex07_task1, {"4bit_base"}, unmerged, adapter_dir, tokenizer, hint="full-precision base")
+
+
+def test_ex07_task2_tied_weights_twice_16_bits_mib_and_saving_to_measure_fail(merge_case, tokenizer):
+    from ftcourse.models import load_model
+
+    folder, _, adapter_dir = merge_case
+    merged = _merged(adapter_dir)
+    merged_dir = folder / "merged"
+    merged.save_pretrained(merged_dir)
+    tokenizer.save_pretrained(merged_dir)
+    reloaded = load_model(str(merged_dir))
+
+    def right(model):
+        return sum(p.numel() * p.element_size() for p in model.parameters())
+
+    def save_and_measure(model):
+        model.save_pretrained(folder / "measured")
+        return sum(p.stat().st_size for p in (folder / "measured").glob("*.safetensors"))
+
+    args = (merged_dir, reloaded, adapter_dir, tokenizer)
+    assert "predicted exactly" in checks.check_ex07_task2.verify(*args, right, merged)
+    _fails(checks.check_ex07_task2, *args, lambda m: sum(t.numel() * t.element_size() for t in m.state_dict().values()), merged, hint="stored once")
+    _fails(checks.check_ex07_task2, *args, lambda m: sum(p.numel() * 2 for p in m.parameters()), merged, hint="not in 16 bits")
+    _fails(checks.check_ex07_task2, *args, lambda m: right(m) / 2**20, merged, hint="bytes, not MiB")
+    _fails(checks.check_ex07_task2, *args, save_and_measure, merged, hint="calls `save_pretrained`")
+    printed = right(merged)
+    _fails(checks.check_ex07_task2, *args, lambda m: printed, merged, hint="hidden model")
+
+
+def test_ex07_task3_megabytes_one_file_and_swapped_sizes_fail(merge_case):
+    folder, base_dir, adapter_dir = merge_case
+
+    def mib(path, unit=2**20, files="*"):
+        return sum(p.stat().st_size for p in Path(path).rglob(files) if p.is_file()) / unit
+
+    assert "the adapter takes" in checks.check_ex07_task3.verify(mib(adapter_dir), mib(base_dir), adapter_dir, base_dir)
+    _fails(checks.check_ex07_task3, mib(adapter_dir, unit=1e6), mib(base_dir, unit=1e6), adapter_dir, base_dir, hint="2**20")
+    _fails(checks.check_ex07_task3, mib(adapter_dir, files="*.safetensors"), mib(base_dir), adapter_dir, base_dir, hint="rglob")
+    _fails(checks.check_ex07_task3, mib(base_dir), mib(adapter_dir), adapter_dir, base_dir, hint="adapter_mb is")
 
 
 def test_ex07_task4_peft_s_merge_and_wrong_scales_fail():
