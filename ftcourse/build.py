@@ -110,7 +110,7 @@ def read_tasks(master: Path, nb: nbformat.NotebookNode | None = None) -> list[Ta
             raise CourseError(f"{where}: a second hidden-test cell for {meta['task']}.", "merge the hidden tests of a task into one cell.")
         unknown = sorted(n for n in set(CHECK_NAME.findall(cell.source)) if not hasattr(checks, n))
         if unknown:
-            raise CourseError(f"{where}: uses {', '.join(unknown)}, which ftcourse.checks does not define.", "define the check in ftcourse/checks.py or fix the name.")
+            raise CourseError(f"{where}: uses {', '.join(unknown)}, which ftcourse.checks does not define.", "define the check in its exercise's module, ftcourse/checks/exNN.py, and list it in that module's __all__; or fix the name.")
         tests[meta["task"]] = Task(meta["task"], points, cell)
     missing = sorted(set(solved) - set(tests))
     orphans = sorted(set(tests) - set(solved))

@@ -6,7 +6,8 @@ that writes into its base model folder changes only its own copy), with
 secrets removed from the environment, the given profile injected, a time limit for the whole
 notebook and a cap on the output kept. The student's own hidden-test cells are dropped; the
 master's are inserted after the student's task cells (matched by ``metadata.ftcourse.task``),
-each first re-importing the check functions so that redefining them has no effect. A task
+each first reloading the checks (core, each exercise's module, then the package) and re-importing
+the check functions so that redefining them has no effect. A task
 scores its points when its hidden-test cell ran without error and the student's task cell
 did not raise; execution continues past errors, so every task is scored.
 """
@@ -43,8 +44,13 @@ OUTPUT_CAP = 200_000
 MESSAGE_CAP = 600
 NOT_ANSWERED = "not answered: the task still raises NotImplementedError (replace it with your code)"
 MISSING_CELL = "passed, but the task's cell (metadata.ftcourse.task) was missing: its test ran in task order"
-PRELUDE = ("import importlib as _ftc_importlib, ftcourse.checks as _ftc_checks  # the grader re-binds the checks\n"
-           "_ftc_importlib.reload(_ftc_checks)\n")
+#: The checks' modules in the order a hidden test reloads them: core, then each exercise's module (each imports core),
+#: then the package, which only re-exports them: reloading the package alone would re-bind the exercise modules' old objects.
+CHECK_MODULES = ("ftcourse.checks.core", *sorted(f"ftcourse.checks.{p.stem}" for p in Path(__file__).with_name("checks").glob("ex*.py")),
+                 "ftcourse.checks")
+PRELUDE = ("import importlib as _ftc_importlib  # the grader re-binds the checks: core, each exercise's module, then the package\n"
+           f"for _ftc_module in {CHECK_MODULES!r}:\n"
+           "    _ftc_importlib.reload(_ftc_importlib.import_module(_ftc_module))\n")
 
 
 @dataclass

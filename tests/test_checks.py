@@ -12,7 +12,7 @@ import torch
 
 from ftcourse import checks
 from ftcourse.bundled import intent_splits, raw_path
-from ftcourse.checks import CheckFailed
+from ftcourse.checks import CheckFailed, core, ex01, ex03
 from ftcourse.configs import LoraSettings
 from ftcourse.data import INTENT_LABELS, read_dataset, split_dataset
 from ftcourse.train import RunResult
@@ -21,7 +21,7 @@ from tests.tiny import tiny_model
 
 
 def _right_f1(predictions, references):
-    return checks._mean_f1(predictions, references, set(references) | {p for p in predictions if p is not None})
+    return ex03._mean_f1(predictions, references, set(references) | {p for p in predictions if p is not None})
 
 
 def test_a_check_prints_a_tick_or_the_problem_and_its_hint_and_never_raises(capsys):
@@ -68,7 +68,7 @@ def _pack(token_lists, block_size, eos_id):
 RIGHT = [
     (checks.check_ex01_task1, lambda: (_data(), dict(Counter(_data().labels())))),
     (checks.check_ex01_task2, lambda: (lambda records: [r for i, r in enumerate(records) if i in ((0, 2, 5, 8) if records[0] == checks.EX01_MESSY_RECORDS[0]
-                                                                                               else checks._EX01_HIDDEN_CLEAN)],)),
+                                                                                               else ex01._EX01_HIDDEN_CLEAN)],)),
     (checks.check_ex01_task3, lambda: (intent_splits(),)),
     (checks.check_ex03_task1, lambda: (_right_f1,)),
     (checks.check_ex03_task3, lambda: (_confusions,)),
@@ -128,7 +128,7 @@ def test_lora_size_checks_use_the_models_real_shapes(base_model):
 
 
 def test_method_sizes_check_compares_with_peft(base_model):
-    right = {m: checks._peft_trainable(base_model, m) for m in checks.EX05_METHODS}
+    right = {m: core._peft_trainable(base_model, m) for m in checks.EX05_METHODS}
     assert right["prompt_tuning"] == 16 * 576 and right["lora"] == 921_600
     assert "prompt_tuning 9,216" in checks.check_ex05_task2.verify(right, base_model)
     with pytest.raises(CheckFailed, match="trainable_counts\\['lora'\\]"):
@@ -149,7 +149,7 @@ def _saved_run(tmp_path: Path, losses: list[float], trained: bool) -> RunResult:
                 torch.nn.init.normal_(p)
     peft.save_pretrained(tmp_path)
     write_run_record(tmp_path, "lora")
-    metrics = {"trainable_parameters": checks._peft_trainable(peft, "lora", LoraSettings(r=4, target_modules=["q_proj", "v_proj"])), "steps": 2}
+    metrics = {"trainable_parameters": core._peft_trainable(peft, "lora", LoraSettings(r=4, target_modules=["q_proj", "v_proj"])), "steps": 2}
     return RunResult("run", "lora", peft, None, tmp_path, metrics, [{"step": i + 1, "loss": v} for i, v in enumerate(losses)])
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
@@ -48,7 +50,8 @@ def _tampered() -> nbformat.NotebookNode:
             cell.source = "pass"
             cell.metadata["ftcourse"]["points"] = 100
     patch = nbformat.v4.new_code_cell(
-        "import ftcourse.checks as c\n"
+        "import ftcourse.checks as c, ftcourse.checks.ex01 as ex01\n"
+        "ex01.expect = lambda *a, **k: None\n"
         "c.check_ex01_task3.verify = lambda *a, **k: 'ok'\n"
         "c.check_ex03_task1.func = lambda *a, **k: 'ok'\n"
         "c.CheckFailed = Exception\n"
@@ -144,6 +147,37 @@ def test_prepare_uses_the_masters_tests_right_after_each_task_cell():
     assert sum(is_hidden(c) for c in nb.cells) == 3  # the student's own "hidden tests" are gone
     injected = next(i for i, c in enumerate(nb.cells) if "injected-parameters" in c.metadata.get("tags", []))
     assert "parameters" in nb.cells[injected - 1].metadata["tags"] and 'profile = "smoke"' in nb.cells[injected].source
+
+
+#: Checks patched inside their own modules: core's `expect` (what a re-imported exercise module would pick up again) and
+#: exercise 03's `expect` and the check object itself (which the package only re-exports).
+_SUBMODULE_TAMPERING = ("import ftcourse.checks.core as core, ftcourse.checks.ex03 as ex03\n"
+                        "core.expect = ex03.expect = lambda *a, **k: None\n"
+                        "ex03.check_ex03_task1.verify = lambda *a, **k: 'ok'\n")
+_WRONG_F1 = ("from ftcourse.checks import CheckFailed, check_ex03_task1\n"
+             "try:\n    check_ex03_task1.verify(lambda predictions, references: 0.5)\n"
+             "except CheckFailed:\n    print('rejected')\nelse:\n    print('accepted')\n")
+
+
+def _after_tampering(reload: str) -> str:
+    """What a kernel whose checks were patched in their modules makes of a wrong macro F1 after running ``reload``."""
+    code = _SUBMODULE_TAMPERING + reload + _WRONG_F1
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=paths.project_root()).stdout.strip()
+
+
+def test_hidden_tests_reload_the_checks_core_first_then_each_exercise_then_the_package():
+    """The prefix prepare() puts before a hidden test undoes checks patched inside ftcourse.checks' modules; reloading only the
+    package (it re-exports the exercise modules' objects), or core after the exercise modules, would not."""
+    tasks = read_tasks(FIXTURE)
+    nb, tests, _ = prepare(_master(), tasks, {"profile": "smoke"})
+    task3 = next(t for t in tasks if t.task == "task3")
+    prefix = nb.cells[tests["task3"]].source.removesuffix(task3.test.source)
+    assert "check_ex03_task1" in prefix
+    assert _after_tampering("") == "accepted"  # the tampering works
+    assert _after_tampering(prefix) == "rejected"
+    assert _after_tampering("import importlib, ftcourse.checks\nimportlib.reload(ftcourse.checks)\n") == "accepted"
+    wrong_order = "".join(f"importlib.reload(ftcourse.checks.{m})\n" for m in ("ex03", "core"))
+    assert _after_tampering(f"import importlib, ftcourse.checks\n{wrong_order}importlib.reload(ftcourse.checks)\n") == "accepted"
 
 
 def test_kernel_environment_drops_secrets(monkeypatch, tmp_path):

@@ -19,7 +19,7 @@ import torch
 
 from ftcourse import checks
 from ftcourse.bundled import domain_texts, intent_records, raw_path
-from ftcourse.checks import CheckerError, CheckFailed
+from ftcourse.checks import CheckerError, CheckFailed, core, ex04, ex05, ex06
 from ftcourse.configs import LoraSettings, TrainingSettings
 from ftcourse.data import INTENT_LABELS, classification_instruction, normalize_text, read_dataset, validate_record
 from ftcourse.generation import perplexity
@@ -570,7 +570,7 @@ def test_ex04_task1_bits_as_bytes_and_decimal_megabytes_fail():
 
 
 def test_ex04_task3_other_measures_of_the_gap_fail(base_model, tokenizer):
-    right = checks._probe_logits(base_model, tokenizer, checks.EX04_TEXT)
+    right = core._probe_logits(base_model, tokenizer, checks.EX04_TEXT)
     noisy = right + 0.1 * torch.randn(right.shape, generator=torch.Generator().manual_seed(0))
 
     class Shifted(torch.nn.Module):  # a stand-in "quantized" model: the real model's logits plus fixed noise
@@ -646,7 +646,7 @@ def test_ex04_task4_each_wrong_prediction_fails_with_its_reason(qlora_run):
 
 
 def test_ex04_task5_weights_only_full_precision_no_headroom_and_gigabytes_fail():
-    assert "hidden (model, GPU) pairs" in checks.check_ex04_task5.verify(checks._ex04_choice)
+    assert "hidden (model, GPU) pairs" in checks.check_ex04_task5.verify(ex04._ex04_choice)
 
     def rule(bytes_per_param, usable=checks.EX04_USABLE, gib=2**30):
         def choose(n_params, gpu_gib):
@@ -744,7 +744,7 @@ TABLE = {"lora": {"trainable": 921_600, "accuracy": 0.96}, "ia3": {"trainable": 
 
 
 def test_ex05_task5_ignoring_the_budget_the_smallest_method_and_ties_fail():
-    assert "budgets" in checks.check_ex05_task5.verify(checks._ex05_choice, TABLE)
+    assert "budgets" in checks.check_ex05_task5.verify(ex05._ex05_choice, TABLE)
     _fails(checks.check_ex05_task5, lambda t, b: max(t, key=lambda m: t[m]["accuracy"]), TABLE, hint="over the budget")
     _fails(checks.check_ex05_task5, lambda t, b: min(t, key=lambda m: t[m]["trainable"]), TABLE, hint="smallest method is not the best")
 
@@ -805,7 +805,7 @@ def test_ex06_task3_held_out_text_no_packing_and_other_records_fail(tmp_path):
 
 
 def test_ex06_task5_exact_matching_any_shared_word_and_case_sensitive_runs_fail():
-    assert "removes the 3 leaked texts" in checks.check_ex06_task5.verify(lambda tr, he, n=8: [tr[i] for i in range(len(tr)) if i not in checks._leaks(tr, he, n)])
+    assert "removes the 3 leaked texts" in checks.check_ex06_task5.verify(lambda tr, he, n=8: [tr[i] for i in range(len(tr)) if i not in ex06._leaks(tr, he, n)])
 
     def exact(train, held, n=13):
         return [t for t in train if t not in held]

@@ -1,0 +1,207 @@
+"""Checks of exercise 04, QLoRA and memory (``solutions/ex04_qlora_memory.ipynb``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ftcourse.checks.core import (
+    _close,
+    _expect_intent_train,
+    _is_4bit,
+    _peft_trainable,
+    _probe_logits,
+    _safetensors_bytes,
+    _targets,
+    _trained_adapter,
+    call_learner,
+    expect,
+    forbid_helpers,
+    self_check,
+)
+
+__all__ = ["EX04_TEXT", "check_ex04_task1", "check_ex04_task2", "check_ex04_task3", "EX04_QLORA_QUESTIONS",
+           "EX04_ANSWERS", "check_ex04_task4", "EX04_BYTES_PER_PARAM", "EX04_USABLE", "check_ex04_task5"]
+
+
+_SIZE_CASES = [((1_000_000, 32), 3.814697265625), ((134_515_008, 16), 256.5670166015625), ((7_000_000_000, 4), 3337.860107421875)]
+#: The prompt exercise 04 compares full-precision and 4-bit logits on.
+EX04_TEXT = "Hello! I ordered a CrispAir air fryer last week and it still has not shipped. Can you check order 73654?"
+
+
+@self_check
+def check_ex04_task1(weight_megabytes) -> str:
+    """``weight_megabytes(n_params, bits)``: MiB that n_params weights of ``bits`` bits take."""
+    expect(callable(weight_megabytes), "`weight_megabytes` is not a function.", "define def weight_megabytes(n_params, bits): ...")
+    for (n, bits), want in _SIZE_CASES:
+        got = weight_megabytes(n, bits)
+        expect(isinstance(got, (int, float)) and _close(float(got), want, 1e-9), f"weight_megabytes({n:,}, {bits}) = {got}; want {want:,.2f}.",
+               "bytes = parameters × bits / 8, and a MiB is 2**20 = 1,048,576 bytes.")
+    return f"right on {len(_SIZE_CASES)} hidden cases (a 7B model in 4 bits: {_SIZE_CASES[-1][1]:,.0f} MiB)."
+
+
+def _ex04_hidden_4bit_pair():
+    """A small Llama with its own (untied) output layer: full precision and loaded in 4-bit NF4 from a temporary folder."""
+    import tempfile
+
+    import torch
+    from transformers import AutoModelForCausalLM, LlamaConfig
+
+    from ftcourse.models import load_model
+
+    config = LlamaConfig(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    full = AutoModelForCausalLM.from_config(config)
+    with tempfile.TemporaryDirectory() as folder:
+        full.save_pretrained(folder)
+        return full, load_model(folder, quantization="4bit").get_memory_footprint()
+
+
+def _ex04_footprint_hint(got, model) -> str:
+    """The hint for a wrong 4-bit footprint prediction: the tempting rules, recognised by their value."""
+    import torch
+
+    params = {id(p): p for p in model.parameters()}
+    linear = {id(m.weight) for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    head = model.get_output_embeddings()
+    full = {k: p.numel() * p.element_size() for k, p in params.items()}
+    wrongs = {
+        "only the linear layers inside the transformer blocks are stored in 4 bits: embeddings and norms keep their dtype "
+        "(bitsandbytes replaces nn.Linear modules only).": sum(p.numel() for p in params.values()) / 2,
+        "bitsandbytes leaves the output layer (lm_head) in full precision; here it is the input embedding matrix itself (tied).":
+            sum(v / 8 if k in linear else v for k, v in full.items()),
+        "the parameters that stay unquantized keep their own dtype (fp32 here, element_size() = 4), not 2 bytes.":
+            sum(full[k] / 8 if k in linear and k != id(head.weight) else p.numel() * 2 for k, p in params.items()),
+    }
+    return " ".join(h for h, v in wrongs.items() if isinstance(got, (int, float)) and _close(float(got), v, 0.02)) or (
+        "4-bit linear weights take half a byte each (two per byte; their scales are kept outside the parameters); every "
+        "other parameter keeps its bytes (p.numel() * p.element_size()), and the output layer is not quantized.")
+
+
+@self_check
+def check_ex04_task2(qmodel, model, predict_4bit_bytes) -> str:
+    """``qmodel``: the model loaded in 4-bit NF4 with double quantization; ``model``: the full-precision one;
+    ``predict_4bit_bytes(model)``: the 4-bit model's get_memory_footprint(), predicted from the full-precision model."""
+    from ftcourse.models import load_model, weightless_copy
+
+    expect(_is_4bit(qmodel), "`qmodel` has no 4-bit linear layers.", "qmodel = load_model(P.model, quantization='4bit').")
+    config = getattr(qmodel.config, "quantization_config", None)
+    config = config.to_dict() if hasattr(config, "to_dict") else dict(config or {})
+    expect(config.get("bnb_4bit_quant_type") == "nf4" and config.get("bnb_4bit_use_double_quant"),
+           f"the 4-bit settings are quant_type={config.get('bnb_4bit_quant_type')!r}, double_quant={config.get('bnb_4bit_use_double_quant')}.",
+           "QLoRA uses NF4 with double quantization (the course's default QuantizationSettings).")
+    expect(not _is_4bit(model), "`model` should be the full-precision model, for comparison.", "model = load_model(P.model).")
+    small, full = qmodel.get_memory_footprint(), model.get_memory_footprint()
+    expect(small < 0.45 * full, f"the 4-bit model takes {small / 2**20:.0f} MB, {100 * small / full:.0f}% of {full / 2**20:.0f} MB.",
+           "load it with quantization='4bit' (8-bit or a cast to bf16 saves less).")
+    expect(callable(predict_4bit_bytes), "`predict_4bit_bytes` is not a function.", "define def predict_4bit_bytes(model): ...")
+    forbid_helpers(predict_4bit_bytes, "predict_4bit_bytes", {"load_model": load_model, "get_memory_footprint": None, "from_pretrained": None},
+                   "predict it from the full-precision model's parameters; loading the 4-bit model is the measurement.")
+    hidden, hidden_bytes = _ex04_hidden_4bit_pair()
+    for name, shell, want in (("this model", weightless_copy(model), small), ("a hidden model with its own output layer", hidden, hidden_bytes)):
+        got = call_learner(predict_4bit_bytes, shell, name="predict_4bit_bytes")
+        expect(isinstance(got, (int, float)) and abs(float(got) - want) <= 0.02 * want,
+               f"for {name} you predict {got!r} bytes; loaded in 4-bit it takes {want:,} bytes.", _ex04_footprint_hint(got, shell))
+    return (f"{small / 2**20:.0f} MB in 4-bit NF4 vs {full / 2**20:.0f} MB ({100 * small / full:.0f}%), as predicted: linear layers at "
+            "half a byte per weight, embeddings (tied to the output layer) and norms in fp32.")
+
+
+@self_check
+def check_ex04_task3(logit_gap, top1_agreement, model, qmodel, tokenizer) -> str:
+    """``logit_gap``: max |logit difference| between model and qmodel on EX04_TEXT; ``top1_agreement``: share of equal argmax."""
+    full, small = _probe_logits(model, tokenizer, EX04_TEXT), _probe_logits(qmodel, tokenizer, EX04_TEXT)
+    gap = float((full - small).abs().max())
+    agree = float((full.argmax(-1) == small.argmax(-1)).float().mean())
+    expect(isinstance(logit_gap, (int, float)) and _close(float(logit_gap), gap, 0.02),
+           f"logit_gap is {logit_gap}; the largest |difference| between the two models' logits on EX04_TEXT is {gap:.3f}.",
+           "run both models on tokenizer(EX04_TEXT, return_tensors='pt') under torch.no_grad() and take (a - b).abs().max().")
+    expect(isinstance(top1_agreement, (int, float)) and abs(float(top1_agreement) - agree) <= 1 / full.shape[1] + 1e-9,
+           f"top1_agreement is {top1_agreement}; the models pick the same next token at {agree:.3f} of the positions.",
+           "compare logits.argmax(-1) of both models position by position and take the mean of the matches.")
+    return f"4-bit moves logits by up to {gap:.2f}; the top-1 next token agrees at {100 * agree:.0f}% of positions."
+
+
+#: Exercise 04, task 4: what to predict about QLoRA compared with LoRA of the same settings, and the answers to choose from.
+EX04_QLORA_QUESTIONS = {
+    "trainable_parameters": "the number of trainable parameters",
+    "adapter_file": "the bytes of the saved adapter's weights",
+    "base_memory": "the memory the frozen base model's weights take",
+}
+EX04_ANSWERS = ("smaller", "same", "larger")
+_EX04_WHY = {
+    "trainable_parameters": "QLoRA trains the same LoRA matrices A and B on the same layers; only the frozen base is quantized.",
+    "adapter_file": "the adapter is the same shapes, trained and saved in fp32 (4 bytes per parameter) on either base.",
+    "base_memory": "the base's linear weights are stored in 4 bits: about half a byte per weight instead of 4 (fp32) bytes.",
+}
+
+
+def _ex04_measured(result) -> dict[str, str]:
+    """Each question of EX04_QLORA_QUESTIONS answered from the QLoRA run and the same adapter on the full-precision base."""
+    from ftcourse.configs import LoraSettings
+    from ftcourse.models import weightless_copy
+
+    config = json.loads((Path(result.run_dir) / "adapter_config.json").read_text())
+    lora = _peft_trainable(result.model, "lora", LoraSettings(r=config["r"], lora_alpha=config["lora_alpha"], target_modules=sorted(_targets(config))))
+    saved = _safetensors_bytes(result.run_dir)
+    base = result.model.get_base_model()
+    base_bytes = sum(p.numel() * p.element_size() for n, p in base.named_parameters() if "lora_" not in n)
+    full_bytes = sum(p.numel() * p.element_size() for p in weightless_copy(base).parameters())
+
+    def compare(a, b):
+        return "same" if a == b else ("smaller" if a < b else "larger")
+
+    return {"trainable_parameters": compare(result.metrics["trainable_parameters"], lora), "adapter_file": compare(saved, 4 * lora),
+            "base_memory": compare(base_bytes, full_bytes)}
+
+
+@self_check
+def check_ex04_task4(result, predictions) -> str:
+    """``result``: fine_tune(...) with method "qlora" on the intent data; ``predictions``: question -> one of EX04_ANSWERS,
+    QLoRA compared with LoRA of the same settings, committed before training."""
+    config, losses = _trained_adapter(result, "qlora")
+    expect(_is_4bit(result.model), "the trained model's base is not 4-bit.", "method='qlora' loads the base in 4 bits; pass the model name, not a loaded model.")
+    _expect_intent_train(result)
+    expect(isinstance(predictions, dict) and set(predictions) == set(EX04_QLORA_QUESTIONS),
+           f"`predictions` should have the keys {sorted(EX04_QLORA_QUESTIONS)}.", "one answer per question of EX04_QLORA_QUESTIONS.")
+    expect(all(v in EX04_ANSWERS for v in predictions.values()), f"the answers are {sorted(set(predictions.values()))}.", f"answer with one of {EX04_ANSWERS}.")
+    measured = _ex04_measured(result)
+    for key, want in measured.items():
+        expect(predictions[key] == want, f"you predicted that QLoRA's {EX04_QLORA_QUESTIONS[key]} is {predictions[key]!r} compared with LoRA; "
+               f"the run measures {want!r}.", _EX04_WHY[key])
+    footprint = result.model.get_memory_footprint() / 2**20
+    return (f"QLoRA r={config['r']}: loss {losses[0]:.2f} → {losses[-1]:.2f}, {result.metrics['trainable_parameters']:,} trainable "
+            f"parameters (as LoRA) on a {footprint:.0f} MB 4-bit base; all three predictions measured right.")
+
+
+#: Bytes per parameter of the model being trained (exercise 04, task 5): full fine-tuning with mixed-precision AdamW
+#: (16-bit weights and gradients, fp32 master weights and two Adam states: ZeRO paper), LoRA on a 16-bit frozen base,
+#: QLoRA on an NF4 base with double quantization (about 4.127 bits per parameter: QLoRA paper). Adapter states are ignored.
+EX04_BYTES_PER_PARAM = {"full": 16.0, "lora": 2.0, "qlora": 4.127 / 8}
+EX04_USABLE = 0.8  # the share of GPU memory for weights and optimizer states; the rest for activations and the runtime
+_EX04_CASES = [((135e6, 8), "full"), ((1.7e9, 24), "lora"), ((7e9, 24), "lora"), ((7e9, 17), "lora"), ((7e9, 14), "qlora"),
+               ((70e9, 80), "qlora"), ((70e9, 24), "none")]
+
+
+def _ex04_choice(n_params: float, gpu_gib: float) -> str:
+    return next((m for m in ("full", "lora", "qlora") if n_params * EX04_BYTES_PER_PARAM[m] <= EX04_USABLE * gpu_gib * 2**30), "none")
+
+
+@self_check
+def check_ex04_task5(choose_method) -> str:
+    """``choose_method(n_params, gpu_gib)``: "full", "lora", "qlora" or "none" — the least approximation that fits."""
+    expect(callable(choose_method), "`choose_method` is not a function.", "define def choose_method(n_params, gpu_gib): ...")
+    for (n, gib), want in _EX04_CASES:
+        got = call_learner(choose_method, n, gib, name="choose_method")
+        need = {m: n * b / 2**30 for m, b in EX04_BYTES_PER_PARAM.items()}
+        hint = ("try each method in order full → lora → qlora and take the first whose weights and optimizer states "
+                "(n_params × EX04_BYTES_PER_PARAM[method] bytes) fit in EX04_USABLE × gpu_gib GiB; 'none' if none fits.")
+        if got == "full" and want != "full":
+            hint = "full fine-tuning needs 16 bytes per parameter (gradients and Adam states too), not just the 2 or 4 of the weights. " + hint
+        elif got != want and _ex04_choice(n, gib / EX04_USABLE) == got:
+            hint = "keep 20% of the GPU free (EX04_USABLE = 0.8): activations, the CUDA context and fragmentation need it. " + hint
+        elif got != want:
+            hint = "a GiB is 2**30 bytes (GPU memory is quoted in GiB), not 1e9. " + hint if _ex04_choice(n * 2**30 / 1e9, gib) == got else hint
+        expect(got == want, f"choose_method({n:.3g}, {gib}) = {got!r}; want {want!r} (full {need['full']:.1f}, LoRA {need['lora']:.1f}, "
+               f"QLoRA {need['qlora']:.1f} GiB vs {EX04_USABLE * gib:.1f} GiB usable).", hint)
+    return f"right on {len(_EX04_CASES)} hidden (model, GPU) pairs, from a 135M model on 8 GiB to 70B on 24 GiB."
