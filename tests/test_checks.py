@@ -188,5 +188,5 @@ def test_training_checks_need_a_saved_adapter_a_falling_loss_and_trained_weights
     with pytest.raises(CheckFailed, match="not saved by fine_tune"):
         checks.check_ex02_task4.verify(ok, settings, _adapter_mib, ok.model)
     with pytest.raises(CheckFailed, match="asks for 'qlora'"):
-        checks.check_ex04_task4.verify(_saved_run(tmp_path / "ok", [2.0, 1.0], True), {})
+        checks.check_ex04_task4.verify(_saved_run(tmp_path / "ok", [2.0, 1.0], True), {}, None)
     assert json.loads((tmp_path / "ok" / "adapter_config.json").read_text())["r"] == 4

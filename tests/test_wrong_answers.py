@@ -31,10 +31,11 @@ from ftcourse.train import RUN_RECORD, RunResult, run_fingerprint, settings_from
 from tests.saved_runs import write_run_record
 
 
-def _fails(check, *args, hint: str) -> None:
+def _fails(check, *args, hint: str) -> str:
     with pytest.raises(CheckFailed) as info:
         check.verify(*args)
     assert hint in str(info.value), str(info.value)
+    return str(info.value)
 
 
 # ---------------------------------------------------------------- the two kinds of failure
@@ -630,19 +631,61 @@ def qlora_run(tmp_path_factory, tokenizer):
     return RunResult("run", "qlora", model, None, folder / "run", {"trainable_parameters": trainable}, [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}])
 
 
-def test_ex04_task4_each_wrong_prediction_fails_with_its_reason(qlora_run):
-    right = {"trainable_parameters": "same", "adapter_file": "same", "base_memory": "smaller"}
-    assert "all three predictions" in checks.check_ex04_task4.verify(qlora_run, right)
-    _fails(checks.check_ex04_task4, qlora_run, {**right, "trainable_parameters": "smaller"}, hint="trains the same LoRA matrices")
-    _fails(checks.check_ex04_task4, qlora_run, {**right, "adapter_file": "smaller"}, hint="saved in fp32")
-    _fails(checks.check_ex04_task4, qlora_run, {**right, "base_memory": "same"}, hint="stored in 4 bits")
-    _fails(checks.check_ex04_task4, qlora_run, {**right, "base_memory": "much smaller"}, hint="answer with one of")
-    _fails(checks.check_ex04_task4, qlora_run, {"trainable_parameters": "same"}, hint="one answer per question")
+def _measure(model, adapter_dir, adapter_bytes=None, base_bytes=None, trainable=None):
+    """The right measure(), or one with a planted way of counting: each planted function gets (named parameters, saved tensors, folder)."""
+    from safetensors.torch import load_file
+
+    params, saved = dict(model.named_parameters()), load_file(Path(adapter_dir) / "adapter_model.safetensors")
+    right = {"trainable_parameters": sum(p.numel() for p in params.values() if p.requires_grad),
+             "adapter_file": sum(t.numel() * t.element_size() for t in saved.values()),
+             "base_memory": sum(p.numel() * p.element_size() for n, p in params.items() if "lora_" not in n)}
+    planted = {"trainable_parameters": trainable, "adapter_file": adapter_bytes, "base_memory": base_bytes}
+    return {k: planted[k](params, saved, Path(adapter_dir)) if planted[k] else v for k, v in right.items()}
+
+
+def _planted(**how):
+    return lambda model, adapter_dir: _measure(model, adapter_dir, **how)
+
+
+_EX04_RIGHT = {"trainable_parameters": "same", "adapter_file": "same", "base_memory": "smaller"}
+
+
+def test_ex04_task4_each_wrong_prediction_fails_with_a_reason_not_the_answer(qlora_run):
+    assert "all three predictions" in checks.check_ex04_task4.verify(qlora_run, _EX04_RIGHT, _measure)
+    for key, wrong, hint in (("trainable_parameters", "smaller", "Ask whether storing the frozen weight W in 4 bits"),
+                             ("adapter_file", "smaller", "the dtype of the matmuls, not of the LoRA weights"),
+                             ("base_memory", "same", "packs the linear weights of the blocks two per byte")):
+        message = _fails(checks.check_ex04_task4, qlora_run, {**_EX04_RIGHT, key: wrong}, _measure, hint=hint)
+        assert f"'{_EX04_RIGHT[key]}'" not in message  # the reason, never the answer to pick
+    _fails(checks.check_ex04_task4, qlora_run, {**_EX04_RIGHT, "base_memory": "much smaller"}, _measure, hint="answer with one of")
+    _fails(checks.check_ex04_task4, qlora_run, {"trainable_parameters": "same"}, _measure, hint="one answer per question")
     write_run_record(qlora_run.run_dir, "qlora", split="validation")
     try:
-        _fails(checks.check_ex04_task4, qlora_run, right, hint="trained on the validation split")
+        _fails(checks.check_ex04_task4, qlora_run, _EX04_RIGHT, _measure, hint="trained on the validation split")
     finally:
         write_run_record(qlora_run.run_dir, "qlora")
+
+
+def test_ex04_task4_measuring_by_assumption_or_a_copied_printout_fails(qlora_run):
+    def frozen(params):
+        return [p for n, p in params.items() if "lora_" not in n]
+
+    cases = [
+        (_planted(base_bytes=lambda ps, saved, d: 4 * sum(p.numel() for p in frozen(ps))), "use each parameter's own element_size()"),
+        (_planted(base_bytes=lambda ps, saved, d: sum(p.numel() * p.element_size() for p in ps.values())), "get_base_model() still holds"),
+        (lambda m, d: {**_measure(m, d), "base_memory": m.get_base_model().get_memory_footprint()}, "get_base_model() still holds"),
+        (_planted(adapter_bytes=lambda ps, saved, d: 2 * sum(p.numel() for p in ps.values() if p.requires_grad)), "saved in fp32"),
+        (_planted(adapter_bytes=lambda ps, saved, d: 4 * sum(p.numel() for p in ps.values() if p.requires_grad)), "saved in bfloat16"),
+        (_planted(adapter_bytes=lambda ps, saved, d: (d / "adapter_model.safetensors").stat().st_size), "JSON header"),
+        (_planted(trainable=lambda ps, saved, d: sum(p.numel() for p in ps.values())), "requires_grad"),
+        (lambda m, d: {k: float("nan") for k in _EX04_RIGHT}, "numel()"),
+        (lambda m, d: [1, 2, 3], "one number per question"),
+        (lambda m, d: 1 / 0, "`measure` raised ZeroDivisionError"),
+    ]
+    for measure, hint in cases:
+        _fails(checks.check_ex04_task4, qlora_run, _EX04_RIGHT, measure, hint=hint)
+    printed = _measure(qlora_run.model, qlora_run.run_dir)  # numbers copied from the printout: right on the run only
+    assert "on a hidden" in _fails(checks.check_ex04_task4, qlora_run, _EX04_RIGHT, lambda m, d: printed, hint="copying numbers from a printout")
 
 
 def test_ex04_task5_weights_only_full_precision_no_headroom_and_gigabytes_fail():
@@ -827,20 +870,51 @@ def test_ex06_task5_exact_matching_any_shared_word_and_case_sensitive_runs_fail(
     _fails(checks.check_ex06_task5, case_sensitive, hint="lower-cased")
 
 
-def test_ex06_task2_a_wrong_prediction_or_a_different_sample_fails(base_model, tokenizer):
+def _how_much_harder(ppl, ratio=lambda h, e: h / e, nats=lambda r, h, e: math.log(r), lower_is_harder=False):
+    harder, easier = sorted(ppl, key=ppl.get, reverse=not lower_is_harder)
+    r = ratio(ppl[harder], ppl[easier])
+    return harder, r, nats(r, ppl[harder], ppl[easier])
+
+
+def test_ex06_task2_a_wrong_prediction_fails_with_a_reason_and_a_different_sample_fails(base_model, tokenizer):
     domain, general = checks.ex06_samples()
     right = {"domain": perplexity(base_model, tokenizer, [domain], progress=False), "general": perplexity(base_model, tokenizer, [general], progress=False)}
     harder, ratio = max(right, key=right.get), max(right.values()) / min(right.values())
     edges = (1.5, 3, 10)
     predicted = {"harder": harder, "ratio": checks.EX06_RATIOS[sum(ratio >= e for e in edges)]}
-    assert harder == "domain" and "as predicted" in checks.check_ex06_task2.verify(predicted, right, base_model, tokenizer)
-    _fails(checks.check_ex06_task2, {**predicted, "harder": "general"}, right, base_model, tokenizer, hint="never saw HubOS")
+    assert harder == "domain" and "as predicted" in checks.check_ex06_task2.verify(predicted, right, _how_much_harder, base_model, tokenizer)
+    message = _fails(checks.check_ex06_task2, {**predicted, "harder": "general"}, right, _how_much_harder, base_model, tokenizer, hint="never saw HubOS")
+    assert f"{right['domain']:.1f}" not in message and f"{right['general']:.1f}" not in message
     other_bin = next(b for b in checks.EX06_RATIOS if b != predicted["ratio"])
-    _fails(checks.check_ex06_task2, {**predicted, "ratio": other_bin}, right, base_model, tokenizer, hint="ln R nats")
-    _fails(checks.check_ex06_task2, {**predicted, "ratio": "about 2"}, right, base_model, tokenizer, hint="one of")
-    _fails(checks.check_ex06_task2, {"harder": "domain"}, right, base_model, tokenizer, hint="one answer per question")
-    _fails(checks.check_ex06_task2, predicted, {"domain": right["general"], "general": right["domain"]}, base_model, tokenizer, hint="with the samples given above")
-    _fails(checks.check_ex06_task2, predicted, {"domain": math.log(right["domain"]), "general": math.log(right["general"])}, base_model, tokenizer, hint="perplexity(model")
+    message = _fails(checks.check_ex06_task2, {**predicted, "ratio": other_bin}, right, _how_much_harder, base_model, tokenizer, hint="ln R nats")
+    assert f"{ratio:.1f}" not in message and predicted["ratio"] not in message  # the reason, never the measured bin
+    _fails(checks.check_ex06_task2, {**predicted, "ratio": "about 2"}, right, _how_much_harder, base_model, tokenizer, hint="one of")
+    _fails(checks.check_ex06_task2, {"harder": "domain"}, right, _how_much_harder, base_model, tokenizer, hint="one answer per question")
+    _fails(checks.check_ex06_task2, predicted, {"domain": right["general"], "general": right["domain"]}, _how_much_harder, base_model, tokenizer,
+           hint="with the samples given above")
+    _fails(checks.check_ex06_task2, predicted, {"domain": math.log(right["domain"]), "general": math.log(right["general"])}, _how_much_harder,
+           base_model, tokenizer, hint="perplexity(model")
+
+
+def test_ex06_task2_wrong_ratios_wrong_logarithms_and_a_copied_printout_fail(base_model, tokenizer):
+    domain, general = checks.ex06_samples()
+    right = {"domain": perplexity(base_model, tokenizer, [domain], progress=False), "general": perplexity(base_model, tokenizer, [general], progress=False)}
+    predicted = {"harder": "domain", "ratio": checks.EX06_RATIOS[sum(right["domain"] / right["general"] >= e for e in (1.5, 3, 10))]}
+    printed = _how_much_harder(right)
+    cases = [
+        (lambda ppl: _how_much_harder(ppl, lower_is_harder=True), "the higher perplexity is the harder one"),
+        (lambda ppl: _how_much_harder(ppl, ratio=lambda h, e: e / h, nats=lambda r, h, e: -math.log(r)), "the ratio is at least 1"),
+        (lambda ppl: _how_much_harder(ppl, ratio=lambda h, e: h - e), "a ratio divides"),
+        (lambda ppl: _how_much_harder(ppl, ratio=lambda h, e: math.log(h) / math.log(e)), "not their logarithms"),
+        (lambda ppl: _how_much_harder(ppl, nats=lambda r, h, e: math.log10(r)), "not log2 or log10"),
+        (lambda ppl: _how_much_harder(ppl, nats=lambda r, h, e: math.log2(r)), "not log2 or log10"),
+        (lambda ppl: _how_much_harder(ppl, nats=lambda r, h, e: math.log(h) / math.log(e)), "not their quotient"),
+        (lambda ppl: _how_much_harder(ppl, nats=lambda r, h, e: r), "take the logarithm of the ratio"),
+        (lambda ppl: printed, "copying numbers from a printout"),  # right on ppl_before only
+        (lambda ppl: {"harder": "domain"}, "return a tuple"),
+    ]
+    for how_much_harder, hint in cases:
+        _fails(checks.check_ex06_task2, predicted, right, how_much_harder, base_model, tokenizer, hint=hint)
 
 
 def test_ex06_task4_the_base_models_perplexity_inverted_forgetting_and_no_gain_fail(base_model, tokenizer):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 from ftcourse.checks.core import (
@@ -40,10 +41,8 @@ def check_ex04_task1(weight_megabytes) -> str:
     return f"right on {len(_SIZE_CASES)} hidden cases (a 7B model in 4 bits: {_SIZE_CASES[-1][1]:,.0f} MiB)."
 
 
-def _ex04_hidden_4bit_pair():
-    """A small Llama with its own (untied) output layer: full precision and loaded in 4-bit NF4 from a temporary folder."""
-    import tempfile
-
+def _ex04_hidden_models(folder: Path):
+    """A small Llama with its own (untied) output layer, saved in ``folder``: (full precision, loaded from there in 4-bit NF4)."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig
 
@@ -53,9 +52,8 @@ def _ex04_hidden_4bit_pair():
                          num_key_value_heads=2, tie_word_embeddings=False)
     torch.manual_seed(0)
     full = AutoModelForCausalLM.from_config(config)
-    with tempfile.TemporaryDirectory() as folder:
-        full.save_pretrained(folder)
-        return full, load_model(folder, quantization="4bit").get_memory_footprint()
+    full.save_pretrained(folder)
+    return full, load_model(str(folder), quantization="4bit")
 
 
 def _ex04_footprint_hint(got, model) -> str:
@@ -98,7 +96,9 @@ def check_ex04_task2(qmodel, model, predict_4bit_bytes) -> str:
     expect(callable(predict_4bit_bytes), "`predict_4bit_bytes` is not a function.", "define def predict_4bit_bytes(model): ...")
     forbid_helpers(predict_4bit_bytes, "predict_4bit_bytes", {"load_model": load_model, "get_memory_footprint": None, "from_pretrained": None},
                    "predict it from the full-precision model's parameters; loading the 4-bit model is the measurement.")
-    hidden, hidden_bytes = _ex04_hidden_4bit_pair()
+    with tempfile.TemporaryDirectory() as folder:
+        hidden, hidden_4bit = _ex04_hidden_models(Path(folder))
+    hidden_bytes = hidden_4bit.get_memory_footprint()
     for name, shell, want in (("this model", weightless_copy(model), small), ("a hidden model with its own output layer", hidden, hidden_bytes)):
         got = call_learner(predict_4bit_bytes, shell, name="predict_4bit_bytes")
         expect(isinstance(got, (int, float)) and abs(float(got) - want) <= 0.02 * want,
@@ -129,11 +129,23 @@ EX04_QLORA_QUESTIONS = {
     "base_memory": "the memory the frozen base model's weights take",
 }
 EX04_ANSWERS = ("smaller", "same", "larger")
+#: Why, for a wrong prediction: the mechanism, never the answer to pick.
 _EX04_WHY = {
-    "trainable_parameters": "QLoRA trains the same LoRA matrices A and B on the same layers; only the frozen base is quantized.",
-    "adapter_file": "the adapter is the same shapes, trained and saved in fp32 (4 bytes per parameter) on either base.",
-    "base_memory": "the base's linear weights are stored in 4 bits: about half a byte per weight instead of 4 (fp32) bytes.",
+    "trainable_parameters": "the optimizer updates only the adapter's matrices A (r × in) and B (out × r) on the adapted layers. "
+                            "Ask whether storing the frozen weight W in 4 bits changes r, the layers or their in and out features.",
+    "adapter_file": "adapter_model.safetensors holds the adapter's tensors in the dtype they were trained in. The 4-bit layers "
+                    "compute in bf16 (bnb_4bit_compute_dtype), but that is the dtype of the matmuls, not of the LoRA weights: "
+                    "look at the dtype of a lora_A tensor in each folder.",
+    "base_memory": "NF4 packs the linear weights of the blocks two per byte, where a full-precision base spends element_size() "
+                   "bytes on each; embeddings and norms keep their dtype (task 2).",
 }
+
+
+def _ex04_quantities(model, adapter_dir) -> dict[str, int]:
+    """EX04_QLORA_QUESTIONS measured on a PEFT model and the folder its adapter was saved in."""
+    return {"trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "adapter_file": _safetensors_bytes(adapter_dir),
+            "base_memory": sum(p.numel() * p.element_size() for n, p in model.named_parameters() if "lora_" not in n)}
 
 
 def _ex04_measured(result) -> dict[str, str]:
@@ -143,35 +155,111 @@ def _ex04_measured(result) -> dict[str, str]:
 
     config = json.loads((Path(result.run_dir) / "adapter_config.json").read_text())
     lora = _peft_trainable(result.model, "lora", LoraSettings(r=config["r"], lora_alpha=config["lora_alpha"], target_modules=sorted(_targets(config))))
-    saved = _safetensors_bytes(result.run_dir)
-    base = result.model.get_base_model()
-    base_bytes = sum(p.numel() * p.element_size() for n, p in base.named_parameters() if "lora_" not in n)
-    full_bytes = sum(p.numel() * p.element_size() for p in weightless_copy(base).parameters())
+    qlora = _ex04_quantities(result.model, result.run_dir)
+    full_bytes = sum(p.numel() * p.element_size() for p in weightless_copy(result.model).parameters())
 
     def compare(a, b):
         return "same" if a == b else ("smaller" if a < b else "larger")
 
-    return {"trainable_parameters": compare(result.metrics["trainable_parameters"], lora), "adapter_file": compare(saved, 4 * lora),
-            "base_memory": compare(base_bytes, full_bytes)}
+    return {"trainable_parameters": compare(result.metrics["trainable_parameters"], lora), "adapter_file": compare(qlora["adapter_file"], 4 * lora),
+            "base_memory": compare(qlora["base_memory"], full_bytes)}
+
+
+def _ex04_measure_hint(key: str, got, model, adapter_dir) -> str:
+    """The hint for a wrong measurement: the tempting ways to count, recognised by their value."""
+    from safetensors.torch import load_file
+
+    from ftcourse.models import weightless_copy
+
+    params = dict(model.named_parameters())
+    trainable = sum(p.numel() for p in params.values() if p.requires_grad)
+    saved = load_file(Path(adapter_dir) / "adapter_model.safetensors")
+    dtypes = sorted({str(t.dtype).removeprefix("torch.") for t in saved.values()})
+    base = [p for n, p in params.items() if "lora_" not in n]
+    wrongs = {
+        "trainable_parameters": {
+            "count only the parameters the optimizer updates (requires_grad): the base is frozen.": sum(p.numel() for p in params.values()),
+        },
+        "adapter_file": {
+            "the file starts with a JSON header: count the bytes of its tensors (numel × element_size), not the file's size.":
+                (Path(adapter_dir) / "adapter_model.safetensors").stat().st_size,
+            f"this adapter was saved in {', '.join(dtypes)}: read each tensor's dtype from the file instead of assuming 4 bytes per parameter.":
+                4 * trainable if dtypes != ["float32"] else None,
+            "the adapter is trained and saved in fp32 although the 4-bit layers compute in bf16: read the dtype from the file, "
+            "do not assume it.": 2 * trainable if dtypes != ["bfloat16"] else None,
+        },
+        "base_memory": {
+            "use each parameter's own element_size(): a 4-bit weight is stored as packed uint8 (two weights per byte, element_size() = 1), "
+            "a bf16 one takes 2 bytes, and only fp32 takes 4.": 4 * sum(p.numel() for p in base),
+            "leave out the adapter's parameters (names with 'lora_'): get_base_model() still holds the LoRA layers PEFT injected, "
+            "and the question is about the frozen base.": sum(p.numel() * p.element_size() for p in params.values()),
+            "that is what the base takes in full precision (its config's shapes in fp32): measure the parameters this model "
+            "really holds.": sum(p.numel() * p.element_size() for p in weightless_copy(model).parameters()),
+        },
+    }[key]
+    generic = {"trainable_parameters": "sum numel() over the parameters with requires_grad.",
+               "adapter_file": "load adapter_model.safetensors (safetensors.torch.load_file) and sum numel() × element_size() over its tensors.",
+               "base_memory": "sum numel() × element_size() over the parameters that are not the adapter's (a tied tensor counts once, "
+                              "as model.named_parameters() gives it)."}[key]
+    return next((h for h, v in wrongs.items() if v is not None and isinstance(got, (int, float)) and _close(float(got), v, 1e-3)), generic)
+
+
+def _ex04_expect_measure(measure, model, adapter_dir, what: str, measured: dict | None = None) -> dict:
+    """Run the learner's ``measure`` on a PEFT model and its saved adapter; fail unless every quantity is the check's own.
+
+    ``measured``: what it returned for the learner's own run, when it ran on that first.
+    """
+    want = _ex04_quantities(model, adapter_dir)
+    got = call_learner(measure, model, adapter_dir, name="measure")
+    expect(isinstance(got, dict) and set(got) == set(EX04_QLORA_QUESTIONS), f"`measure` should return a dict with the keys {sorted(EX04_QLORA_QUESTIONS)}.",
+           "one number per question of EX04_QLORA_QUESTIONS.")
+    for key, value in want.items():
+        close = _close(float(got[key]), value, 0 if key == "trainable_parameters" else 1e-3) if isinstance(got[key], (int, float)) else False
+        copied = measured is not None and got[key] == measured[key]
+        expect(close, f"on {what}, measure(...)[{key!r}] is {got[key]!r}; that is not {EX04_QLORA_QUESTIONS[key]}.",
+               "it is the number it gave for your run: measure the model and folder it is given instead of copying numbers from a "
+               "printout (the check passes other adapters too)." if copied else _ex04_measure_hint(key, got[key], model, adapter_dir))
+    return got
+
+
+def _ex04_hidden_adapters(measure, measured: dict) -> None:
+    """Run ``measure`` on a hidden tiny Llama with LoRA r=2 on o_proj and down_proj: a bf16 adapter on its bf16 base, and QLoRA."""
+    import torch
+    from peft import get_peft_model
+
+    from ftcourse.configs import LoraSettings
+    from ftcourse.peft_methods import build_peft_config
+
+    settings = LoraSettings(r=2, lora_alpha=4, target_modules=["o_proj", "down_proj"])
+    with tempfile.TemporaryDirectory() as folder:
+        full, quantized = _ex04_hidden_models(Path(folder) / "base")
+        for what, base, fp32_adapter in (("a hidden bf16 base with a bf16 LoRA adapter", full.to(torch.bfloat16), False),
+                                         ("a hidden QLoRA model (4-bit base, fp32 adapter)", quantized, True)):
+            model = get_peft_model(base, build_peft_config("lora", base, settings), autocast_adapter_dtype=fp32_adapter)
+            model.save_pretrained(Path(folder) / "adapter")
+            _ex04_expect_measure(measure, model, Path(folder) / "adapter", what, measured)
 
 
 @self_check
-def check_ex04_task4(result, predictions) -> str:
+def check_ex04_task4(result, predictions, measure) -> str:
     """``result``: fine_tune(...) with method "qlora" on the intent data; ``predictions``: question -> one of EX04_ANSWERS,
-    QLoRA compared with LoRA of the same settings, committed before training."""
+    QLoRA compared with LoRA of the same settings, committed before training; ``measure(peft_model, adapter_dir)``: each
+    question's quantity (trainable parameters, the saved adapter's tensor bytes, the frozen base's parameter bytes)."""
     config, losses = _trained_adapter(result, "qlora")
     expect(_is_4bit(result.model), "the trained model's base is not 4-bit.", "method='qlora' loads the base in 4 bits; pass the model name, not a loaded model.")
     _expect_intent_train(result)
     expect(isinstance(predictions, dict) and set(predictions) == set(EX04_QLORA_QUESTIONS),
            f"`predictions` should have the keys {sorted(EX04_QLORA_QUESTIONS)}.", "one answer per question of EX04_QLORA_QUESTIONS.")
     expect(all(v in EX04_ANSWERS for v in predictions.values()), f"the answers are {sorted(set(predictions.values()))}.", f"answer with one of {EX04_ANSWERS}.")
-    measured = _ex04_measured(result)
-    for key, want in measured.items():
-        expect(predictions[key] == want, f"you predicted that QLoRA's {EX04_QLORA_QUESTIONS[key]} is {predictions[key]!r} compared with LoRA; "
-               f"the run measures {want!r}.", _EX04_WHY[key])
-    footprint = result.model.get_memory_footprint() / 2**20
-    return (f"QLoRA r={config['r']}: loss {losses[0]:.2f} → {losses[-1]:.2f}, {result.metrics['trainable_parameters']:,} trainable "
-            f"parameters (as LoRA) on a {footprint:.0f} MB 4-bit base; all three predictions measured right.")
+    expect(callable(measure), "`measure` is not a function.", "define def measure(peft_model, adapter_dir): ...")
+    mine = _ex04_expect_measure(measure, result.model, result.run_dir, "your QLoRA run")
+    _ex04_hidden_adapters(measure, mine)
+    for key, want in _ex04_measured(result).items():
+        expect(predictions[key] == want, f"you predicted {predictions[key]!r} for {EX04_QLORA_QUESTIONS[key]} (QLoRA compared with LoRA); "
+               "the measurements say otherwise (compare measure(...) of your run and of the LoRA twin).", _EX04_WHY[key])
+    return (f"QLoRA r={config['r']}: loss {losses[0]:.2f} → {losses[-1]:.2f}, {mine['trainable_parameters']:,} trainable parameters "
+            f"(as LoRA), {mine['adapter_file'] / 2**20:.2f} MiB of adapter, a {mine['base_memory'] / 2**20:.0f} MiB base; all three "
+            "predictions right, and measure() right on two hidden adapters.")
 
 
 #: Bytes per parameter of the model being trained (exercise 04, task 5): full fine-tuning with mixed-precision AdamW

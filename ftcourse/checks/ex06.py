@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from ftcourse.checks.core import _close, _trained_adapter, _trained_on, call_learner, expect, self_check
@@ -61,26 +62,76 @@ def _ex06_ratio_bin(ratio: float) -> str:
     return EX06_RATIOS[sum(ratio >= edge for edge in (1.5, 3, 10))]
 
 
+#: Perplexity pairs ``how_much_harder`` is also run on: the general text harder, and a ratio that is not the measured one.
+_EX06_HIDDEN_PPL = ({"domain": 14.0, "general": 35.0}, {"domain": 52.5, "general": 7.5})
+
+
+def _ex06_harder(ppl: dict[str, float]) -> tuple[str, float, float]:
+    harder, easier = sorted(ppl, key=ppl.get, reverse=True)
+    return harder, ppl[harder] / ppl[easier], math.log(ppl[harder] / ppl[easier])
+
+
+def _ex06_harder_hint(got, ppl: dict[str, float]) -> str:
+    """The hint for a wrong how_much_harder: the tempting formulas, recognised by their value."""
+    harder, ratio, _ = _ex06_harder(ppl)
+    easier = next(k for k in ppl if k != harder)
+    if got[0] != harder:
+        return "perplexity is how surprised the model is on average: the sample with the higher perplexity is the harder one."
+    wrong_ratios = {"divide the harder sample's perplexity by the easier one's: the ratio is at least 1.": 1 / ratio,
+                    "a ratio divides: a difference of perplexities means nothing fixed per token.": ppl[harder] - ppl[easier],
+                    "divide the perplexities, not their logarithms (the mean losses).": math.log(ppl[harder]) / math.log(ppl[easier])}
+    wrong_nats = {"perplexity is exp(mean loss) with the natural logarithm: losses are in nats, so use math.log, not log2 or log10.":
+                  (math.log2(ratio), math.log10(ratio)),
+                  "the extra loss per token is a difference of mean losses, ln(ppl_harder) - ln(ppl_easier), not their quotient.":
+                  (math.log(ppl[harder]) / math.log(ppl[easier]),),
+                  "the extra loss per token is in nats: take the logarithm of the ratio (perplexity = exp(mean loss)).": (ratio, ratio - 1)}
+    if not _close(float(got[1]), ratio, 1e-4):
+        return next((h for h, v in wrong_ratios.items() if _close(float(got[1]), v, 1e-4)),
+                    "ratio = the harder sample's perplexity / the easier one's.")
+    return next((h for h, vs in wrong_nats.items() if any(_close(float(got[2]), v, 1e-4) for v in vs)),
+                "perplexity = exp(mean loss per token), so the mean losses differ by ln(ratio) nats.")
+
+
+def _ex06_expect_harder(how_much_harder, ppl: dict[str, float], what: str, measured=None) -> tuple[str, float, float]:
+    """Fail unless ``how_much_harder(ppl)`` is right; ``measured``: what it returned for the measured perplexities, if it ran on them."""
+    want = _ex06_harder(ppl)
+    got = call_learner(how_much_harder, dict(ppl), name="how_much_harder")
+    expect(isinstance(got, (tuple, list)) and len(got) == 3 and got[0] in ppl and all(isinstance(v, (int, float)) for v in got[1:]),
+           f"how_much_harder returned {got!r}.", "return a tuple: (the harder sample's name, the ratio, the extra nats per token).")
+    right = got[0] == want[0] and _close(float(got[1]), want[1], 1e-4) and abs(float(got[2]) - want[2]) <= 1e-4
+    copied = measured is not None and tuple(got) == tuple(measured)
+    expect(right, f"for {what} how_much_harder returned ({got[0]!r}, {got[1]:.4g}, {got[2]:.4g}); that is not the harder sample, "
+           "its ratio and its extra loss per token.",
+           "it returned what it returned for ppl_before: compute the answer from its argument instead of copying numbers from a "
+           "printout (the check passes other perplexities too)." if copied else _ex06_harder_hint(got, ppl))
+    return got
+
+
 @self_check
-def check_ex06_task2(predictions, ppl_before, model, tokenizer) -> str:
+def check_ex06_task2(predictions, ppl_before, how_much_harder, model, tokenizer) -> str:
     """``predictions``: EX06_QUESTIONS answered before measuring; ``ppl_before``: {"domain": ..., "general": ...} perplexities
-    of the base model on ex06_samples()."""
+    of the base model on ex06_samples(); ``how_much_harder(ppl)``: (the harder sample, the perplexity ratio harder / easier,
+    the extra mean loss per token of the harder one in nats)."""
     expect(isinstance(predictions, dict) and set(predictions) == set(EX06_QUESTIONS),
            f"`predictions` should have the keys {sorted(EX06_QUESTIONS)}.", "one answer per question of EX06_QUESTIONS.")
     expect(predictions["harder"] in ("domain", "general") and predictions["ratio"] in EX06_RATIOS,
            f"your answers are {predictions}.", f"'harder' is 'domain' or 'general'; 'ratio' one of {EX06_RATIOS}.")
     want = _ppl_pair(model, tokenizer)
     _expect_ppl("ppl_before", ppl_before, want)
-    harder = max(want, key=want.get)
-    ratio = max(want.values()) / min(want.values())
-    expect(predictions["harder"] == harder, f"you predicted the {predictions['harder']} sample to be harder; the base model's perplexity is "
-           f"{want['domain']:.1f} on the domain sample and {want['general']:.1f} on the general one.",
-           "the base model learned general English in pre-training, but never saw HubOS: its product names, error codes and menu "
-           "paths are token sequences it cannot predict. That gap is what continued pre-training closes.")
-    expect(predictions["ratio"] == _ex06_ratio_bin(ratio), f"you predicted a ratio {predictions['ratio']}; it is {ratio:.1f}.",
-           "perplexity is exp(mean loss per token), so a ratio of R is a difference of ln R nats per token: a ratio of 2 is already "
-           "0.69 nats — every token of the harder text is noticeably less predictable.")
-    return f"the base model finds the product docs {want['domain'] / want['general']:.1f}× as surprising as general text, as predicted."
+    expect(callable(how_much_harder), "`how_much_harder` is not a function.", "define def how_much_harder(ppl): ...")
+    measured = _ex06_expect_harder(how_much_harder, want, "your ppl_before")
+    harder, ratio, nats = _ex06_harder(want)
+    for hidden in _EX06_HIDDEN_PPL:
+        _ex06_expect_harder(how_much_harder, hidden, f"the hidden perplexities {hidden}", measured)
+    expect(predictions["harder"] == harder, f"you predicted the {predictions['harder']} sample to be harder; the measurement disagrees.",
+           "which text could the base model have met in pre-training? It learned general English, but never saw HubOS: its "
+           "product names, error codes and menu paths are token sequences it cannot predict. That gap is what continued "
+           "pre-training closes.")
+    expect(predictions["ratio"] == _ex06_ratio_bin(ratio), f"you predicted a ratio {predictions['ratio']}; the measured ratio is in another bin.",
+           "perplexity is exp(mean loss per token), so a ratio of R is ln R nats more loss on every token: a ratio of 2 is "
+           "already 0.69 nats, 10 is 2.3 nats. How much less predictable is a manual full of names the model never saw?")
+    return (f"the base model finds the {harder} sample {ratio:.1f}× as surprising as the other ({nats:.2f} nats more loss per token), "
+            f"as predicted; how_much_harder right on {len(_EX06_HIDDEN_PPL)} hidden pairs too.")
 
 
 def _norm_words(text: str) -> list[str]:
