@@ -189,10 +189,10 @@ def scratch_dir() -> str:
 # ---------------------------------------------------------------- parent: children, results, README
 
 
-def run_setups(script: Path, argv: Sequence[str] | None) -> dict[str, dict[str, Any]]:
-    """Run ``script`` once per setup (course defaults, then TRL defaults), each in a fresh process; return what each wrote."""
+def run_setups(script: Path, argv: Sequence[str] | None, setups: Sequence[str] = ("course", "trl")) -> dict[str, dict[str, Any]]:
+    """Run ``script`` once per setup (by default course defaults, then TRL defaults), each in a fresh process; return what each wrote."""
     forwarded = list(argv if argv is not None else sys.argv[1:])
-    return {setup: run_child(script, setup, forwarded) for setup in ("course", "trl")}
+    return {setup: run_child(script, setup, forwarded) for setup in setups}
 
 
 def run_child(script: Path, setup: str, argv: Sequence[str]) -> dict[str, Any]:

@@ -36,10 +36,10 @@ def test_train_speed_compares_both_setups(results_dir, capsys):
     # --no-mfu: the bf16 peak may not settle on a busy machine (its logic is tested below with a fake clock)
     assert train_speed.main(["--max-steps", "2", "--batch-size", "2", "--no-mfu", "--output", "check"]) == 0
     results = json.loads((results_dir / "check.json").read_text())
-    assert set(results["runs"]) == {"course", "trl"} and results["bf16_peak_gflops"] is None
+    assert set(results["runs"]) == {"course", "course-matched", "trl"} and results["bf16_peak_gflops"] is None
     for run in results["runs"].values():
         assert run["tokens_per_second"] > 0 and run["validation_loss"] > 0 and run["flops"] > 0 and run["mfu_percent"] is None
-    assert results["speedup_tokens_per_second"] > 0
+    assert results["speedup_tokens_per_second"] > 0 and results["matched_speedup_tokens_per_second"] > 0
     assert "Speed-up (non-pad input tokens per second, course / TRL)" in capsys.readouterr().out
 
 
