@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -120,11 +121,15 @@ def test_conversion_is_atomic_and_checksum_checked(tmp_path, monkeypatch):
         assert not [p for p in embedded_model_dir().parent.iterdir() if p.name.endswith(".tmp")]
         monkeypatch.undo()
         monkeypatch.setenv("FTCOURSE_ROOT", str(tmp_path))
-        folder = ensure_embedded_model()
+        folder = ensure_embedded_model()  # one real conversion
+        converted = shutil.copytree(folder, tmp_path / "converted")
         record = folder / SOURCE_RECORD
         record.write_text(json.dumps({"sha256": "0" * 64}))
         assert not models.embedded_model_ready()
+        calls = []  # the second conversion copies the first one's files: what is tested is that it happens, atomically
+        monkeypatch.setattr(models, "_convert_gguf", lambda gguf, out: calls.append(gguf) or shutil.copytree(converted, out, dirs_exist_ok=True))
         ensure_embedded_model()
+        assert len(calls) == 1 and models.embedded_model_ready()
         assert json.loads(record.read_text())["sha256"] != "0" * 64
     finally:
         paths.project_root.cache_clear()
