@@ -212,14 +212,17 @@ def child_result(path: str, result: dict[str, Any]) -> None:
     atomic_write_json(path, result)
 
 
-def save_results(name: str, results: dict[str, Any], table: str) -> Path:
-    """Write ``results/<name>.json`` and put ``table`` into README.md between this benchmark's markers."""
+def save_results(name: str, results: dict[str, Any], table: str, summary: str = "") -> Path:
+    """Write ``results/<name>.json``, put ``table`` into README.md between this benchmark's markers, and print the
+    table and ``summary`` with the results' path."""
     path = atomic_write_json(RESULTS / f"{name}.json", results)
     begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
     text = README.read_text(encoding="utf-8")
     if begin in text and end in text:
         head, rest = text.split(begin, 1)
         atomic_write_text(README, f"{head}{begin}\n{table}\n{end}{rest.split(end, 1)[1]}")
+    print(table)
+    print(f"{summary}  -> {path}" if summary else f"-> {path}")
     return path
 
 

@@ -160,9 +160,7 @@ def main(argv=None) -> int:
               f"after {args.warmup_steps}: {plain_s:.2f} s per step unprofiled ({step_s:.2f} s profiled), {flops / 1e9:.0f} useful GFLOP "
               f"per step{mfu_text}, "
               f"load average {results['machine']['load_average_1min']}.")
-    path = common.save_results("profile_step" if args.attention == "course" else f"profile_step_{args.attention}", results, table)
-    print(table)
-    print(f"-> {path}")
+    common.save_results("profile_step" if args.attention == "course" else f"profile_step_{args.attention}", results, table)
     return 0
 
 

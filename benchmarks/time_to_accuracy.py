@@ -150,9 +150,7 @@ def main(argv=None) -> int:
     table = markdown_table(["setup", "learning rate", "accuracy at step 0", f"time to {args.target:.0%}", "last accuracy", "peak MB"], rows)
     table += (f"\n\nTraining time only (evaluation every {args.eval_every} steps excluded), budget {args.budget_seconds:.0f} s per setup, "
               f"load average {results['machine']['load_average_1min']}. Course defaults vs TRL defaults: **{ratio_text}**.")
-    path = common.save_results(args.output, results, table)
-    print(table)
-    print(f"Time to {args.target:.0%} test accuracy, course defaults vs TRL defaults: {ratio_text}  -> {path}")
+    common.save_results(args.output, results, table, f"Time to {args.target:.0%} test accuracy, course defaults vs TRL defaults: {ratio_text}")
     return 0
 
 

@@ -148,10 +148,8 @@ def main(argv=None) -> int:
               f"bf16 peak {peak_text}, load average {results['machine']['load_average_1min']}: "
               f"**{speedup:.2f}x** the tokens per second, validation loss {val_change:+.1f}%; with TRL's batch order and no warm-up, "
               f"**{matched_speedup:.2f}x**, validation loss {matched_val_change:+.1f}%.")
-    path = common.save_results(name, results, table)
-    print(table)
-    print(f"Speed-up (non-pad input tokens per second, course / TRL): {speedup:.2f}x; validation loss {val_change:+.1f}% "
-          f"(matched order and schedule: {matched_speedup:.2f}x, {matched_val_change:+.1f}%)  -> {path}")
+    common.save_results(name, results, table, f"Speed-up (non-pad input tokens per second, course / TRL): {speedup:.2f}x; validation loss "
+                        f"{val_change:+.1f}% (matched order and schedule: {matched_speedup:.2f}x, {matched_val_change:+.1f}%)")
     return 0
 
 

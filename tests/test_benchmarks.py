@@ -1,4 +1,4 @@
-"""The benchmarks: one tiny end-to-end run (its numbers are not checked, only their shape and that none is impossible),
+"""The benchmarks: tiny end-to-end runs (their numbers are not checked, only their shape and that none is impossible),
 and their logic — the bf16 peak, MFU, the accuracy clock, the time-to-accuracy report — with injected clocks and
 canned child results, so that no test depends on how fast or how busy the machine is."""
 
@@ -19,6 +19,7 @@ from ftcourse.hardware import get_profile
 
 sys.path.insert(0, str(paths.project_root() / "benchmarks"))
 import common  # noqa: E402
+import intent_seeds  # noqa: E402
 import time_to_accuracy  # noqa: E402
 import train_speed  # noqa: E402
 
@@ -41,6 +42,16 @@ def test_train_speed_compares_both_setups(results_dir, capsys):
         assert run["tokens_per_second"] > 0 and run["validation_loss"] > 0 and run["flops"] > 0 and run["mfu_percent"] is None
     assert results["speedup_tokens_per_second"] > 0 and results["matched_speedup_tokens_per_second"] > 0
     assert "Speed-up (non-pad input tokens per second, course / TRL)" in capsys.readouterr().out
+
+
+def test_intent_seeds_reports_each_seed_and_the_interval_of_the_mean(results_dir):
+    assert intent_seeds.main(["--profile", "smoke", "--max-steps", "1", "--seeds", "3,4", "--output", "check"]) == 0
+    results = json.loads((results_dir / "check.json").read_text())
+    assert [r["seed"] for r in results["runs"]] == [3, 4] and results["n_test"] == 20
+    assert all(0 <= r["test_accuracy"] <= 1 and 0 <= r["validation_accuracy"] <= 1 for r in results["runs"])
+    test = results["test_accuracy"]
+    assert test["n"] == 2 and test["low"] <= test["mean"] <= test["high"]
+    assert test["mean"] == pytest.approx(sum(r["test_accuracy"] for r in results["runs"]) / 2)
 
 
 def _clock(increments):
