@@ -23,11 +23,10 @@ import common  # noqa: E402
 from ftcourse.bundled import intent_records  # noqa: E402
 from ftcourse.comparison import classification_accuracy  # noqa: E402
 from ftcourse.hardware import get_profile  # noqa: E402
-from ftcourse.lessons import INTENT_LEARNING_RATE, INTENT_LORA  # noqa: E402
+from ftcourse.lessons import INTENT_LEARNING_RATE, intent_lora  # noqa: E402
 from ftcourse.metrics import mean_interval  # noqa: E402
 from ftcourse.models import load_tokenizer  # noqa: E402
 from ftcourse.reports import markdown_table  # noqa: E402
-from ftcourse.train import fine_tune, settings_from_profile  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,10 +46,8 @@ def main(argv=None) -> int:
     runs = []
     for seed in seeds:
         print(f"▶ seed {seed} ...", flush=True)
-        run = fine_tune(data["train"], model=profile.model, method="lora", lora=INTENT_LORA,
-                        settings=settings_from_profile(profile, learning_rate=INTENT_LEARNING_RATE, seed=seed),
-                        eval_records=data["validation"], run_name=f"intent-seed{seed}", output_root=f"{scratch}/runs",
-                        checkpoint_root=f"{scratch}/checkpoints", progress=False)
+        run = intent_lora(profile, progress=False, reuse=False, seed=seed, run_name=f"intent-seed{seed}",
+                          output_root=f"{scratch}/runs", checkpoint_root=f"{scratch}/checkpoints")
         runs.append({"seed": seed, "train_seconds": run.metrics["train_seconds"],
                      "validation_accuracy": classification_accuracy(run.model, tokenizer, data["validation"], progress=False),
                      "test_accuracy": classification_accuracy(run.model, tokenizer, data["test"], progress=False)})

@@ -25,9 +25,14 @@ INSTRUCTION_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_m
 DOMAIN_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
 
 
-def intent_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
-    """LoRA on the intent task, sized by ``profile``, at :data:`INTENT_LEARNING_RATE`; saved as ``models/fine_tuned/intent-lora-<profile>``."""
-    return _lora_run("intent", intent_records(profile), INTENT_LORA, profile, progress, reuse, learning_rate=INTENT_LEARNING_RATE)
+def intent_lora(profile: Profile, progress: bool = True, reuse: bool = True, seed: int | None = None, **fine_tune_kwargs: Any) -> RunResult:
+    """LoRA on the intent task, sized by ``profile``, at :data:`INTENT_LEARNING_RATE`; saved as ``models/fine_tuned/intent-lora-<profile>``.
+
+    ``seed`` replaces the training seed (``benchmarks/intent_seeds.py``); ``fine_tune_kwargs`` (``run_name``,
+    ``output_root``, ...) go to :func:`~ftcourse.train.fine_tune`.
+    """
+    overrides = {"learning_rate": INTENT_LEARNING_RATE, **({"seed": seed} if seed is not None else {})}
+    return _lora_run("intent", intent_records(profile), INTENT_LORA, profile, progress, reuse, overrides, **fine_tune_kwargs)
 
 
 def instruction_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:
@@ -37,15 +42,15 @@ def instruction_lora(profile: Profile, progress: bool = True, reuse: bool = True
     step costs about 1.7× an intent step on a CPU (measured under ``cpu``); 75 steps × 8 still see all 600 examples once.
     """
     steps = max(1, profile.max_steps // 2) if profile.max_steps > 0 else profile.max_steps
-    return _lora_run("instruction", instruction_records(profile), INSTRUCTION_LORA, profile, progress, reuse, max_steps=steps)
+    return _lora_run("instruction", instruction_records(profile), INSTRUCTION_LORA, profile, progress, reuse, {"max_steps": steps})
 
 
 def _lora_run(task: str, data: dict[str, list[dict]], lora: LoraSettings, profile: Profile, progress: bool, reuse: bool,
-              **overrides: Any) -> RunResult:
+              overrides: dict[str, Any], **fine_tune_kwargs: Any) -> RunResult:
     return fine_tune(
         data["train"], model=profile.model, method="lora", lora=lora,
         settings=settings_from_profile(profile, **overrides), eval_records=data["validation"],
-        run_name=f"{task}-lora-{profile.name}", reuse=reuse, progress=progress,
+        reuse=reuse, progress=progress, **{"run_name": f"{task}-lora-{profile.name}", **fine_tune_kwargs},
     )
 
 
