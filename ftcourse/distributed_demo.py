@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 
 from ftcourse import paths
-from ftcourse.distributed import fsdp2_shard, local_numel
+from ftcourse.distributed import end_process, fsdp2_shard, local_numel
 from ftcourse.models import load_model, load_tokenizer
 
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> None:
             torch.save(flat, Path(args.out) / "ddp_lora.pt")
     if rank == 0:
         (Path(args.out) / f"{args.mode}.json").write_text(json.dumps(record, indent=1))
-    dist.destroy_process_group()
+    end_process()  # barrier, destroy the process group, exit without interpreter shutdown (see its docstring)
 
 
 if __name__ == "__main__":
