@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tiny import tiny_model  # noqa: E402
 
 from ftcourse.configs import LoraSettings, TrainingSettings  # noqa: E402
-from ftcourse.distributed import world_info  # noqa: E402
+from ftcourse.distributed import end_process, world_info  # noqa: E402
 from ftcourse.models import load_tokenizer  # noqa: E402
 from ftcourse.train import fine_tune  # noqa: E402
 
@@ -50,3 +50,4 @@ def main(out: Path, accumulation: int) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]), int(sys.argv[2]))
+    end_process()  # the Trainer's gloo group can abort the rank at interpreter shutdown (see end_process)
