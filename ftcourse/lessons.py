@@ -6,6 +6,7 @@ saved run (``fine_tune(reuse=True)``) when its fingerprint matches, or train it 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ftcourse.bundled import domain_texts, instruction_records, intent_records
@@ -25,14 +26,16 @@ INSTRUCTION_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_m
 DOMAIN_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear")
 
 
-def intent_lora(profile: Profile, progress: bool = True, reuse: bool = True, seed: int | None = None, **fine_tune_kwargs: Any) -> RunResult:
+def intent_lora(profile: Profile, progress: bool = True, reuse: bool = True, seed: int | None = None,
+                target_modules: str | list[str] | None = None, **fine_tune_kwargs: Any) -> RunResult:
     """LoRA on the intent task, sized by ``profile``, at :data:`INTENT_LEARNING_RATE`; saved as ``models/fine_tuned/intent-lora-<profile>``.
 
-    ``seed`` replaces the training seed (``benchmarks/intent_seeds.py``); ``fine_tune_kwargs`` (``run_name``,
-    ``output_root``, ...) go to :func:`~ftcourse.train.fine_tune`.
+    ``seed`` replaces the training seed and ``target_modules`` :data:`INTENT_LORA`'s (``benchmarks/intent_seeds.py``);
+    ``fine_tune_kwargs`` (``run_name``, ``output_root``, ...) go to :func:`~ftcourse.train.fine_tune`.
     """
     overrides = {"learning_rate": INTENT_LEARNING_RATE, **({"seed": seed} if seed is not None else {})}
-    return _lora_run("intent", intent_records(profile), INTENT_LORA, profile, progress, reuse, overrides, **fine_tune_kwargs)
+    lora = INTENT_LORA if target_modules is None else replace(INTENT_LORA, target_modules=target_modules)
+    return _lora_run("intent", intent_records(profile), lora, profile, progress, reuse, overrides, **fine_tune_kwargs)
 
 
 def instruction_lora(profile: Profile, progress: bool = True, reuse: bool = True) -> RunResult:

@@ -45,9 +45,12 @@ def test_train_speed_compares_both_setups(results_dir, capsys):
 
 
 def test_intent_seeds_reports_each_seed_and_the_interval_of_the_mean(results_dir):
-    assert intent_seeds.main(["--profile", "smoke", "--max-steps", "1", "--seeds", "3,4", "--output", "check"]) == 0
+    assert intent_seeds.main(["--profile", "smoke", "--max-steps", "1", "--seeds", "3,4", "--target-modules", "q_proj,k_proj",
+                              "--output", "check"]) == 0
     results = json.loads((results_dir / "check.json").read_text())
     assert [r["seed"] for r in results["runs"]] == [3, 4] and results["n_test"] == 20
+    assert results["target_modules"] == ["q_proj", "k_proj"] and all(r["validation_loss"] > 0 for r in results["runs"])
+    assert all(r["lora_modules"] == ["k_proj", "q_proj"] for r in results["runs"])  # what was trained, read from the model
     assert all(0 <= r["test_accuracy"] <= 1 and 0 <= r["validation_accuracy"] <= 1 for r in results["runs"])
     test = results["test_accuracy"]
     assert test["n"] == 2 and test["low"] <= test["mean"] <= test["high"]
