@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         print(f"▶ seed {seed} ...", flush=True)
         run = intent_lora(profile, progress=False, reuse=False, seed=seed, target_modules=targets, run_name=f"intent-seed{seed}",
                           output_root=f"{scratch}/runs", checkpoint_root=f"{scratch}/checkpoints")
-        trained = sorted({name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in run.model.named_parameters() if ".lora_A" in name})
+        trained = sorted({name.rsplit(".", 1)[-1] for name, module in run.model.named_modules() if hasattr(module, "lora_A")})  # LoRA layers
         runs.append({"seed": seed, "lora_modules": trained, "train_seconds": run.metrics["train_seconds"], "validation_loss": run.metrics["eval_loss"],
                      "validation_accuracy": classification_accuracy(run.model, tokenizer, data["validation"], progress=False),
                      "test_accuracy": classification_accuracy(run.model, tokenizer, data["test"], progress=False)})

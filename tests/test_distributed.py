@@ -84,7 +84,7 @@ def test_fsdp2_gives_each_rank_half_of_the_lora_parameters(tmp_path, tokenizer):
 
 def test_a_rank_that_dies_natively_is_named_with_its_last_words(tmp_path):
     script = tmp_path / "dies.py"
-    script.write_text("import os, sys\nif os.environ['RANK'] == '1':\n    print('rank 1 about to abort', flush=True)\n"
+    script.write_text("import os\nif os.environ['RANK'] == '1':\n    print('rank 1 about to abort', flush=True)\n"
                       "    os.abort()\nimport time\ntime.sleep(30)\n")
     with pytest.raises(CourseError) as error:
         launch([str(script)], nproc=2, printer=_silent)
