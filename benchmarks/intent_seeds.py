@@ -6,8 +6,8 @@ profile with each seed and reports validation and test accuracy per seed, the me
 ftcourse.metrics.mean_interval), and the validation loss (a finer signal than 100 examples' accuracy for choosing
 settings). Seed 42 is the lesson's own run.
 
-    python benchmarks/intent_seeds.py                                # cpu profile, seeds 42, 1, 2 (~10 min on 2 CPU cores)
-    python benchmarks/intent_seeds.py --target-modules all-linear --output intent_seeds_all_linear   # a candidate (~15 min)
+    python benchmarks/intent_seeds.py                                # cpu profile, seeds 42, 1, 2 (~15 min on 2 CPU cores)
+    python benchmarks/intent_seeds.py --target-modules q_proj,v_proj  # LoRA on q/v only, the setting it was chosen against
     python benchmarks/intent_seeds.py --profile smoke --max-steps 2   # a quick check
 """
 
@@ -37,15 +37,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seeds", default="42,1,2", help="comma-separated seeds (at least two; 42 is the lesson's)")
     parser.add_argument("--max-steps", type=int, default=None, help="override the profile's steps (a quick check)")
     parser.add_argument("--target-modules", default=None,
-                        help="LoRA target modules instead of the lesson's q_proj,v_proj: comma-separated names or all-linear")
-    parser.add_argument("--output", default="intent_seeds", help="results name")
+                        help="LoRA target modules instead of the lesson's all-linear: comma-separated names or all-linear")
+    parser.add_argument("--output", default=None, help="results name (default: intent_seeds_ and the targets, e.g. intent_seeds_q_v)")
     return parser.parse_args(argv)
+
+
+def results_name(targets: str | list[str]) -> str:
+    """The default results name for LoRA on ``targets``: ``intent_seeds_all_linear``, ``intent_seeds_q_v``, ..."""
+    return "intent_seeds_" + ("all_linear" if targets == "all-linear" else "_".join(t.removesuffix("_proj") for t in targets))
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    targets = args.target_modules if args.target_modules in (None, "all-linear") else args.target_modules.split(",")
+    targets = INTENT_LORA.target_modules if args.target_modules is None else args.target_modules
+    targets = targets if targets == "all-linear" else list(targets.split(",") if isinstance(targets, str) else targets)
+    output = args.output or results_name(targets)
     profile = get_profile(args.profile, **({"max_steps": args.max_steps} if args.max_steps else {}))
     data, tokenizer, scratch = intent_records(profile), load_tokenizer(profile.model), common.scratch_dir()
     runs = []
@@ -64,7 +71,7 @@ def main(argv=None) -> int:
     results = {
         "benchmark": "intent_seeds", "command": common.command_line(), "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": common.machine(), "profile": profile.name, "steps": profile.max_steps, "learning_rate": INTENT_LEARNING_RATE,
-        "target_modules": INTENT_LORA.target_modules if targets is None else targets, "n_validation": len(data["validation"]), "n_test": len(data["test"]), "runs": runs,
+        "target_modules": targets, "n_validation": len(data["validation"]), "n_test": len(data["test"]), "runs": runs,
         "test_accuracy": test, "validation_accuracy": validation, "validation_loss": validation_loss,
     }
     rows = [[r["seed"], r["validation_accuracy"], r["validation_loss"], r["test_accuracy"], r["train_seconds"]] for r in runs]
@@ -74,7 +81,7 @@ def main(argv=None) -> int:
               f"**{test['mean']:.3f}** on average (95% interval {test['low']:.3f}–{test['high']:.3f}, sd {test['std']:.3f}); "
               f"validation {validation['mean']:.3f} (sd {validation['std']:.3f}), validation loss {validation_loss['mean']:.4f}; "
               f"LoRA on {results['target_modules']}.")
-    common.save_results(args.output, results, table)
+    common.save_results(output, results, table)
     return 0
 
 

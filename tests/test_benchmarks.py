@@ -44,6 +44,11 @@ def test_train_speed_compares_both_setups(results_dir, capsys):
     assert "Speed-up (non-pad input tokens per second, course / TRL)" in capsys.readouterr().out
 
 
+def test_intent_seeds_names_its_results_by_the_lora_targets():
+    assert intent_seeds.results_name("all-linear") == "intent_seeds_all_linear"
+    assert intent_seeds.results_name(["q_proj", "v_proj"]) == "intent_seeds_q_v"
+
+
 def test_intent_seeds_reports_each_seed_and_the_interval_of_the_mean(results_dir):
     assert intent_seeds.main(["--profile", "smoke", "--max-steps", "1", "--seeds", "3,4", "--target-modules", "q_proj,k_proj",
                               "--output", "check"]) == 0
