@@ -10,10 +10,8 @@ JOBS ?= 2
 PARALLEL := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 # Every notebook CI runs: all of notebooks/ (lessons and experiments/) and solutions/.
 NOTEBOOK_DIRS := $(wildcard notebooks solutions)
-# nbval re-executes papermill's executed copies and compares the cells marked # NBVAL_CHECK_OUTPUT (conftest.py skips stderr).
-NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
-.PHONY: setup browser course test test-unit test-notebooks lint lab clean-runs
+.PHONY: setup browser course test test-unit test-notebooks record-outputs lint lab clean-runs
 
 setup: $(STAMP)
 
@@ -35,7 +33,7 @@ browser:
 course: setup
 	HF_HUB_OFFLINE=1 $(BIN)/ftcourse run --all --profile $(PROFILE)
 
-# The README's test command (and .ci/run's): unit tests, then every notebook under smoke, then nbval.
+# The README's test command (and .ci/run's): unit tests, then every notebook under smoke and their checked outputs.
 test: test-unit test-notebooks
 
 # Lint, notebook hygiene (exercises in sync with solutions/, badges, setup cells; tests/test_notebooks.py), then the unit tests.
@@ -48,11 +46,17 @@ lint: setup
 	$(BIN)/ruff check ftcourse scripts tests benchmarks
 
 # papermill runs every notebook with the smoke parameters into a fresh runs/smoke/ (summary.json: time and peak
-# memory per notebook); nbval then re-executes those copies and compares the checked cells with papermill's outputs.
+# memory per notebook); then the outputs of the cells marked # NBVAL_CHECK_OUTPUT are compared with the recorded ones in
+# tests/checked_outputs.json (ftcourse.checked_outputs; on another kind of machine nbval re-executes the copies instead).
 test-notebooks: setup
 	rm -rf runs/smoke
 	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/ftcourse run $(NOTEBOOK_DIRS) --profile smoke --output-dir runs/smoke --jobs $(JOBS)
-	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python -m pytest -n $(JOBS) --dist loadscope $(NBVAL) runs/smoke/*.ipynb
+	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python -m ftcourse.checked_outputs check runs/smoke --jobs $(JOBS)
+
+# After an intended change to a checked cell's output: record the checked outputs of `make test-notebooks`' runs, then
+# commit tests/checked_outputs.json.
+record-outputs: setup
+	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python -m ftcourse.checked_outputs record runs/smoke
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

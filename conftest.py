@@ -1,4 +1,5 @@
-"""nbval settings for validating executed notebooks (``make test-notebooks``; see README, "Continuous integration").
+"""nbval settings for validating executed notebooks by re-execution (``ftcourse.checked_outputs`` uses it on a machine
+unlike the one the checked outputs were recorded on; see README, "Continuous integration").
 
 ``pytest --nbval-lax runs/smoke/*.ipynb`` re-executes the copies papermill wrote, injected parameters included,
 and compares the cells marked ``# NBVAL_CHECK_OUTPUT`` with papermill's outputs (after ``tests/nbval_sanitize.cfg``).

@@ -1,20 +1,18 @@
-"""Notebook hygiene for every notebook in notebooks/ and solutions/, and the CI's papermill → nbval pipeline."""
+"""Notebook hygiene for every notebook in notebooks/ and solutions/, and the CI's check of the checked cells' outputs."""
 
 from __future__ import annotations
 
+import json
 import shutil
-import subprocess
-import sys
 
 import nbformat
 import pytest
 
-from ftcourse import paths
+from ftcourse import checked_outputs, paths
 from ftcourse.notebooks import find_notebooks, lint_notebook, run_notebook, stamp_notebook
 
 ROOT = paths.project_root()
 NOTEBOOKS = find_notebooks([d for d in (ROOT / "notebooks", ROOT / "solutions") if d.is_dir()])
-SANITIZE = ROOT / "tests" / "nbval_sanitize.cfg"
 
 
 def test_the_course_has_notebooks():
@@ -76,14 +74,9 @@ print(random.random(), file=sys.stderr)
 '''
 
 
-def nbval(*notebooks) -> subprocess.CompletedProcess:
-    """The CI's validation command (see the Makefile's test-notebooks)."""
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "--nbval-sanitize-with", str(SANITIZE),
-         "-p", "no:cacheprovider", *map(str, notebooks)], cwd=ROOT, capture_output=True, text=True)
-
-
-def test_nbval_replays_the_executed_copy_and_fails_when_a_checked_output_changes(tmp_path):
+def test_checked_outputs_are_compared_with_the_recorded_ones_or_by_re_execution(tmp_path, monkeypatch, capsys):
+    """The CI's comparison (``make test-notebooks``): on the recording's kind of machine with tests/checked_outputs.json,
+    elsewhere by nbval's re-execution. Both pass a faithful copy and fail one whose checked output changed."""
     source = tmp_path / "src" / "check.ipynb"
     source.parent.mkdir()
     nb = nbformat.v4.new_notebook()
@@ -91,21 +84,63 @@ def test_nbval_replays_the_executed_copy_and_fails_when_a_checked_output_changes
     nb.cells = [nbformat.v4.new_code_cell('profile = "auto"\nseed = 1', metadata={"tags": ["parameters"]}),
                 nbformat.v4.new_code_cell(CHECKED), nbformat.v4.new_code_cell("import time\nprint(time.time())")]
     nbformat.write(nb, source)
+    monkeypatch.setattr(checked_outputs, "reference_path", lambda: tmp_path / "checked_outputs.json")
     out = paths.runs_dir() / f"test-nbval-{tmp_path.name}"  # under the project, where its conftest.py applies
     try:
         run = run_notebook(source, out, "smoke", {"seed": 3}, progress=False)
         assert run.status == "ok", run.error
         executed = out / "check.ipynb"
-        # same injected seed, same working folder, timings/addresses sanitized, stderr and unchecked cells ignored
-        passed = nbval(executed)
-        assert passed.returncode == 0, passed.stdout[-3000:]
+        checked_outputs.record(out)
+        recorded = json.loads((tmp_path / "checked_outputs.json").read_text())
+        assert recorded["machine_kind"] == checked_outputs.machine_kind()
+        assert "draw: 0." in recorded["notebooks"]["check.ipynb"][0]["output"] and "TIME at 0xADDRESS" in recorded["notebooks"]["check.ipynb"][0]["output"]
+        assert checked_outputs.check(out) == 0  # same machine: compared with the recording
+
+        elsewhere = {**recorded, "machine_kind": {**recorded["machine_kind"], "cpu_capability": "another"}}
+        (tmp_path / "checked_outputs.json").write_text(json.dumps(elsewhere))
+        # another machine: nbval re-executes (same injected seed, same working folder, timings/addresses sanitized,
+        # stderr and unchecked cells ignored)
+        assert checked_outputs.check(out) == 0
+        assert "comparing by re-execution (nbval) instead" in capsys.readouterr().out
 
         tampered = nbformat.read(executed, as_version=4)
         checked = next(c for c in tampered.cells if c.source.startswith("# NBVAL_CHECK_OUTPUT"))
         stdout = next(o for o in checked.outputs if o.get("name") == "stdout")
         stdout.text = stdout.text.replace("draw: 0.", "draw: 1.")
         nbformat.write(tampered, executed)
-        failed = nbval(executed)
-        assert failed.returncode == 1 and "Cell outputs differ" in failed.stdout
+        assert checked_outputs.check(out) == 1  # nbval: the re-executed cell differs from this copy
+        (tmp_path / "checked_outputs.json").write_text(json.dumps(recorded))
+        capsys.readouterr()
+        assert checked_outputs.check(out) == 1  # the recording: this copy differs from it
+        assert "checked cell 1 of 1" in capsys.readouterr().err
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+def test_the_recorded_checked_outputs_belong_to_the_notebooks_checked_cells():
+    """tests/checked_outputs.json is recorded for the current checked cells of every notebook (else: make record-outputs)."""
+    recorded = json.loads(checked_outputs.reference_path().read_text(encoding="utf-8"))["notebooks"]
+    current = {nb.relative_to(ROOT).as_posix(): [checked_outputs.source_hash(c.source) for c in checked_outputs.checked_sources(nb)]
+               for nb in NOTEBOOKS}
+    assert {name: [c["source_sha256"] for c in cells] for name, cells in recorded.items()} == {n: h for n, h in current.items() if h}
+
+
+def test_checked_output_differences_name_the_notebook_and_the_cell():
+    cell = {"source_sha256": "a", "output": "[stdout]\n1\n"}
+    assert checked_outputs.differences({"x.ipynb": [cell]}, {"x.ipynb": [cell]}) == []
+    changed = checked_outputs.differences({"x.ipynb": [cell]}, {"x.ipynb": [{**cell, "output": "[stdout]\n2\n"}]})
+    assert len(changed) == 1 and changed[0].startswith("x.ipynb, checked cell 1 of 1") and "--- this run\n[stdout]\n2" in changed[0]
+    assert "its checked cells changed" in checked_outputs.differences({"x.ipynb": [cell]}, {"x.ipynb": [{**cell, "source_sha256": "b"}]})[0]
+    assert checked_outputs.differences({}, {"new.ipynb": [cell]}) == ["new.ipynb: has checked cells but no recorded outputs"]
+    assert checked_outputs.differences({"old.ipynb": [cell]}, {}) == ["old.ipynb: recorded, but not in this run"]
+
+
+def test_a_checked_cells_output_leaves_out_stderr_images_and_widgets_and_joins_stdout_chunks():
+    cell = nbformat.v4.new_code_cell("# NBVAL_CHECK_OUTPUT\nprint(1)", outputs=[
+        nbformat.v4.new_output("stream", name="stdout", text="a 1.5 s\n"), nbformat.v4.new_output("stream", name="stderr", text="warn\n"),
+        nbformat.v4.new_output("stream", name="stdout", text="b\n"),
+        nbformat.v4.new_output("display_data", data={"image/png": "x", "text/plain": "<Figure>"}),
+        nbformat.v4.new_output("display_data", data={"application/vnd.jupyter.widget-view+json": {}, "text/plain": "w"}),
+        nbformat.v4.new_output("execute_result", data={"text/plain": "42"}, execution_count=1)])
+    assert checked_outputs.is_checked(cell.source) and not checked_outputs.is_checked("print('# NBVAL_CHECK_OUTPUT')")
+    assert checked_outputs.cell_output(cell, checked_outputs.sanitizers()) == "[stdout]\na TIME\nb\n[text/plain]\n42\n"
