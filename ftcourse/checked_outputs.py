@@ -153,8 +153,8 @@ def check(run_dir: str | Path, jobs: int = 1) -> int:
         print(f"The checked outputs were recorded on {reference['machine_kind']}; this machine is {here}: comparing by "
               "re-execution (nbval) instead.", flush=True)
         notebooks = sorted(str(p) for p in Path(run_dir).glob("*.ipynb"))
-        return subprocess.run([sys.executable, "-m", "pytest", "-n", str(jobs), "--dist", "loadscope", *NBVAL_ARGS, *notebooks],
-                              cwd=paths.project_root()).returncode
+        parallel = ["-n", str(jobs), "--dist", "loadscope"] if jobs > 1 else []
+        return subprocess.run([sys.executable, "-m", "pytest", *parallel, *NBVAL_ARGS, *notebooks], cwd=paths.project_root()).returncode
     problems = differences(reference["notebooks"], collect(run_dir))
     for problem in problems:
         print(problem, file=sys.stderr)
