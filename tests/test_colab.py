@@ -72,7 +72,7 @@ def run_or_skip(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run(command, capture_output=True, text=True, **kwargs)
     if done.returncode != 0 and any(sign in done.stdout + done.stderr for sign in NETWORK_ERRORS):
         pytest.skip(f"the package registry is unreachable: {done.stderr.strip().splitlines()[-1]}")
-    assert done.returncode == 0, f"{' '.join(command[:6])} … failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, f"{' '.join(map(str, command[:6]))} … failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     return done
 
 
