@@ -91,33 +91,30 @@ def cell_output(cell: nbformat.NotebookNode, rules: list[tuple[re.Pattern, str]]
     return text
 
 
-def checked_sources(notebook: str | Path) -> list[nbformat.NotebookNode]:
+def checked_sources(nb: nbformat.NotebookNode) -> list[nbformat.NotebookNode]:
     """The notebook's checked code cells, in order."""
-    return [c for c in nbformat.read(notebook, as_version=4).cells if c.cell_type == "code" and is_checked(c.source)]
+    return [c for c in nb.cells if c.cell_type == "code" and is_checked(c.source)]
 
 
 def source_hash(source: str) -> str:
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
-def checked_cells(executed: str | Path, rules: list[tuple[re.Pattern, str]]) -> list[dict[str, str]]:
-    """Each checked cell of an executed notebook: a hash of its source and its sanitized output."""
-    return [{"source_sha256": source_hash(c.source), "output": cell_output(c, rules)} for c in checked_sources(executed)]
-
-
-def _source_name(executed: Path) -> str:
+def _course_name(nb: nbformat.NotebookNode, executed: Path) -> str:
     """The notebook's path in the course (papermill records it), e.g. ``notebooks/02_model_fine_tuning.ipynb``."""
-    source = nbformat.read(executed, as_version=4).metadata.get("papermill", {}).get("input_path")
-    path = Path(source) if source else executed
-    return path.resolve().relative_to(paths.project_root()).as_posix() if path.resolve().is_relative_to(paths.project_root()) else path.name
+    source = nb.metadata.get("papermill", {}).get("input_path")
+    path = Path(source).resolve() if source else executed.resolve()
+    return path.relative_to(paths.project_root()).as_posix() if path.is_relative_to(paths.project_root()) else path.name
 
 
 def collect(run_dir: str | Path) -> dict[str, list[dict[str, str]]]:
-    """The checked cells of every executed notebook directly in ``run_dir``, by course path."""
+    """Each checked cell (a hash of its source, its sanitized output) of every executed notebook directly in ``run_dir``,
+    by course path."""
     rules, found = sanitizers(), {}
     for executed in sorted(Path(run_dir).glob("*.ipynb")):
-        if cells := checked_cells(executed, rules):
-            found[_source_name(executed)] = cells
+        nb = nbformat.read(executed, as_version=4)
+        if cells := [{"source_sha256": source_hash(c.source), "output": cell_output(c, rules)} for c in checked_sources(nb)]:
+            found[_course_name(nb, executed)] = cells
     if not found:
         raise SystemExit(f"no executed notebook with checked cells in {run_dir}: run the notebooks first (make test-notebooks).")
     return found

@@ -120,7 +120,7 @@ def test_checked_outputs_are_compared_with_the_recorded_ones_or_by_re_execution(
 def test_the_recorded_checked_outputs_belong_to_the_notebooks_checked_cells():
     """tests/checked_outputs.json is recorded for the current checked cells of every notebook (else: make record-outputs)."""
     recorded = json.loads(checked_outputs.reference_path().read_text(encoding="utf-8"))["notebooks"]
-    current = {nb.relative_to(ROOT).as_posix(): [checked_outputs.source_hash(c.source) for c in checked_outputs.checked_sources(nb)]
+    current = {nb.relative_to(ROOT).as_posix(): [checked_outputs.source_hash(c.source) for c in checked_outputs.checked_sources(nbformat.read(nb, as_version=4))]
                for nb in NOTEBOOKS}
     assert {name: [c["source_sha256"] for c in cells] for name, cells in recorded.items()} == {n: h for n, h in current.items() if h}
 
