@@ -50,8 +50,9 @@ def results_name(targets: str | list[str]) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
-    targets = INTENT_LORA.target_modules if args.target_modules is None else args.target_modules
-    targets = targets if targets == "all-linear" else list(targets.split(",") if isinstance(targets, str) else targets)
+    targets = args.target_modules or INTENT_LORA.target_modules
+    if isinstance(targets, str) and targets != "all-linear":
+        targets = targets.split(",")
     output = args.output or results_name(targets)
     profile = get_profile(args.profile, **({"max_steps": args.max_steps} if args.max_steps else {}))
     data, tokenizer, scratch = intent_records(profile), load_tokenizer(profile.model), common.scratch_dir()
