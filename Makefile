@@ -41,22 +41,24 @@ test-unit: setup lint
 	HF_HUB_OFFLINE=1 $(BIN)/ftcourse build --check
 	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile tests
 
-# ruff: pyflakes, import order and pyupgrade over the package, scripts, tests and benchmarks (settings in pyproject.toml).
+# ruff: pyflakes, import order and pyupgrade over the package, scripts, tests and benchmarks (settings in pyproject.toml);
+# import-linter: the layers contract of pyproject.toml (tools -> course -> library, imports only downward).
 lint: setup
-	$(BIN)/ruff check ftcourse scripts tests benchmarks
+	$(BIN)/ruff check ftcourse scripts tests benchmarks data/tools
+	$(BIN)/lint-imports --no-cache
 
 # papermill runs every notebook with the smoke parameters into a fresh runs/smoke/ (summary.json: time and peak
 # memory per notebook); then the outputs of the cells marked # NBVAL_CHECK_OUTPUT are compared with the recorded ones in
-# tests/checked_outputs.json (ftcourse.checked_outputs; on another kind of machine nbval re-executes the copies instead).
+# tests/checked_outputs.json (tests/checked_outputs.py; on another kind of machine nbval re-executes the copies instead).
 test-notebooks: setup
 	rm -rf runs/smoke
 	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/ftcourse run $(NOTEBOOK_DIRS) --profile smoke --output-dir runs/smoke --jobs $(JOBS)
-	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python -m ftcourse.checked_outputs check runs/smoke --jobs $(JOBS)
+	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python tests/checked_outputs.py check runs/smoke --jobs $(JOBS)
 
 # After an intended change to a checked cell's output: record the checked outputs of `make test-notebooks`' runs, then
 # commit tests/checked_outputs.json.
 record-outputs: setup
-	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python -m ftcourse.checked_outputs record runs/smoke
+	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python tests/checked_outputs.py record runs/smoke
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

@@ -1,4 +1,4 @@
-"""nbval settings for validating executed notebooks by re-execution (``ftcourse.checked_outputs`` uses it on a machine
+"""nbval settings for validating executed notebooks by re-execution (``tests/checked_outputs.py`` uses it on a machine
 unlike the one the checked outputs were recorded on; see README, "Continuous integration").
 
 ``pytest --nbval-lax runs/smoke/*.ipynb`` re-executes the copies papermill wrote, injected parameters included,

@@ -1,4 +1,4 @@
-"""Seed spread of lesson 02's intent LoRA: the same run (ftcourse.lessons' intent settings) with several seeds.
+"""Seed spread of lesson 02's intent LoRA: the same run (ftcourse.course.lessons' intent settings) with several seeds.
 
 One run's test accuracy moves by a few points with the seed (the order of the batches and LoRA's random
 initialisation), which is the noise every comparison in the course has to beat. This repeats lesson 02's run under a
@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-from ftcourse.bundled import intent_records  # noqa: E402
-from ftcourse.comparison import classification_accuracy  # noqa: E402
-from ftcourse.hardware import get_profile  # noqa: E402
-from ftcourse.lessons import INTENT_LEARNING_RATE, INTENT_LORA, intent_lora  # noqa: E402
+from ftcourse.course.bundled import intent_records  # noqa: E402
+from ftcourse.course.comparison import classification_accuracy  # noqa: E402
+from ftcourse.course.lessons import INTENT_LEARNING_RATE, INTENT_LORA, intent_lora  # noqa: E402
 from ftcourse.metrics import mean_interval  # noqa: E402
 from ftcourse.models import load_tokenizer  # noqa: E402
+from ftcourse.profiles import get_profile  # noqa: E402
 from ftcourse.reports import markdown_table  # noqa: E402
 
 

@@ -22,11 +22,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 from transformers import TrainerCallback  # noqa: E402
 
-from ftcourse.bundled import intent_records  # noqa: E402
-from ftcourse.data import INTENT_LABELS  # noqa: E402
+from ftcourse.course.bundled import (
+    INTENT_LABELS,  # noqa: E402
+    intent_records,  # noqa: E402
+)
 from ftcourse.generation import classify
-from ftcourse.hardware import get_profile  # noqa: E402
 from ftcourse.metrics import accuracy  # noqa: E402
+from ftcourse.profiles import get_profile  # noqa: E402
 from ftcourse.reports import markdown_table  # noqa: E402
 
 

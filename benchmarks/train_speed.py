@@ -1,6 +1,6 @@
 """Training speed: the course's defaults (ftcourse.train.fine_tune) against TRL SFTTrainer's defaults.
 
-Same model, same instruction data (ftcourse.bundled.instruction_records, pre-tokenized once and given to
+Same model, same instruction data (ftcourse.course.bundled.instruction_records, pre-tokenized once and given to
 both as the same token sequences), same LoRA config, same learning rate, same optimizer steps and
 examples (one pass over steps x batch examples). A third setup, "course-matched", is fine_tune with TRL's
 batch order (random, no length grouping) and schedule (no warm-up), so that its validation loss compares
@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import common  # noqa: E402
 
-from ftcourse.bundled import instruction_records  # noqa: E402
 from ftcourse.configs import settings_dict  # noqa: E402
-from ftcourse.hardware import get_profile  # noqa: E402
+from ftcourse.course.bundled import instruction_records  # noqa: E402
+from ftcourse.profiles import get_profile  # noqa: E402
 from ftcourse.reports import markdown_table  # noqa: E402
 
 #: The course's defaults; the course with TRL's batch order and schedule; TRL's defaults.

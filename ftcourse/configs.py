@@ -13,6 +13,11 @@ from typing import Any, TypeVar
 
 from ftcourse.errors import CourseError
 
+__all__ = [
+    "check_fields", "LIMITS", "load_settings", "LoraSettings", "QuantizationSettings", "Settings", "settings_dict",
+    "TrainingSettings", "validate_settings",
+]
+
 
 @dataclass(frozen=True)
 class LoraSettings:

@@ -22,26 +22,22 @@ import os
 import random
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ftcourse import paths
 from ftcourse.errors import CourseError
+from ftcourse.metrics import normalize_text
 
-INTENT_LABELS = (
-    "order_status",
-    "cancel_order",
-    "return_refund",
-    "damaged_item",
-    "billing_issue",
-    "payment_update",
-    "account_access",
-    "change_address",
-    "product_info",
-    "talk_to_human",
-)
+__all__ = [
+    "check_label_coverage", "classification_instruction", "conflicting_duplicates", "CourseDataset", "DataError",
+    "detect_format", "display_path", "drop_duplicates", "drop_lines", "find_duplicates", "find_leakage", "FORMATS",
+    "infer_labels", "Problem", "processed_records", "read_dataset", "read_jsonl", "read_utf8", "record_key",
+    "record_target", "resolve_labels", "split_dataset", "SPLITS", "stratify_key", "TASK_TYPES", "to_messages",
+    "validate_record",
+]
 
 FORMATS = ("classification", "alpaca", "chat", "sharegpt", "text")
 #: The original course's ``--task_type`` values and the formats each accepts.
@@ -331,11 +327,6 @@ def _load_hub(dataset_id: str, split: str) -> list[dict]:
 # ---------------------------------------------------------------- checks
 
 
-def normalize_text(text: str) -> str:
-    """Lower-case and collapse white space: the key for duplicate and leakage checks."""
-    return re.sub(r"\s+", " ", text).strip().lower()
-
-
 def _turns(record: dict[str, Any], fmt: str) -> list[str]:
     turns = record["messages"] if fmt == "chat" else record["conversations"]
     return [t["content" if fmt == "chat" else "value"] for t in turns]
@@ -405,37 +396,40 @@ def check_label_coverage(train: CourseDataset, test: CourseDataset) -> None:
         )
 
 
-def resolve_labels(spec: str | Sequence[str] | None, data: CourseDataset | None = None) -> list[str] | None:
+def resolve_labels(spec: str | Sequence[str] | None, data: CourseDataset | None = None,
+                   named: Mapping[str, Sequence[str]] | None = None) -> list[str] | None:
     """The known label set from a ``--labels`` value.
 
-    ``"intents"`` is the course's 10 intents; ``"a,b,c"`` or a sequence is that list; ``None``/``"auto"``
-    takes the labels found in ``data`` (:func:`infer_labels`), or
-    ``None`` without data (nothing to check against).
+    A key of ``named`` (the course passes ``{"intents": INTENT_LABELS}``) is that set; ``"a,b,c"`` or a sequence is
+    that list; ``None``/``"auto"`` takes the labels found in ``data`` (:func:`infer_labels` over the ``named`` sets),
+    or ``None`` without data (nothing to check against).
     """
+    named = dict(named or {})
     if isinstance(spec, str):
-        if spec == "intents":
-            return list(INTENT_LABELS)
+        if spec in named:
+            return list(named[spec])
         if spec != "auto":
             labels = [s.strip() for s in spec.split(",") if s.strip()]
             if not labels:
-                raise CourseError(f"labels={spec!r} names no label.", "pass labels separated by commas, 'intents' or 'auto'.")
+                choices = ", ".join([*map(repr, named), "'auto'"])
+                raise CourseError(f"labels={spec!r} names no label.", f"pass labels separated by commas, or one of {choices}.")
             return labels
         spec = None
     if spec is not None:
         return list(spec)
     if data is None:
         return None
-    return infer_labels(data.labels())
+    return infer_labels(data.labels(), named.values())
 
 
-def infer_labels(found: Iterable[str]) -> list[str]:
-    """A label set from the labels seen: the course's intents (in its order) when they are among them, else sorted.
+def infer_labels(found: Iterable[str], known: Iterable[Sequence[str]] = ()) -> list[str]:
+    """A label set from the labels seen: the first ``known`` set that holds them all (in its order), else sorted.
 
-    The one rule for training data and test references alike, so that a test set that lacks an intent is still
+    The one rule for training data and test references alike, so that a test set that lacks a label is still
     scored (and prompted) with the label set its model was trained with.
     """
     found = set(found)
-    return list(INTENT_LABELS) if found <= set(INTENT_LABELS) else sorted(found)
+    return next((list(labels) for labels in known if found <= set(labels)), sorted(found))
 
 
 # ---------------------------------------------------------------- splitting

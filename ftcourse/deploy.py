@@ -17,6 +17,12 @@ from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json
 from ftcourse.generation import Prompt, adapter_disabled, encode_prompt, generate
 
+__all__ = [
+    "check_onnx", "export_merged", "export_onnx", "EXPORT_RECORD", "exported_base", "inference_function",
+    "load_adapters", "logits_on", "max_logit_diff", "merge_adapter", "merge_and_check", "ONNX_FILE", "onnx_logits",
+    "onnx_session", "using_adapter",
+]
+
 #: Marker file of a folder written by :func:`export_merged` (names the base model, for comparisons).
 EXPORT_RECORD = "ftcourse_export.json"
 #: The graph file in a folder written by :func:`export_onnx`.
@@ -43,14 +49,14 @@ def load_adapters(adapters: Mapping[str, str | Path], base=None):
     """
     from peft import PeftModel
 
-    from ftcourse.models import _adapter_base, is_adapter_dir, load_model
+    from ftcourse.models import adapter_base_model, is_adapter_dir, load_model
 
     if not adapters:
         raise CourseError("No adapters given.", "pass {'name': 'models/fine_tuned/<run>', ...}.")
     for folder in adapters.values():
         if not is_adapter_dir(folder):
             raise CourseError(f"{folder} is not an adapter folder (no adapter_config.json).", "pass run folders written by fine_tune().")
-    bases = {name: _adapter_base(folder) for name, folder in adapters.items()}
+    bases = {name: adapter_base_model(folder) for name, folder in adapters.items()}
     if len(set(bases.values())) > 1:
         raise CourseError(f"These adapters were trained on different base models: {bases}.", "load only adapters of one base model together.")
     (first, folder), *rest = adapters.items()

@@ -22,6 +22,11 @@ from typing import NoReturn
 
 from ftcourse.errors import CourseError
 
+__all__ = [
+    "activation_bytes", "check_launch", "end_process", "fsdp2_shard", "launch", "local_device_map", "local_numel",
+    "per_gpu_memory", "requested_sharding", "WEIGHT_BYTES", "world_info", "WorldInfo",
+]
+
 
 @dataclass(frozen=True)
 class WorldInfo:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+__all__ = ["CourseError"]
+
 
 class CourseError(Exception):
     """An error a learner can act on: ``what`` went wrong, ``fix`` says what to do.

@@ -33,6 +33,11 @@ from ftcourse.metrics import (
 )
 from ftcourse.reports import markdown_table
 
+__all__ = [
+    "check_metrics", "compare", "Comparison", "DETAILS", "evaluate_model", "Evaluation", "get_metric", "group_tasks",
+    "KINDS", "Metric", "METRICS", "metrics_for", "record_kind", "TaskResult",
+]
+
 KINDS = ("classification", "extraction", "generation", "text")
 
 

@@ -17,6 +17,11 @@ from filelock import FileLock
 
 from ftcourse.errors import CourseError
 
+__all__ = [
+    "atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "ensure_writable_dir",
+    "file_lock", "jsonl_text", "MIN_FREE_BYTES", "sha256_file", "slug", "write_output", "write_outputs",
+]
+
 #: Free space an output folder must have before work that writes into it starts.
 MIN_FREE_BYTES = 16 * 2**20
 

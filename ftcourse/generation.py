@@ -19,6 +19,11 @@ from ftcourse.hardware import detect_environment
 from ftcourse.metrics import match_label, pooled_perplexity
 from ftcourse.tokenization import collate, prompt_ids, tokenize_text
 
+__all__ = [
+    "adapter_disabled", "classify", "cpu_autocast", "encode_prompt", "generate", "label_log_likelihoods", "LabelTrie",
+    "Messages", "model_device", "perplexity", "Prompt", "prompt_preview", "text_nll", "uses_prefix_cache",
+]
+
 Messages = Sequence[dict[str, str]]
 #: A prompt is a chat (messages without the answer, formatted with the model's template) or plain text.
 Prompt = Messages | str

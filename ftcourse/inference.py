@@ -23,6 +23,8 @@ from ftcourse.errors import CourseError
 from ftcourse.generation import Prompt, encode_prompt, generate
 from ftcourse.memory import track_peak
 
+__all__ = ["first_layers", "InferenceStats", "measure_inference", "sweep_batch_sizes", "time_call"]
+
 
 @dataclass
 class InferenceStats:

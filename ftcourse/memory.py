@@ -14,17 +14,20 @@ import logging
 import resource
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import psutil
 import torch
 
 from ftcourse.errors import CourseError
-from ftcourse.generation import perplexity
-from ftcourse.models import load_model, resolve_model
+
+__all__ = [
+    "ACTIVATION_BYTES_PER_HIDDEN", "available_memory", "cpu_4bit_unpacker", "estimate_training_memory",
+    "footprint_breakdown", "footprint_bytes", "make_resident", "MB", "PeakMemory", "quiet_bitsandbytes",
+    "release_memory", "RUNTIME_OVERHEAD_BYTES", "track_peak", "unpack_cpu_4bit",
+]
 
 MB = 2**20
 _STATUS = Path("/proc/self/status")
@@ -35,15 +38,6 @@ _CLEAR_REFS = Path("/proc/self/clear_refs")
 RUNTIME_OVERHEAD_BYTES = 896 * 2**20
 #: Activation bytes kept per token and layer, in units of hidden_size.
 ACTIVATION_BYTES_PER_HIDDEN = 64
-
-#: Base-model variants of lesson 04: name -> keyword arguments of :func:`ftcourse.models.load_model`.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "fp32": {"dtype": "float32"},
-    "bf16": {"dtype": "bfloat16"},
-    "8bit": {"quantization": "8bit"},
-    "4bit": {"quantization": "4bit"},
-}
-
 
 # ---------------------------------------------------------------- weights
 
@@ -123,12 +117,12 @@ def unpack_cpu_4bit(model: torch.nn.Module) -> int:
         weight = getattr(module, "weight", None)
         state = getattr(weight, "quant_state", None)
         if getattr(state, "packing_format_for_cpu", False):
-            weight.data, weight.quant_state = _cpu_unpacker()(weight.data, state)
+            weight.data, weight.quant_state = cpu_4bit_unpacker()(weight.data, state)
             restored += 1
     return restored
 
 
-def _cpu_unpacker():
+def cpu_4bit_unpacker():
     """bitsandbytes' private inverse of its CPU weight packing (present in 0.50, the tested version), with a clear error when it is gone."""
     import bitsandbytes
     import bitsandbytes.functional as bnbf
@@ -249,50 +243,6 @@ def quiet_bitsandbytes() -> Iterator[None]:
         yield
     finally:
         log.setLevel(level)
-
-
-@dataclass
-class VariantLoad:
-    """One base-model variant loaded (or not) by :func:`load_variant`, with what was measured."""
-
-    variant: str
-    model: Any = None
-    footprint_mb: float | None = None
-    breakdown: dict[str, float] | None = None  # MB per kind of module, at load (see :func:`footprint_breakdown`)
-    load_seconds: float | None = None
-    perplexity: float | None = None
-    error: str | None = None
-
-    def row(self) -> dict[str, Any]:
-        """A table row: the numbers, or the error that stopped the variant."""
-        return {"variant": self.variant, "footprint_mb": self.footprint_mb, "load_seconds": self.load_seconds,
-                "perplexity": self.perplexity, "status": "ok" if self.error is None else f"failed: {self.error}"}
-
-
-def load_variant(name: str, variant: str, texts: Sequence[str] = (), tokenizer=None, max_length: int = 128,
-                 progress: bool = True) -> VariantLoad:
-    """Load ``name`` as one of :data:`VARIANTS`, measure its footprint and load time, and (with ``texts``) its perplexity.
-
-    A variant that cannot load or run here (e.g. no bitsandbytes backend for this device) does not raise:
-    the returned :class:`VariantLoad` carries the error message instead of a model.
-    """
-    if variant not in VARIANTS:
-        raise CourseError(f"Unknown base-model variant {variant!r}.", f"use one of: {', '.join(VARIANTS)}.")
-    resolve_model(name)  # a wrong name is the caller's mistake: raise it, do not report it as the variant failing
-    result = VariantLoad(variant)
-    start = time.perf_counter()
-    try:
-        with quiet_bitsandbytes():
-            result.model = load_model(name, **VARIANTS[variant])
-            result.load_seconds = round(time.perf_counter() - start, 1)
-            result.footprint_mb = round(footprint_bytes(result.model) / MB, 1)  # before any forward pass, which may repack 4-bit weights
-            result.breakdown = footprint_breakdown(result.model)
-            if texts:
-                result.perplexity = round(perplexity(result.model, tokenizer, texts, max_length=max_length, progress=progress), 2)
-    except Exception as exc:  # e.g. no bitsandbytes backend for this device: report it, keep going
-        message = " ".join(str(exc).split())
-        result.model, result.error = None, f"{type(exc).__name__}: {message[:300]}"
-    return result
 
 
 def estimate_training_memory(model: torch.nn.Module, batch_size: int, seq_length: int, gradient_checkpointing: bool = False) -> int:

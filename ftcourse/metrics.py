@@ -15,8 +15,19 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from ftcourse.data import normalize_text
 from ftcourse.errors import CourseError
+
+__all__ = [
+    "accuracy", "classification_metrics", "confusion_matrix", "exact_match", "generation_checks", "json_field_scores",
+    "json_metrics", "label_distribution", "match_label", "mean_interval", "normalize_text", "parse_json_object",
+    "per_label_scores", "pooled_perplexity", "qa_metrics", "recall_at_k", "rouge", "rouge_scores", "says_unanswerable",
+    "squad_normalize", "T95_QUANTILES", "token_f1",
+]
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case and collapse white space: the key for duplicate and leakage checks, and for exact match."""
+    return re.sub(r"\s+", " ", text).strip().lower()
 
 
 def accuracy(predictions: Sequence[Any], references: Sequence[Any]) -> float:
@@ -121,7 +132,6 @@ def rouge(predictions: Sequence[str], references: Sequence[str]) -> dict[str, fl
     return {key: sum(s[key] for s in scores) / len(scores) if scores else 0.0 for key in ("rouge1", "rougeL")}
 
 
-NOT_IN_MANUAL = "The manual does not say."
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 
@@ -131,9 +141,12 @@ def squad_normalize(text: str) -> str:
     return " ".join(_ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION)).split())
 
 
-def says_not_in_manual(answer: str) -> bool:
-    """Whether an answer says the manual does not hold the answer (contains :data:`NOT_IN_MANUAL`, normalised)."""
-    return squad_normalize(NOT_IN_MANUAL) in squad_normalize(answer)
+def says_unanswerable(answer: str, phrase: str) -> bool:
+    """Whether ``answer`` contains the abstention ``phrase`` (both SQuAD-normalised).
+
+    Lenient on purpose, and unlike SQuAD 2.0 (which wants an empty answer): "Sorry, <phrase> It might be X" counts too.
+    """
+    return squad_normalize(phrase) in squad_normalize(answer)
 
 
 def token_f1(prediction: str, reference: str) -> float:
@@ -146,25 +159,25 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
-def qa_metrics(predictions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    """Exact match and token F1 (SQuAD normalisation) plus how "not in the manual" is handled.
+def qa_metrics(predictions: Sequence[str], references: Sequence[str], unanswerable: str) -> dict[str, float]:
+    """Exact match and token F1 (SQuAD normalisation), with questions whose reference is the abstention phrase ``unanswerable``.
 
-    A question whose reference is :data:`NOT_IN_MANUAL` scores 1 (EM and F1) when the answer says
-    so and 0 otherwise. ``not_in_manual_rate``: share of those questions answered "not in the
-    manual"; ``false_not_in_manual``: share of answerable questions wrongly answered so.
+    Such a question scores 1 (EM and F1) when the answer contains the phrase (:func:`says_unanswerable`) and 0 otherwise.
+    ``abstain_rate``: share of those questions answered with the phrase; ``false_abstain_rate``: share of answerable
+    questions wrongly answered with it.
     """
     _same_length(predictions, references)
-    em, f1, missing, wrong = [], [], [], []
+    em, f1, abstained, wrong = [], [], [], []
     for pred, ref in zip(predictions, references):
-        if says_not_in_manual(ref):
-            hit = float(says_not_in_manual(pred))
-            em.append(hit), f1.append(hit), missing.append(hit)
+        if says_unanswerable(ref, unanswerable):
+            hit = float(says_unanswerable(pred, unanswerable))
+            em.append(hit), f1.append(hit), abstained.append(hit)
         else:
             em.append(float(squad_normalize(pred) == squad_normalize(ref)))
             f1.append(token_f1(pred, ref))
-            wrong.append(float(says_not_in_manual(pred)))
-    return {"exact_match": _mean(em), "f1": _mean(f1), "not_in_manual_rate": _mean(missing),
-            "false_not_in_manual": _mean(wrong), "n": len(em), "n_not_in_manual": len(missing)}
+            wrong.append(float(says_unanswerable(pred, unanswerable)))
+    return {"exact_match": _mean(em), "f1": _mean(f1), "abstain_rate": _mean(abstained),
+            "false_abstain_rate": _mean(wrong), "n": len(em), "n_unanswerable": len(abstained)}
 
 
 def recall_at_k(retrieved: Sequence[Sequence[str]], gold: Sequence[str], k: int) -> float:
@@ -177,7 +190,7 @@ def recall_at_k(retrieved: Sequence[Sequence[str]], gold: Sequence[str], k: int)
 
 
 # two-sided 95% quantiles of Student's t for 1..30 degrees of freedom (beyond: the normal's 1.96)
-_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+T95_QUANTILES = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
 
 
@@ -188,7 +201,7 @@ def mean_interval(values: Sequence[float]) -> dict[str, float]:
         raise CourseError(f"mean_interval needs at least 2 values (seeds), got {n}.", "run the setting with two or more seeds.")
     mean = sum(values) / n
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = (_T95[n - 2] if n - 1 <= len(_T95) else 1.96) * std / math.sqrt(n)
+    half = (T95_QUANTILES[n - 2] if n - 1 <= len(T95_QUANTILES) else 1.96) * std / math.sqrt(n)
     return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": n}
 
 

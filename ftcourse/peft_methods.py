@@ -36,6 +36,11 @@ from transformers.pytorch_utils import Conv1D
 from ftcourse.configs import LoraSettings
 from ftcourse.errors import CourseError
 
+__all__ = [
+    "build_peft_config", "get_method", "linear_layer_names", "Method", "METHODS", "NUM_VIRTUAL_TOKENS",
+    "resolve_target_modules",
+]
+
 #: Number of virtual tokens for the prompt-learning methods.
 NUM_VIRTUAL_TOKENS = 16
 #: Layer types LoRA can adapt: linear layers (GPT-2's ``Conv1D`` is one, transposed), their

@@ -19,6 +19,11 @@ from ftcourse.errors import CourseError
 from ftcourse.memory import available_memory, estimate_training_memory
 from ftcourse.tokenization import IGNORE_INDEX, prompt_ids
 
+__all__ = [
+    "Check", "check_eos_trained", "check_label_mask", "check_memory", "check_pad_token", "check_sequence_length",
+    "check_template_parity", "MAX_TRUNCATED_SHARE", "ParameterChangeCheck", "run_preflight", "training_checks",
+]
+
 MAX_TRUNCATED_SHARE = 0.05
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ftcourse.data import (
     TASK_TYPES,
+    CourseDataset,
     DataError,
     check_label_coverage,
     conflicting_duplicates,
@@ -31,6 +32,8 @@ from ftcourse.data import (
 from ftcourse.errors import CourseError
 from ftcourse.fileio import jsonl_text, write_outputs
 from ftcourse.tokenization import DEFAULT_MAX_SEQ_LENGTH, token_lengths
+
+__all__ = ["format_summary", "prepare_dataset"]
 
 
 def prepare_dataset(
@@ -50,12 +53,13 @@ def prepare_dataset(
     tokenizer=None,
     max_seq_length: int = DEFAULT_MAX_SEQ_LENGTH,
     packing: bool = False,
+    label_sets: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     """Load, validate, de-duplicate, split and format a dataset; write splits and processed files.
 
     Writes ``{splits_dir}/{train,validation,test}.jsonl`` (raw records; default ``splits_dir`` is
     ``splits/`` next to ``output_dir``) and ``{output_dir}/{train,validation,test}.jsonl`` plus
-    ``dataset_info.json``. ``labels``: see :func:`resolve_labels`. ``test_file``: a separate test
+    ``dataset_info.json``. ``labels``: see :func:`resolve_labels` (``label_sets``: the named sets it may take). ``test_file``: a separate test
     set (the input is then split into train/validation only). Nothing is written when any output
     would replace a different existing file, unless ``overwrite``. Returns the info dict (counts,
     label distribution, duplicates, leakage), plus ``token_lengths`` per split when a ``tokenizer``
@@ -63,14 +67,14 @@ def prepare_dataset(
     """
     if task_type not in TASK_TYPES:
         raise CourseError(f"Unknown task type {task_type!r}.", f"use one of: {', '.join(TASK_TYPES)}.")
-    explicit = resolve_labels(labels)  # None for "auto": then the labels are the ones found in the data
+    explicit = resolve_labels(labels, named=label_sets)  # None for "auto": then the labels are the ones found in the data
     data = read_dataset(input_file, fmt=fmt, labels=explicit)
     if data.fmt not in TASK_TYPES[task_type]:
         raise DataError(
             f"{input_file} holds {data.fmt} records, which task type {task_type!r} cannot use.",
             f"for {data.fmt} data use task_type={next(t for t, f in TASK_TYPES.items() if data.fmt in f)!r}, or pass fmt=.",
         )
-    known = resolve_labels(labels, data) if data.fmt == "classification" else None
+    known = resolve_labels(labels, data, named=label_sets) if data.fmt == "classification" else None
     duplicates = find_duplicates(data)
     conflicting = conflicting_duplicates(data, duplicates)
     if drop_dupes:
@@ -81,45 +85,39 @@ def prepare_dataset(
     if data.fmt == "classification":
         for name in ("validation", "test"):
             check_label_coverage(parts["train"], parts[name])
-    leakage = {name: find_leakage(parts["train"], parts[name]) for name in ("validation", "test")}
-    leakage["test_in_validation"] = find_leakage(parts["validation"], parts["test"])  # model selection would see the test
-    if drop_leakage:
-        parts["validation"] = drop_lines(parts["validation"], leakage["validation"])
-        parts["test"] = drop_lines(parts["test"], sorted({*leakage["test"], *leakage["test_in_validation"]}))
+    leakage = _leakage(parts, drop_leakage)
     output_dir = Path(output_dir)
     splits_dir = Path(splits_dir) if splits_dir else output_dir.parent / "splits"
     processed = {name: processed_records(part, known) for name, part in parts.items()}
     key = stratify_key(data)
     info = {
-        "source": display_path(input_file),
-        "test_file": display_path(test_file) if test_file else None,
-        "task_type": task_type,
-        "format": data.fmt,
-        "labels": known,
-        "seed": seed,
-        "validation_size": validation,
-        "test_size": None if test_file else test,
-        "counts": {name: len(part) for name, part in parts.items()},
-        "stratified_by": key,
+        "source": display_path(input_file), "test_file": display_path(test_file) if test_file else None, "task_type": task_type,
+        "format": data.fmt, "labels": known, "seed": seed, "validation_size": validation, "test_size": None if test_file else test,
+        "counts": {name: len(part) for name, part in parts.items()}, "stratified_by": key,
         "distribution": {name: dict(sorted(Counter(r.get(key) for r in part.records).items(), key=lambda kv: str(kv[0]))) for name, part in parts.items()} if key else {},
-        "duplicates": [list(p) for p in duplicates],
-        "conflicting_duplicates": [list(p) for p in conflicting],
-        "duplicates_dropped": drop_dupes,
-        "leakage_lines": leakage,
-        "leakage_dropped": drop_leakage,
-        "splits_dir": display_path(splits_dir),
+        "duplicates": [list(p) for p in duplicates], "conflicting_duplicates": [list(p) for p in conflicting], "duplicates_dropped": drop_dupes,
+        "leakage_lines": leakage, "leakage_dropped": drop_leakage, "splits_dir": display_path(splits_dir),
     }
-    files: dict[Path, str] = {}
-    for name, part in parts.items():
-        files[splits_dir / f"{name}.jsonl"] = jsonl_text(part.records)
-        files[output_dir / f"{name}.jsonl"] = jsonl_text(processed[name])
-    files[output_dir / "dataset_info.json"] = json.dumps(info, indent=2, ensure_ascii=False) + "\n"
+    files = {**{splits_dir / f"{name}.jsonl": jsonl_text(part.records) for name, part in parts.items()},
+             **{output_dir / f"{name}.jsonl": jsonl_text(records) for name, records in processed.items()},
+             output_dir / "dataset_info.json": json.dumps(info, indent=2, ensure_ascii=False) + "\n"}
     write_outputs(files, overwrite)
     info["written"] = [display_path(p) for p in files]
     if tokenizer is not None:
         info["token_lengths"] = {name: token_lengths(tokenizer, recs, max_seq_length, packing) for name, recs in processed.items()}
         info["packing"] = packing
     return info
+
+
+def _leakage(parts: dict[str, CourseDataset], drop: bool) -> dict[str, list[int]]:
+    """Lines of validation and test that repeat a training input, and of test that repeat a validation input (model
+    selection would see the test); with ``drop``, those lines are removed from ``parts`` (in place)."""
+    leakage = {name: find_leakage(parts["train"], parts[name]) for name in ("validation", "test")}
+    leakage["test_in_validation"] = find_leakage(parts["validation"], parts["test"])
+    if drop:
+        parts["validation"] = drop_lines(parts["validation"], leakage["validation"])
+        parts["test"] = drop_lines(parts["test"], sorted({*leakage["test"], *leakage["test_in_validation"]}))
+    return leakage
 
 
 def _line_list(found: Sequence[int]) -> str:

@@ -10,6 +10,8 @@ from typing import Any
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_write_json, atomic_write_text
 
+__all__ = ["markdown_table", "REPORT_MARK", "write_report"]
+
 REPORT_MARK = "ftcourse_report"
 
 

@@ -10,19 +10,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from rank_bm25 import BM25Okapi
 
-from ftcourse import paths
 from ftcourse.errors import CourseError
-from ftcourse.metrics import NOT_IN_MANUAL
 
-QA_SYSTEM = (
-    "You answer questions about the Lumora Home Hub H2 with a short phrase from its manual. "
-    f"If the manual does not contain the answer, reply exactly: {NOT_IN_MANUAL}"
-)
+__all__ = ["bm25_tokens", "BM25Retriever", "Chunk", "chunk_documents", "chunk_text"]
 
 
 @dataclass(frozen=True)
@@ -31,16 +24,6 @@ class Chunk:
 
     source: str
     text: str
-
-
-def manual_chapters(folder: str | Path | None = None) -> dict[str, str]:
-    """The manuals the knowledge base holds: ``domain_corpus/train/*.md`` by path under ``domain_corpus/``."""
-    root = paths.data_dir() / "raw" / "domain_corpus"
-    folder = Path(folder) if folder else root / "train"
-    files = sorted(folder.glob("*.md"))
-    if not files:
-        raise CourseError(f"{folder} holds no .md chapters.", "pass folder= pointing at a folder of Markdown manuals.")
-    return {(p.relative_to(root) if p.is_relative_to(root) else p).as_posix(): p.read_text(encoding="utf-8") for p in files}
 
 
 def chunk_text(source: str, text: str, max_words: int = 120) -> list[Chunk]:
@@ -87,7 +70,7 @@ class BM25Retriever:
 
     def __init__(self, chunks: Sequence[Chunk], k1: float = 1.5, b: float = 0.75):
         if not chunks:
-            raise CourseError("BM25Retriever needs at least one passage (chunks is empty).", "pass chunk_documents(manual_chapters()).")
+            raise CourseError("BM25Retriever needs at least one passage (chunks is empty).", "pass chunk_documents(documents) with at least one document.")
         self.chunks = list(chunks)
         self.bm25 = BM25Okapi([bm25_tokens(c.text) for c in self.chunks], k1=k1, b=b)
 
@@ -100,28 +83,3 @@ class BM25Retriever:
         scores = self.scores(query)
         order = sorted(range(len(scores)), key=lambda i: -scores[i])
         return [self.chunks[i] for i in order[:k]]
-
-
-def manual_retriever(max_words: int = 120) -> BM25Retriever:
-    """A BM25 retriever over the chunked product manuals."""
-    return BM25Retriever(chunk_documents(manual_chapters(), max_words))
-
-
-def qa_prompt(question: str, passages: Sequence[Chunk] = ()) -> list[dict[str, str]]:
-    """Chat messages asking ``question``; with ``passages``, the manual excerpts come first (numbered, with their source)."""
-    if passages:
-        excerpts = "\n\n".join(f"[{i}] ({c.source})\n{c.text}" for i, c in enumerate(passages, 1))
-        user = f"Manual excerpts:\n\n{excerpts}\n\nQuestion: {question}"
-    else:
-        user = f"Question: {question}"
-    return [{"role": "system", "content": QA_SYSTEM}, {"role": "user", "content": user}]
-
-
-def qa_records(records: Sequence[dict[str, Any]], retriever: BM25Retriever | None = None, k: int = 3) -> list[dict[str, Any]]:
-    """Chat training/evaluation records of QA pairs (``instruction`` → ``output``), with the top-``k`` passages when a retriever is given."""
-    out = []
-    for r in records:
-        passages = retriever.search(r["instruction"], k) if retriever else ()
-        messages = qa_prompt(r["instruction"], passages) + [{"role": "assistant", "content": r["output"]}]
-        out.append({"messages": messages, "fact_id": r["fact_id"], "source": r["source"]})
-    return out

@@ -24,6 +24,8 @@ from ftcourse.errors import CourseError
 from ftcourse.generation import encode_prompt, generate
 from ftcourse.models import load_model, load_tokenizer
 
+__all__ = ["ChatServer", "load_server", "MAX_BODY_BYTES", "RequestError", "ROLES"]
+
 ROLES = ("system", "user", "assistant")
 MAX_BODY_BYTES = 1 << 20
 

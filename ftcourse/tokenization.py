@@ -15,6 +15,12 @@ import torch
 
 from ftcourse.errors import CourseError
 
+__all__ = [
+    "alpaca_prompt", "ALPACA_TEMPLATE", "ALPACA_TEMPLATE_NO_INPUT", "collate", "DEFAULT_MAX_SEQ_LENGTH", "IGNORE_INDEX",
+    "length_stats", "prompt_ids", "show_masked", "token_lengths", "tokenize_messages", "tokenize_records",
+    "tokenize_text", "uses_chat_template",
+]
+
 IGNORE_INDEX = -100
 DEFAULT_MAX_SEQ_LENGTH = 256  # the smoke and cpu profiles' sequence length
 ALPACA_TEMPLATE = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"

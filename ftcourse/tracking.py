@@ -11,6 +11,8 @@ from typing import Any
 
 from ftcourse.errors import CourseError
 
+__all__ = ["tensorboard_scalars", "trackio_logs"]
+
 
 def tensorboard_scalars(log_dir: str | Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar under ``log_dir`` (all event files, recursively) as ``{tag: [(step, value), ...]}``, sorted by step."""

@@ -15,17 +15,16 @@ the last one); the adapter (or full model), tokenizer, metrics and run record go
 ``models/fine_tuned/<run>``.
 """
 
+
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
-import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -33,24 +32,30 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoTokenizer, PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from ftcourse import paths
 from ftcourse.configs import LoraSettings, TrainingSettings, settings_dict
 from ftcourse.distributed import check_launch
 from ftcourse.errors import CourseError
-from ftcourse.fileio import atomic_directory, atomic_write_json, ensure_writable_dir
 from ftcourse.generation import cpu_autocast, model_device
-from ftcourse.hardware import Profile, detect_environment
+from ftcourse.hardware import detect_environment
 from ftcourse.memory import available_memory, estimate_training_memory, track_peak, unpack_cpu_4bit
-from ftcourse.models import check_weight_files, count_parameters, default_dtype, load_model, load_tokenizer, resolve_model
-from ftcourse.peft_methods import build_peft_config, get_method
+from ftcourse.models import count_parameters, default_dtype, load_model, load_tokenizer, resolve_model
+from ftcourse.peft_methods import Method, build_peft_config, get_method
 from ftcourse.preflight import Check, ParameterChangeCheck, run_preflight, training_checks
+from ftcourse.profiles import Profile
+from ftcourse.runs import RunPlan, RunResult, checkpoint_folder, load_run, plan_run, reusable_run, run_fingerprint, save_run
 from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_records
 
-RUN_RECORD = "ftcourse_run.json"
-CHECKPOINT_RECORD = "ftcourse_checkpoint.json"
+__all__ = [
+    "build_trainer", "completion_loss", "CourseTrainer", "EAGER_ATTENTION_MAX_LENGTH", "example_text", "fine_tune",
+    "head_predict", "prepare_model", "REPORT_TO", "resolve_report_to", "settings_from_profile", "supports_fast_loss",
+    "tokenize_data", "train_classification_head", "training_arguments", "training_attention", "TrainingData",
+    "warmup_steps",
+]
+
+
 REPORT_TO = ("none", "tensorboard", "trackio", "wandb")
 #: Config fields that change the logits after the LM head; ``fast_loss`` is off for such models.
 _LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier", "lm_head_multiplier")
@@ -90,10 +95,7 @@ def training_attention(model: torch.nn.Module, max_length: int) -> Iterator[None
             lm.set_attn_implementation(current)
 
 
-# ---------------------------------------------------------------- data for the trainer
-
-
-# ---------------------------------------------------------------- trainer
+# ---------------------------------------------------------------- the trainer
 
 
 def supports_fast_loss(model: torch.nn.Module) -> bool:
@@ -149,51 +151,7 @@ class _AdaLoraAllocator(TrainerCallback):
         model.base_model.update_and_allocate(state.global_step)
 
 
-# ---------------------------------------------------------------- the entry point
-
-
-@dataclass
-class RunResult:
-    """What :func:`fine_tune` returns: the trained model and everything measured about the run."""
-
-    name: str
-    method: str
-    model: Any
-    tokenizer: Any
-    run_dir: Path
-    metrics: dict[str, Any]
-    history: list[dict[str, Any]] = field(default_factory=list)
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def losses(self) -> list[tuple[int, float]]:
-        return [(h["step"], h["loss"]) for h in self.history if "loss" in h]
-
-
-def _prepare_model(model, method: str, lora: LoraSettings, tokenizer_path: str | None, init_text: str | None, total_steps: int, gradient_checkpointing: bool):
-    from peft import get_peft_model, prepare_model_for_kbit_training
-
-    spec = get_method(method)
-    if spec.quantization and not getattr(model, "is_quantized", False):
-        raise CourseError(f"Method {method!r} needs a {spec.quantization} base model.", f"load it with load_model(name, quantization={spec.quantization!r}), or pass the model name instead of a model.")
-    if getattr(model, "is_quantized", False):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    config = build_peft_config(method, model, lora, total_steps=total_steps, init_text=init_text, tokenizer_path=tokenizer_path)
-    if config is None:
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return model
-    return get_peft_model(model, config)
-
-
-def _total_steps(n_examples: int, settings: TrainingSettings) -> int:
-    if settings.max_steps > 0:
-        return settings.max_steps
-    per_epoch = math.ceil(n_examples / settings.batch_size / settings.gradient_accumulation_steps)
-    return max(1, int(per_epoch * settings.num_epochs))
-
-
-def _report_to(report_to: str) -> str:
+def resolve_report_to(report_to: str) -> str:
     """Validate the tracking backend; wandb runs offline unless ``WANDB_MODE`` says otherwise."""
     if report_to not in REPORT_TO:
         raise CourseError(f"Unknown report_to {report_to!r}.", f"use one of: {', '.join(REPORT_TO)}.")
@@ -204,10 +162,62 @@ def _report_to(report_to: str) -> str:
     return report_to
 
 
-def _default_tokenizer(model_name: str):
-    if not model_name:
-        raise CourseError("The model has no name to load its tokenizer from.", "pass tokenizer=... to fine_tune().")
-    return load_tokenizer(model_name)
+# ---------------------------------------------------------------- the steps of a run
+
+
+@dataclass
+class TrainingData:
+    """The tokenized examples of a run, and what the steps after need to know about them."""
+
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]] | None
+    conversations: list[list[dict[str, str]]] | None  # the chat messages, for the pre-flight checks
+    longest: int
+    total_steps: int
+
+
+def tokenize_data(tokenizer, train_records: Sequence[dict[str, Any]], eval_records: Sequence[dict[str, Any]] | None,
+                  settings: TrainingSettings, packing: bool) -> TrainingData:
+    """Tokenize (and with ``packing``, pack) the records; count the optimizer steps."""
+    train = tokenize_records(tokenizer, train_records, settings.max_seq_length, packing)
+    evaluation = tokenize_records(tokenizer, eval_records, settings.max_seq_length, packing) if eval_records else None
+    conversations = [r["messages"] for r in train_records] if "messages" in train_records[0] else None
+    return TrainingData(train, evaluation, conversations, max(len(e["input_ids"]) for e in train), _total_steps(len(train), settings))
+
+
+def _total_steps(n_examples: int, settings: TrainingSettings) -> int:
+    if settings.max_steps > 0:
+        return settings.max_steps
+    per_epoch = math.ceil(n_examples / settings.batch_size / settings.gradient_accumulation_steps)
+    return max(1, int(per_epoch * settings.num_epochs))
+
+
+def prepare_model(model: str | PreTrainedModel, spec: Method, lora: LoraSettings, data: TrainingData, batch_size: int,
+                  init_text: str | None = None, gradient_checkpointing: bool | None = None) -> tuple[PreTrainedModel, bool]:
+    """Load the base (4-bit for QLoRA), wrap it with the method's adapter (every weight trainable for ``full``), and switch
+    gradient checkpointing on when asked or when the memory estimate needs it. Returns the model and that choice."""
+    from peft import get_peft_model, prepare_model_for_kbit_training
+
+    if isinstance(model, str):
+        model = load_model(model, quantization=spec.quantization)
+    if spec.quantization and not getattr(model, "is_quantized", False):
+        raise CourseError(f"Method {spec.name!r} needs a {spec.quantization} base model.",
+                          f"load it with load_model(name, quantization={spec.quantization!r}), or pass the model name instead of a model.")
+    unpack_cpu_4bit(model)  # a 4-bit base already used for inference on CPU gets no gradients otherwise
+    if getattr(model, "is_quantized", False):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(gradient_checkpointing))
+    config = build_peft_config(spec.name, model, lora, total_steps=data.total_steps, init_text=init_text,
+                               tokenizer_path=str(getattr(model, "name_or_path", "")))
+    if config is None:
+        model.requires_grad_(True)
+    else:
+        model = get_peft_model(model, config)
+    checkpointing = _use_gradient_checkpointing(gradient_checkpointing, model, batch_size, data.longest)
+    if checkpointing:
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        if hasattr(model, "enable_input_require_grads"):
+            model.enable_input_require_grads()
+    return model, checkpointing
 
 
 def _use_gradient_checkpointing(requested: bool | None, model, batch_size: int, longest: int) -> bool:
@@ -223,245 +233,165 @@ def _use_gradient_checkpointing(requested: bool | None, model, batch_size: int, 
     return False
 
 
-def _checkpoint_dir(root: Path, run_name: str, fingerprint: str, resume: bool, main: bool = True) -> tuple[Path, str | None]:
-    """The run's checkpoint folder and the checkpoint to resume from (None: start fresh, old checkpoints removed).
-
-    Only the ``main`` process removes and reports; the other ranks of a launch call this after it.
-    """
-    folder = root / run_name
-    ours = (folder / CHECKPOINT_RECORD).is_file()
-    if folder.is_dir() and not ours and any(folder.iterdir()):
-        raise CourseError(f"{folder} exists and does not hold ftcourse checkpoints; not touching it.", "choose another run_name or checkpoint folder.")
-    if not resume:
-        if main and ours and get_last_checkpoint(str(folder)):
-            print(f"Starting fresh: removing the earlier checkpoints in {folder} (resume=True would continue from them).")
-        if main:
-            shutil.rmtree(folder, ignore_errors=True)
-        return folder, None
-    last = get_last_checkpoint(str(folder)) if folder.is_dir() else None
-    if last is None:
-        if main:
-            print(f"No checkpoint in {folder} to resume from; starting fresh.")
-        return folder, None
-    recorded = _read_json(folder / CHECKPOINT_RECORD).get("fingerprint")
-    if recorded != fingerprint:
-        raise CourseError(
-            f"The checkpoints in {folder} belong to a run with different data or settings.",
-            "resume with the same model, method, settings and data, or start fresh with resume=False.",
-        )
-    if main:
-        print(f"Resuming from {last}")
-    return folder, last
+def warmup_steps(settings: TrainingSettings, total_steps: int) -> int:
+    """Steps of linear warm-up: ``warmup_ratio`` of the run."""
+    return max(0, round(settings.warmup_ratio * total_steps))
 
 
-def fine_tune(
-    train_records: Sequence[dict[str, Any]],
-    model: str | PreTrainedModel = "embedded",
-    tokenizer=None,
-    method: str = "lora",
-    lora: LoraSettings | None = None,
-    settings: TrainingSettings | None = None,
-    eval_records: Sequence[dict[str, Any]] | None = None,
-    run_name: str = "run",
-    output_root: str | Path | None = None,
-    resume: bool = False,
-    overwrite: bool = False,
-    gradient_checkpointing: bool | None = None,
-    fast_loss: bool = True,
-    group_by_length: bool = True,
-    packing: bool = False,
-    prompt_init_text: str | None = None,
-    report_to: str = "none",
-    preflight: bool = True,
-    progress: bool = True,
-    callbacks: Sequence[TrainerCallback] = (),
-    reuse: bool = False,
-    data_collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None,
-    checkpoint_root: str | Path | None = None,
-    keep_both: bool = True,
-) -> RunResult:
-    """Train ``model`` on processed records with ``method``; save the adapter and metrics under ``models/fine_tuned/<run_name>``.
-
-    ``model`` is a name for :func:`ftcourse.models.load_model` (loaded 4-bit for ``qlora``)
-    or an already loaded model (it is modified in place); ``tokenizer`` defaults to the model's.
-    Records are chat ``messages``, plain ``text``, or pre-tokenized ``input_ids`` + ``labels``.
-    Checkpoints go to ``<checkpoint_root>/<run_name>`` every ``settings.save_steps`` (default
-    ``<output_root>/checkpoints`` when ``output_root`` is given, else ``models/checkpoints``);
-    ``resume=True`` continues from the last one. ``reuse=True`` loads the saved run instead of
-    training when its fingerprint (model, method, settings, data) matches — lessons that build on
-    an earlier lesson's run use it. A saved run with other settings is never replaced silently:
-    it is kept and this run is saved as ``<run_name>-<fingerprint>`` (``keep_both=False``: a
-    :class:`CourseError` before the model loads), unless ``overwrite=True``. ``gradient_checkpointing=None``
-    turns it on only when the memory estimate needs it. ``report_to`` is ``"none"``,
-    ``"tensorboard"`` (logs under the checkpoint folder), ``"trackio"`` (local, under
-    ``$TRACKIO_DIR``, project ``ftcourse``) or ``"wandb"`` (offline unless ``WANDB_MODE`` is set); each logs the loss,
-    learning rate, the evaluation loss and the training arguments.
-    """
-    settings = settings or TrainingSettings()
-    lora = lora or LoraSettings()
-    spec = get_method(method)
-    report_to = _report_to(report_to)
-    set_seed(settings.seed)
-    model_name = model if isinstance(model, str) else getattr(model, "name_or_path", "")
-    run_dir = (Path(output_root) if output_root else paths.fine_tuned_dir()) / run_name
-    ckpt_root = Path(checkpoint_root) if checkpoint_root else (Path(output_root) / "checkpoints" if output_root else paths.checkpoints_dir())
-    if ckpt_root.resolve() in (run_dir.parent.resolve(), run_dir.resolve()):
-        raise CourseError(f"Checkpoints and saved runs would share the folder {ckpt_root}.", "give checkpoint_root and output_root different folders, or choose another run_name.")
-    model_key = model_name or json.dumps(model.config.to_dict(), sort_keys=True, default=str)  # unnamed: its architecture
-    key = run_fingerprint(model_key, spec.name, lora, settings, train_records, packing, prompt_init_text, fast_loss, group_by_length)
-    if reuse:
-        for saved in (run_dir, run_dir.with_name(f"{run_name}-{key}")):
-            if _read_json(saved / RUN_RECORD).get("fingerprint") == key:
-                print(f"Reusing the saved run {saved} (same model, method, settings and data).")
-                return load_run(saved, model=None if isinstance(model, str) else model)
-    if run_dir.exists() and not overwrite and not (run_dir / RUN_RECORD).exists():
-        raise CourseError(f"{run_dir} exists and was not written by ftcourse; not overwriting it.", "choose another run_name, or pass overwrite=True.")
-    if not overwrite and _read_json(run_dir / RUN_RECORD).get("fingerprint") not in (None, key):
-        kept = f"{run_name}-{key}"
-        if resume and not (ckpt_root / kept).is_dir():
-            raise CourseError(f"The saved run in {run_dir} belongs to a run with different data or settings: nothing of this run to resume.",
-                              f"resume with that run's settings and data, start fresh with resume=False (saved as {kept}), or pass overwrite=True.")
-        if not keep_both:
-            raise CourseError(f"{run_dir} already holds a run trained with other settings or data; not replacing it.",
-                              "choose another run_name to keep both, or pass overwrite=True to replace it.")
-        print(f"{run_dir} holds a run with other settings; keeping it and saving this run as {kept} (overwrite=True would replace it).")
-        run_name, run_dir = kept, run_dir.with_name(kept)
-    ensure_writable_dir(run_dir.parent, "output_root")  # before the model loads, not after training
-    ensure_writable_dir(ckpt_root, "checkpoint_root")
-    tokenizer = tokenizer or _default_tokenizer(model_name)
-    if isinstance(model, str):
-        model = load_model(model, quantization=spec.quantization)
-    unpack_cpu_4bit(model)  # a 4-bit base already used for inference on CPU gets no gradients otherwise
-
-    train_examples = tokenize_records(tokenizer, train_records, settings.max_seq_length, packing)
-    eval_examples = tokenize_records(tokenizer, eval_records, settings.max_seq_length, packing) if eval_records else None
-    conversations = [r["messages"] for r in train_records] if "messages" in train_records[0] else None
-    longest = max(len(e["input_ids"]) for e in train_examples)
-    total_steps = _total_steps(len(train_examples), settings)
-    model = _prepare_model(model, spec.name, lora, str(getattr(model, "name_or_path", "")), prompt_init_text, total_steps, bool(gradient_checkpointing))
-    gradient_checkpointing = _use_gradient_checkpointing(gradient_checkpointing, model, settings.batch_size, longest)
-    if gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        if hasattr(model, "enable_input_require_grads"):
-            model.enable_input_require_grads()
-    params = count_parameters(model)
-
-    warmup_steps = max(0, round(settings.warmup_ratio * total_steps))
+def training_arguments(plan: RunPlan, settings: TrainingSettings, spec: Method, total_steps: int, has_eval: bool,
+                       report_to: str = "none", progress: bool = True, group_by_length: bool = True) -> TrainingArguments:
+    """The ``TrainingArguments`` of a run: the course's settings, the method's learning rate, the machine's precision."""
     env = detect_environment()
-    args = TrainingArguments(  # under a launcher this joins the process group (gloo on CPU: use_cpu)
-        output_dir=str(ckpt_root / run_name),
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size * 2,
+    return TrainingArguments(  # under a launcher this joins the process group (gloo on CPU: use_cpu)
+        output_dir=str(plan.checkpoint_dir), per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.batch_size * 2,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        learning_rate=spec.learning_rate if settings.learning_rate is None else settings.learning_rate,
-        lr_scheduler_type="linear",
-        warmup_steps=warmup_steps,
-        weight_decay=settings.weight_decay,
-        num_train_epochs=settings.num_epochs,
-        max_steps=settings.max_steps,
-        logging_steps=settings.logging_steps,
-        logging_first_step=True,
-        save_strategy="steps",
-        save_steps=settings.save_steps,
-        save_total_limit=2,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        bf16=env.bf16,
-        fp16=env.device == "cuda" and not env.bf16,
-        use_cpu=env.device == "cpu",
-        ddp_find_unused_parameters=False,
-        report_to=report_to,
-        disable_tqdm=not progress,
-        remove_unused_columns=False,
-        prediction_loss_only=True,
-        dataloader_num_workers=0,
-        eval_strategy="steps" if eval_examples else "no",  # once, at the last step: trackers log it with the run
-        eval_steps=total_steps,
-        run_name=run_name,
-        project="ftcourse",  # trackio's project (local SQLite under $TRACKIO_DIR)
+        learning_rate=spec.learning_rate if settings.learning_rate is None else settings.learning_rate, lr_scheduler_type="linear",
+        warmup_steps=warmup_steps(settings, total_steps), weight_decay=settings.weight_decay, num_train_epochs=settings.num_epochs,
+        max_steps=settings.max_steps, logging_steps=settings.logging_steps, logging_first_step=True,
+        save_strategy="steps", save_steps=settings.save_steps, save_total_limit=2, seed=settings.seed, data_seed=settings.seed,
+        bf16=env.bf16, fp16=env.device == "cuda" and not env.bf16, use_cpu=env.device == "cpu",
+        ddp_find_unused_parameters=False, report_to=report_to, disable_tqdm=not progress, remove_unused_columns=False,
+        prediction_loss_only=True, dataloader_num_workers=0,
+        eval_strategy="steps" if has_eval else "no", eval_steps=total_steps,  # once, at the last step: trackers log it with the run
+        run_name=plan.name, project="ftcourse",  # trackio's project (local SQLite under $TRACKIO_DIR)
         # transformers' own length grouping (shuffled mega-batches sorted by length): little padding per batch
         train_sampling_strategy="group_by_length" if group_by_length else "random",
     )
-    main = args.process_index == 0  # one process writes folders, runs the checks and prints
-    with args.main_process_first(local=False, desc="checkpoint folder"):
-        ckpt_dir, last = _checkpoint_dir(ckpt_root, run_name, key, resume, main)
-        if main:
-            atomic_write_json(ckpt_dir / CHECKPOINT_RECORD, {"fingerprint": key})
+
+
+def build_trainer(model, tokenizer, data: TrainingData, args: TrainingArguments, spec: Method, settings: TrainingSettings,
+                  checkpointing: bool, fast_loss: bool = True, preflight: bool = True, callbacks: Sequence[TrainerCallback] = (),
+                  data_collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None) -> tuple[CourseTrainer, list[Check]]:
+    """The trainer, after the pre-flight checks (main process only); returns it with the checks' results so far."""
     collator = data_collator or (lambda batch: collate(batch, tokenizer.pad_token_id))
     checks: list[Check] = []
     extra: list[TrainerCallback] = []
-    if preflight and main:
-        checks = run_preflight(training_checks(tokenizer, train_examples, conversations, collator, model, settings.batch_size,
-                                               settings.max_seq_length, gradient_checkpointing))
+    if preflight and args.process_index == 0:
+        checks = run_preflight(training_checks(tokenizer, data.train, data.conversations, collator, model, settings.batch_size,
+                                               settings.max_seq_length, checkpointing))
         # the first optimizer step under linear warm-up has learning rate 0: check after the first real one
-        extra.append(ParameterChangeCheck(after_steps=min(warmup_steps + 1, total_steps)))
+        extra.append(ParameterChangeCheck(after_steps=min(warmup_steps(settings, data.total_steps) + 1, data.total_steps)))
     extra += [*callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
-
     trainer = CourseTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_examples,
-        eval_dataset=eval_examples,
-        data_collator=collator,
-        callbacks=extra,
+        model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, data_collator=collator, callbacks=extra,
         fast_loss=fast_loss and not spec.prompt_learning and spec.name != "adalora" and supports_fast_loss(model),
     )
+    return trainer, checks
+
+
+def _train(trainer: CourseTrainer, plan: RunPlan, resume: bool, settings: TrainingSettings, report_to: str):
+    """``trainer.train`` (from the last checkpoint when resuming), with its time and peak memory; says where the checkpoints are if it stops."""
+    args, main = trainer.args, trainer.args.process_index == 0  # one process writes folders, runs the checks and prints
+    with args.main_process_first(local=False, desc="checkpoint folder"):
+        last = checkpoint_folder(plan, resume, main)
     kind = str(trainer.accelerator.distributed_type).split(".")[-1]
-    warning = check_launch(args.world_size, kind, args.fsdp)
     if args.world_size > 1:  # every rank says who it is: a launch that started fewer processes shows here
-        print(f"Process {args.process_index} of {args.world_size} ({kind}, {args.device}): {len(train_examples)} examples, "
+        print(f"Process {args.process_index} of {args.world_size} ({kind}, {args.device}): {len(trainer.train_dataset)} examples, "
               f"batch {settings.batch_size} per process x {args.world_size} processes x {settings.gradient_accumulation_steps} accumulation steps", flush=True)
-    if warning and main:
+    if (warning := check_launch(args.world_size, kind, args.fsdp)) and main:
         print(warning)
     if report_to == "tensorboard" and main:
-        print(f"TensorBoard logs: tensorboard --logdir {ckpt_dir / 'runs'}")
+        print(f"TensorBoard logs: tensorboard --logdir {plan.checkpoint_dir / 'runs'}")
     start = time.perf_counter()
     try:
-        with track_peak() as peak, training_attention(model, settings.max_seq_length):
+        with track_peak() as peak, training_attention(trainer.model, settings.max_seq_length):
             output = trainer.train(resume_from_checkpoint=last)
     except BaseException:
-        if main and get_last_checkpoint(str(ckpt_dir)):
-            print(f"Training stopped; checkpoints are in {ckpt_dir}: run again with resume=True to continue.")
+        if main and get_last_checkpoint(str(plan.checkpoint_dir)):
+            print(f"Training stopped; checkpoints are in {plan.checkpoint_dir}: run again with resume=True to continue.")
         raise
-    seconds = time.perf_counter() - start
-    checks += [c.result for c in extra if isinstance(c, ParameterChangeCheck) and c.result is not None]
-    trained, inputs = trainer.accelerator.reduce(torch.tensor([trainer.tokens["trained"], trainer.tokens["input"]], device=args.device), "sum").tolist()
+    return output, time.perf_counter() - start, peak, kind
+
+
+def _metrics(trainer: CourseTrainer, output, seconds: float, peak, kind: str, spec: Method, checkpointing: bool, checks: list[Check]) -> dict[str, Any]:
+    """What a run measured: loss, time, tokens (all processes together), peak memory, parameters, settings, checks."""
+    params = count_parameters(trainer.model)
+    trained, inputs = trainer.accelerator.reduce(torch.tensor([trainer.tokens["trained"], trainer.tokens["input"]], device=trainer.args.device), "sum").tolist()
     metrics: dict[str, Any] = {
-        "method": spec.name,
-        "train_loss": round(output.training_loss, 4),
-        "train_seconds": round(seconds, 2),
-        "steps": trainer.state.global_step,
-        "trained_tokens": trained,  # all processes together
-        "input_tokens": inputs,
+        "method": spec.name, "train_loss": round(output.training_loss, 4), "train_seconds": round(seconds, 2), "steps": trainer.state.global_step,
+        "trained_tokens": trained, "input_tokens": inputs,
         "trained_tokens_per_second": round(trained / seconds, 1) if seconds else None,
         "input_tokens_per_second": round(inputs / seconds, 1) if seconds else None,
-        "peak_memory_mb": peak.peak_mb,  # ftcourse.memory.track_peak over trainer.train()
-        "peak_memory_source": peak.source,
-        "trainable_parameters": params["trainable"],
-        "total_parameters": params["total"],
-        "trainable_percent": round(params["trainable_percent"], 4),
-        "learning_rate": args.learning_rate,
-        "bf16": env.bf16,
-        "gradient_checkpointing": gradient_checkpointing,
-        "checks": {c.name: c.ok for c in checks},
-        "world_size": args.world_size,
-        "distributed_type": kind,
+        "peak_memory_mb": peak.peak_mb, "peak_memory_source": peak.source,  # ftcourse.memory.track_peak over trainer.train()
+        "trainable_parameters": params["trainable"], "total_parameters": params["total"], "trainable_percent": round(params["trainable_percent"], 4),
+        "learning_rate": trainer.args.learning_rate, "bf16": trainer.args.bf16, "gradient_checkpointing": checkpointing,
+        "checks": {c.name: c.ok for c in checks}, "world_size": trainer.args.world_size, "distributed_type": kind,
     }
-    if eval_examples:
+    if trainer.eval_dataset:
         evals = [h["eval_loss"] for h in trainer.state.log_history if "eval_loss" in h]
         metrics["eval_loss"] = round(evals[-1] if evals else trainer.evaluate()["eval_loss"], 4)
-    history = [h for h in trainer.state.log_history if "loss" in h or "eval_loss" in h]
+    return metrics
+
+
+def _save(trainer: CourseTrainer, model, plan: RunPlan, tokenizer, model_name: str, metrics: dict[str, Any], lora: LoraSettings,
+          settings: TrainingSettings) -> list[dict]:
+    """Rank 0 writes the run folder (FSDP / ZeRO-3: after every rank took part in gathering the full weights); returns the loss history."""
     trainer.accelerator.unwrap_model(model, keep_fp32_wrapper=False)  # drop the autocast wrapper accelerate put on forward
     model.eval()
-    record = {"base_model": model_name, "method": spec.name, "fingerprint": key, "lora": settings_dict(lora),
+    history = [h for h in trainer.state.log_history if "loss" in h or "eval_loss" in h]
+    record = {"base_model": model_name, "method": metrics["method"], "fingerprint": plan.fingerprint, "lora": settings_dict(lora),
               "training": settings_dict(settings), "history": history, "finished_at": time.time()}
-    # FSDP / ZeRO-3 ranks each hold a shard: gather the full weights (a collective, all ranks) before rank 0 saves
-    sharded = kind in ("FSDP", "DEEPSPEED")
-    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None
-    if main:
-        _save_run(run_dir, model, tokenizer, model_name, metrics, record, state_dict)
+    sharded = metrics["distributed_type"] in ("FSDP", "DEEPSPEED")
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped) if sharded else None  # a collective: all ranks
+    if trainer.args.process_index == 0:
+        save_run(plan.run_dir, model, tokenizer, model_name, metrics, record, state_dict)
     trainer.accelerator.wait_for_everyone()  # the other ranks return once the run folder is complete
-    return RunResult(run_name, spec.name, model, tokenizer, run_dir, metrics, history, checks)
+    return history
+
+
+# ---------------------------------------------------------------- the entry point
+
+
+def fine_tune(
+    train_records: Sequence[dict[str, Any]], model: str | PreTrainedModel = "embedded", tokenizer=None, method: str = "lora",
+    lora: LoraSettings | None = None, settings: TrainingSettings | None = None, eval_records: Sequence[dict[str, Any]] | None = None,
+    run_name: str = "run", output_root: str | Path | None = None, checkpoint_root: str | Path | None = None,
+    resume: bool = False, overwrite: bool = False, reuse: bool = False, keep_both: bool = True,
+    gradient_checkpointing: bool | None = None, fast_loss: bool = True, group_by_length: bool = True, packing: bool = False,
+    prompt_init_text: str | None = None, report_to: str = "none", preflight: bool = True, progress: bool = True,
+    callbacks: Sequence[TrainerCallback] = (), data_collator: Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]] | None = None,
+) -> RunResult:
+    """Train ``model`` on processed records with ``method``; save the adapter and metrics under ``models/fine_tuned/<run_name>``.
+
+    ``model`` is a name for :func:`ftcourse.models.load_model` (loaded 4-bit for ``qlora``) or an already loaded model
+    (modified in place); ``tokenizer`` defaults to the model's. Records are chat ``messages``, plain ``text``, or
+    pre-tokenized ``input_ids`` + ``labels``. Where the run and its checkpoints go, and what happens to an earlier run of
+    the same name, is :func:`ftcourse.runs.plan_run`'s rule: a saved run with other settings is kept and this one saved
+    as ``<run_name>-<fingerprint>`` (``keep_both=False``: an error), unless ``overwrite=True``. ``resume=True`` continues
+    from the last checkpoint; ``reuse=True`` loads a saved run with the same fingerprint (model, method, settings, data)
+    instead of training. ``gradient_checkpointing=None`` turns it on only when the memory estimate needs it.
+    ``report_to``: ``"none"``, ``"tensorboard"``, ``"trackio"`` or ``"wandb"`` (offline unless ``WANDB_MODE`` is set).
+    """
+    settings, lora, spec, report_to = settings or TrainingSettings(), lora or LoraSettings(), get_method(method), resolve_report_to(report_to)
+    set_seed(settings.seed)
+    # 1. settings -> the run's fingerprint and folders, or a saved run to reuse
+    model_name = model if isinstance(model, str) else getattr(model, "name_or_path", "")
+    model_key = model_name or json.dumps(model.config.to_dict(), sort_keys=True, default=str)  # unnamed: its architecture
+    key = run_fingerprint(model_key, spec.name, lora, settings, train_records, packing, prompt_init_text, fast_loss, group_by_length)
+    if reuse and (saved := reusable_run(run_name, key, output_root)):
+        print(f"Reusing the saved run {saved} (same model, method, settings and data).")
+        return load_run(saved, model=None if isinstance(model, str) else model)
+    plan = plan_run(run_name, key, output_root, checkpoint_root, overwrite, resume, keep_both)
+    # 2. data and model
+    tokenizer = tokenizer or _default_tokenizer(model_name)
+    data = tokenize_data(tokenizer, train_records, eval_records, settings, packing)
+    model, checkpointing = prepare_model(model, spec, lora, data, settings.batch_size, prompt_init_text, gradient_checkpointing)
+    # 3. trainer, after the pre-flight checks
+    args = training_arguments(plan, settings, spec, data.total_steps, bool(data.eval), report_to, progress, group_by_length)
+    trainer, checks = build_trainer(model, tokenizer, data, args, spec, settings, checkpointing, fast_loss, preflight, callbacks, data_collator)
+    # 4. train, measured
+    output, seconds, peak, kind = _train(trainer, plan, resume, settings, report_to)
+    checks += [c.result for c in trainer.callback_handler.callbacks if isinstance(c, ParameterChangeCheck) and c.result is not None]
+    metrics = _metrics(trainer, output, seconds, peak, kind, spec, checkpointing, checks)
+    # 5. save
+    history = _save(trainer, model, plan, tokenizer, model_name, metrics, lora, settings)
+    return RunResult(plan.name, spec.name, model, tokenizer, plan.run_dir, metrics, history, checks)
+
+
+def _default_tokenizer(model_name: str):
+    if not model_name:
+        raise CourseError("The model has no name to load its tokenizer from.", "pass tokenizer=... to fine_tune().")
+    return load_tokenizer(model_name)
 
 
 # ---------------------------------------------------------------- classification with a head
@@ -544,83 +474,3 @@ def head_predict(model, tokenizer, texts: Sequence[str], batch_size: int = 16, m
             logits = model(**_head_batch(tokenizer, texts[start : start + batch_size], max_length, model_device(model))).logits
         predictions += [names[int(i)] for i in logits.argmax(-1)]
     return predictions
-
-
-def run_fingerprint(model_name: str, method: str, lora: LoraSettings, settings: TrainingSettings, records: Sequence[dict],
-                    packing: bool, init_text: str | None, fast_loss: bool = True, group_by_length: bool = True) -> str:
-    """A hash of everything that determines a run's result."""
-    payload = json.dumps(
-        [model_name, method, settings_dict(lora), settings_dict(settings), list(records), packing, init_text, fast_loss, group_by_length],
-        sort_keys=True, ensure_ascii=False,
-    )
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def is_run_dir(path: str | Path) -> bool:
-    """True when ``path`` holds a run saved by :func:`fine_tune`."""
-    return (Path(path) / RUN_RECORD).is_file()
-
-
-def latest_run(folder: str | Path) -> Path:
-    """``folder`` itself when it is a saved run, else the most recently finished run inside it."""
-    folder = Path(folder)
-    if is_run_dir(folder):
-        return folder
-    runs = [p for p in folder.iterdir() if is_run_dir(p)] if folder.is_dir() else []
-    if not runs:
-        raise CourseError(f"{folder} holds no fine-tuned run (no subfolder with {RUN_RECORD}).",
-                          "train one first (scripts/fine_tune_model.py), or pass the run's folder.")
-    return max(runs, key=lambda p: (_read_json(p / RUN_RECORD).get("finished_at", 0), p.stat().st_mtime))
-
-
-def load_run(run_dir: str | Path, model: PreTrainedModel | None = None) -> RunResult:
-    """Load a saved run: its adapter on the base model (or the full model), tokenizer, metrics and history.
-
-    ``model`` is the base model to put the adapter on (default: load the one the run names).
-    """
-    from peft import PeftModel
-
-    run_dir = Path(run_dir)
-    record = _read_json(run_dir / RUN_RECORD)
-    if not record:
-        raise CourseError(f"{run_dir} is not a saved ftcourse run (no {RUN_RECORD}).", "train it first with fine_tune(), or pass the right folder.")
-    spec = get_method(record["method"])
-    check_weight_files(run_dir)
-    tokenizer = AutoTokenizer.from_pretrained(str(run_dir))  # the tokenizer the run trained with
-    tokenizer.padding_side = "right"
-    if spec.name == "full":
-        trained = load_model(str(run_dir))
-    else:
-        if model is None and not record["base_model"]:
-            raise CourseError(f"{run_dir} was trained on a model without a name, so its base cannot be loaded.", "pass the base model: load_run(run_dir, model=...).")
-        base = model if model is not None else load_model(record["base_model"], quantization=spec.quantization)
-        trained = PeftModel.from_pretrained(base, str(run_dir))
-    trained.eval()
-    metrics = _read_json(run_dir / "metrics.json")
-    return RunResult(run_dir.name, spec.name, trained, tokenizer, run_dir, metrics, record.get("history", []))
-
-
-def _save_run(run_dir: Path, model, tokenizer, model_name: str, metrics: dict, record: dict, state_dict: dict | None = None) -> None:
-    if run_dir.exists():
-        print(f"Replacing the earlier run in {run_dir}")
-    with atomic_directory(run_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
-        tokenizer.save_pretrained(tmp)
-        adapter_config = tmp / "adapter_config.json"
-        if adapter_config.exists():  # name the base the way the user did, so the folder is portable
-            config = json.loads(adapter_config.read_text())
-            config["base_model_name_or_path"] = model_name
-            atomic_write_json(adapter_config, config)
-        atomic_write_json(tmp / "metrics.json", metrics)
-        atomic_write_json(tmp / "training_config.json", record["training"])  # reusable: --config / load_settings
-        if get_method(record["method"]).low_rank:
-            atomic_write_json(tmp / "lora_config.json", record["lora"])
-        atomic_write_json(tmp / RUN_RECORD, record)
-    print(f"Saved the run to {run_dir}")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ftcourse import paths
+from ftcourse.course.bundled import LABEL_SETS
 from ftcourse.data import CourseDataset, infer_labels, processed_records, read_dataset
 from ftcourse.deploy import EXPORT_RECORD, exported_base
 from ftcourse.errors import CourseError
@@ -27,7 +28,7 @@ from ftcourse.evaluation import METRICS, Comparison, Evaluation, check_metrics, 
 from ftcourse.fileio import slug
 from ftcourse.models import disable_progress_bars, load_model, load_tokenizer
 from ftcourse.reports import write_report
-from ftcourse.train import RUN_RECORD, is_run_dir, latest_run
+from ftcourse.runs import RUN_RECORD, is_run_dir, latest_run
 
 
 def resolve_model_path(path: str | Path) -> tuple[str, str | None]:
@@ -35,7 +36,7 @@ def resolve_model_path(path: str | Path) -> tuple[str, str | None]:
 
     A model or adapter folder, ``embedded`` or a Hub id is used as given; a folder of runs
     (subfolders with ``ftcourse_run.json``, like ``models/fine_tuned/``) gives its most recently finished run
-    (:func:`ftcourse.train.latest_run`).
+    (:func:`ftcourse.runs.latest_run`).
     """
     folder = Path(path).expanduser()
     if not folder.is_dir() or (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
@@ -77,7 +78,7 @@ def classification_labels(data: CourseDataset, search: Sequence[Path], trained: 
         labels = _info_labels(info)
         if labels and found <= set(labels):
             return list(labels), str(info)
-    return infer_labels(sorted(found)), "the test file"
+    return infer_labels(sorted(found), LABEL_SETS.values()), "the test file"
 
 
 def load_eval_records(test_dataset: str | Path, run_dir: str | Path | None = None) -> tuple[list[dict[str, Any]], list[str] | None, str]:

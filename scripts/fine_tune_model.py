@@ -94,7 +94,7 @@ def _flag_values(args: argparse.Namespace, flags: dict[str, str]) -> dict[str, A
 def resolve_settings(args: argparse.Namespace):
     """Profile, then config files, then flags: (profile or None, TrainingSettings, LoraSettings)."""
     from ftcourse.configs import LoraSettings, TrainingSettings
-    from ftcourse.hardware import get_profile
+    from ftcourse.profiles import get_profile
     from ftcourse.train import settings_from_profile
 
     profile = get_profile(args.profile) if args.profile else None
@@ -117,6 +117,7 @@ def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str, d
     The dataset info (``dataset_info.json`` of a prepared folder, else the file's format and labels) is saved with the
     run, so that ``scripts/evaluate_model.py`` knows the label set the adapter was trained on.
     """
+    from ftcourse.course.bundled import LABEL_SETS
     from ftcourse.data import processed_records, read_dataset, read_jsonl, resolve_labels
 
     folder = Path(path)
@@ -134,7 +135,7 @@ def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str, d
         name = Path(info["source"]).stem if info.get("source") else folder.resolve().name
         return read_jsonl(train_file), read_jsonl(validation_file) if has_validation else None, name, info
     data = read_dataset(path)
-    labels = resolve_labels("auto", data) if data.fmt == "classification" else None
+    labels = resolve_labels("auto", data, named=LABEL_SETS) if data.fmt == "classification" else None
     return processed_records(data, labels), None, folder.stem, {"source": path, "format": data.fmt, "labels": labels}
 
 

@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 
+from ftcourse.course.bundled import LABEL_SETS
 from ftcourse.data import FORMATS, TASK_TYPES
 from ftcourse.errors import CourseError
 from ftcourse.preparation import format_summary, prepare_dataset
@@ -52,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
             tokenizer = load_tokenizer(args.model_name_or_path)
         info = prepare_dataset(
-            args.input_file, args.output_dir, args.task_type, splits_dir=args.splits_dir, labels=args.labels,
+            args.input_file, args.output_dir, args.task_type, splits_dir=args.splits_dir, labels=args.labels, label_sets=LABEL_SETS,
             fmt=args.format, validation=args.validation_size, test=args.test_size, seed=args.seed,
             drop_dupes=args.drop_duplicates, overwrite=args.overwrite, test_file=args.test_file,
             drop_leakage=args.drop_leakage, tokenizer=tokenizer, max_seq_length=args.max_seq_length, packing=args.packing,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ftcourse.bundled import intent_records
 from ftcourse.configs import LoraSettings, settings_dict
-from ftcourse.hardware import get_profile
-from ftcourse.train import RUN_RECORD, run_fingerprint, settings_from_profile
+from ftcourse.course.bundled import intent_records
+from ftcourse.profiles import get_profile
+from ftcourse.runs import RUN_RECORD, run_fingerprint
+from ftcourse.train import settings_from_profile
 
 
 def write_run_record(run_dir: Path, method: str, split: str = "train", init_text: str | None = None) -> None:

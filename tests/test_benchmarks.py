@@ -14,8 +14,8 @@ from tiny import tiny_model
 from transformers import TrainerControl
 
 from ftcourse import paths
-from ftcourse.bundled import intent_records
-from ftcourse.hardware import get_profile
+from ftcourse.course.bundled import intent_records
+from ftcourse.profiles import get_profile
 
 sys.path.insert(0, str(paths.project_root() / "benchmarks"))
 import common  # noqa: E402

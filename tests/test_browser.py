@@ -23,7 +23,7 @@ import psutil
 import pytest
 
 from ftcourse import paths
-from ftcourse.notebooks import kernel_name
+from ftcourse.course.experiments import kernel_name
 
 CHROMIUM = os.environ.get("FTCOURSE_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 try:

@@ -12,8 +12,8 @@ import nbformat
 import pytest
 
 from ftcourse import paths
-from ftcourse.build import BEGIN, END, HIDDEN_TAG, build, exercise_notebook, is_hidden, make_exercise, masters, read_tasks, strip_solutions, task_of
 from ftcourse.errors import CourseError
+from ftcourse.tools.build import BEGIN, END, HIDDEN_TAG, build, exercise_notebook, is_hidden, make_exercise, masters, read_tasks, strip_solutions, task_of
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "ex00_tiny.ipynb"
 
@@ -86,7 +86,7 @@ def test_the_repository_is_in_sync():
 
 def _ftcourse(root: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "FTCOURSE_ROOT": str(root)}
-    return subprocess.run([sys.executable, "-m", "ftcourse.cli", *args], capture_output=True, text=True, env=env, cwd=root)
+    return subprocess.run([sys.executable, "-m", "ftcourse.tools.cli", *args], capture_output=True, text=True, env=env, cwd=root)
 
 
 def test_check_fails_on_stale_or_hand_edited_exercises_and_build_repairs_them(tmp_path):

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftcourse import checks
-from ftcourse.bundled import intent_splits, raw_path
-from ftcourse.checks import CheckFailed, core, ex01, ex03
 from ftcourse.configs import LoraSettings
-from ftcourse.data import INTENT_LABELS, read_dataset, split_dataset
-from ftcourse.train import RunResult
+from ftcourse.course import checks
+from ftcourse.course.bundled import INTENT_LABELS, intent_splits, raw_path
+from ftcourse.course.checks import CheckFailed, core, ex01, ex03
+from ftcourse.data import read_dataset, split_dataset
+from ftcourse.runs import RunResult
 from tests.saved_runs import write_run_record
 from tests.tiny import tiny_model
 
@@ -128,7 +128,7 @@ def test_lora_size_checks_use_the_models_real_shapes(base_model):
 
 
 def test_method_sizes_check_compares_with_peft(base_model):
-    right = {m: core._peft_trainable(base_model, m) for m in checks.EX05_METHODS}
+    right = {m: core.peft_trainable(base_model, m) for m in checks.EX05_METHODS}
     assert right["prompt_tuning"] == 16 * 576 and right["lora"] == 921_600
     assert "prompt_tuning 9,216" in checks.check_ex05_task2.verify(right, base_model)
     with pytest.raises(CheckFailed, match="trainable_counts\\['lora'\\]"):
@@ -149,7 +149,7 @@ def _saved_run(tmp_path: Path, losses: list[float], trained: bool) -> RunResult:
                 torch.nn.init.normal_(p)
     peft.save_pretrained(tmp_path)
     write_run_record(tmp_path, "lora")
-    metrics = {"trainable_parameters": core._peft_trainable(peft, "lora", LoraSettings(r=4, target_modules=["q_proj", "v_proj"])), "steps": 2}
+    metrics = {"trainable_parameters": core.peft_trainable(peft, "lora", LoraSettings(r=4, target_modules=["q_proj", "v_proj"])), "steps": 2}
     return RunResult("run", "lora", peft, None, tmp_path, metrics, [{"step": i + 1, "loss": v} for i, v in enumerate(losses)])
 
 

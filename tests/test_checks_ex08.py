@@ -11,11 +11,12 @@ import math
 import nbformat
 import pytest
 
-from ftcourse import checks, paths
-from ftcourse.checks import EX08_SEED_TABLE, EX08_SPEC, EX08_T95, CheckFailed
+from ftcourse import paths
+from ftcourse.course import checks
+from ftcourse.course.checks import EX08_SEED_TABLE, EX08_SPEC, EX08_T95, CheckFailed
+from ftcourse.course.experiments import parameters_of, validate_parameters
+from ftcourse.course.sweep import run_sweep
 from ftcourse.metrics import mean_interval
-from ftcourse.notebooks import parameters_of, validate_parameters
-from ftcourse.sweep import run_sweep
 
 
 def _fails(check, *args, hint: str) -> None:
@@ -193,7 +194,7 @@ def test_task5_accepts_the_fix_and_rejects_half_diagnoses_and_half_fixes(ex08):
     no_profile = _write_fixed(classmate, folder / "no_profile.ipynb", "lora_r = 8")
     _fails(checks.check_ex08_task5, RIGHT, no_profile, sweep, hint="cannot be run with lora_r=2")
     own_loop = checks.ex08_classmate_sweep(fixed, [4, 8, 16], folder / "own-loop")  # papermill directly: no validation
-    _fails(checks.check_ex08_task5, RIGHT, fixed, own_loop, hint="what ftcourse.sweep.run_sweep returns")
+    _fails(checks.check_ex08_task5, RIGHT, fixed, own_loop, hint="what ftcourse.course.sweep.run_sweep returns")
     other = _write_fixed(classmate, folder / "other.ipynb", 'profile = "smoke"\nlora_r = 8')
     _fails(checks.check_ex08_task5, RIGHT, other, sweep, hint="not your fixed notebook")
     one_point = run_sweep(fixed, {"lora_r": [8]}, profile="smoke", output_dir=folder / "one-point", progress=False)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ftcourse import checks
-from ftcourse.checks import CheckFailed
+from ftcourse.course import checks
+from ftcourse.course.checks import CheckFailed
 
 
 def _split(gpus, zero_stage, stage):

@@ -6,8 +6,8 @@ import pytest
 import torch
 from tiny import tiny_model
 
-from ftcourse import checks
-from ftcourse.checks import CheckFailed
+from ftcourse.course import checks
+from ftcourse.course.checks import CheckFailed
 from ftcourse.deploy import export_onnx, logits_on, max_logit_diff, onnx_logits, onnx_session
 from ftcourse.generation import encode_prompt
 

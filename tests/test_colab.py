@@ -1,4 +1,4 @@
-"""The setup cell's Colab install (ftcourse/colab.py) without Colab.
+"""The setup cell's Colab install (scripts/colab_install.py) without Colab.
 
 - which pins it passes to pip (unit test);
 - every package it may pull has a wheel for Colab's CPython 3.13 on manylinux x86_64, or is pure Python published
@@ -22,9 +22,12 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from script_modules import load_script
 
 from ftcourse import paths
-from ftcourse.colab import MODEL_PACKAGE, missing_pins, normalized
+
+colab_install = load_script("colab_install")
+MODEL_PACKAGE, missing_pins, normalized = colab_install.MODEL_PACKAGE, colab_install.missing_pins, colab_install.normalized
 
 ROOT = paths.project_root()
 COLAB_PYTHON = "3.13"
@@ -140,7 +143,7 @@ def test_colab_install_keeps_torch_and_ipywidgets_and_lesson_00_runs(colab_like,
             (course / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, course / rel)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "FTCOURSE_ROOT", "VIRTUAL_ENV")}
-    run_or_skip([python, "-m", "ftcourse.colab"], cwd=course, env=env)  # what the setup cell runs on Colab
+    run_or_skip([python, "scripts/colab_install.py"], cwd=course, env=env)  # what the setup cell runs on Colab
 
     def installed(name: str) -> str:
         return subprocess.check_output([python, "-c", f"import importlib.metadata as m; print(m.version({name!r}))"], text=True, env=env).strip()
@@ -150,7 +153,7 @@ def test_colab_install_keeps_torch_and_ipywidgets_and_lesson_00_runs(colab_like,
     assert installed(MODEL_PACKAGE) == pins()[normalized(MODEL_PACKAGE)]
     assert installed("trl") == pins()["trl"]  # missing before: installed at the tested version
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS="1", MPLBACKEND="Agg")
-    lesson = subprocess.run([python, "-m", "ftcourse.cli", "run", "notebooks/00_setup.ipynb", "--profile", "smoke",
+    lesson = subprocess.run([python, "-m", "ftcourse.tools.cli", "run", "notebooks/00_setup.ipynb", "--profile", "smoke",
                              "--output-dir", str(tmp_path / "runs")], cwd=course, env=env, capture_output=True, text=True)
     assert lesson.returncode == 0, lesson.stdout[-3000:] + lesson.stderr[-3000:]
     assert json.loads((tmp_path / "runs" / "summary.json").read_text())["runs"][0]["status"] == "ok"

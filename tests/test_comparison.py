@@ -1,4 +1,4 @@
-"""ftcourse.comparison: parameter counts on the real model's shapes, configs, and a real train-and-score run."""
+"""ftcourse.course.comparison: parameter counts on the real model's shapes, configs, and a real train-and-score run."""
 
 from __future__ import annotations
 
@@ -6,20 +6,13 @@ import pytest
 import torch
 from peft import get_peft_model
 
-from ftcourse.bundled import intent_records
-from ftcourse.comparison import (
-    classification_accuracy,
-    compare_methods,
-    config_summary,
-    lora_parameter_table,
-    peft_parameter_count,
-)
-from ftcourse.data import INTENT_LABELS
+from ftcourse.course.bundled import INTENT_LABELS, intent_records
+from ftcourse.course.comparison import classification_accuracy, compare_methods, config_summary, lora_parameter_table, peft_parameter_count
 from ftcourse.generation import classify
-from ftcourse.hardware import get_profile
 from ftcourse.memory import MB, footprint_bytes
 from ftcourse.models import count_parameters
 from ftcourse.peft_methods import NUM_VIRTUAL_TOKENS, build_peft_config
+from ftcourse.profiles import get_profile
 
 
 def _lora_by_hand(model: torch.nn.Module, r: int, names: set[str] | None) -> int:
@@ -84,7 +77,7 @@ def test_compare_methods_trains_each_on_the_same_budget(tmp_path, base_model):
 def test_comparison_chart_draws_one_panel_per_column_and_skips_missing_values():
     import matplotlib.pyplot as plt
 
-    from ftcourse.plots import comparison_chart
+    from ftcourse.course.plots import comparison_chart
 
     rows = [{"name": "a", "speed": 1.0, "accuracy": None}, {"name": "b", "speed": 2.0, "accuracy": 0.5}]
     axes = comparison_chart(rows, {"speed": ("Speed", "{:.1f}"), "accuracy": ("Accuracy", "{:.2f}")}, log=())

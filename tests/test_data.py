@@ -12,19 +12,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ftcourse import bundled, paths
-from ftcourse.data import (
-    INTENT_LABELS,
-    DataError,
-    conflicting_duplicates,
-    find_duplicates,
-    find_leakage,
-    processed_records,
-    read_dataset,
-    read_jsonl,
-    split_dataset,
-    to_messages,
-)
+from ftcourse import paths
+from ftcourse.course import bundled
+from ftcourse.course.bundled import INTENT_LABELS, LABEL_SETS
+from ftcourse.data import DataError, conflicting_duplicates, find_duplicates, find_leakage, processed_records, read_dataset, read_jsonl, split_dataset, to_messages
 from ftcourse.errors import CourseError
 from ftcourse.preparation import format_summary, prepare_dataset
 from ftcourse.tokenization import ALPACA_TEMPLATE, IGNORE_INDEX, show_masked, tokenize_messages, tokenize_text
@@ -174,7 +165,7 @@ def test_splits_are_stratified_and_reproducible(tmp_path):
 
 
 def test_script_splits_match_the_bundled_splits(tmp_path):
-    prepare_dataset(INTENTS, tmp_path / "processed", "classification")
+    prepare_dataset(INTENTS, tmp_path / "processed", "classification", label_sets=LABEL_SETS)  # as the script calls it
     assert read_jsonl(tmp_path / "processed" / "test.jsonl") == processed_records(bundled.intent_splits()["test"], INTENT_LABELS)
 
 
@@ -319,7 +310,7 @@ def test_split_of_instructions_is_stratified_by_task():
 
 
 def test_label_distribution_plot_draws_the_counts():
-    from ftcourse.plots import label_distribution, token_length_histogram
+    from ftcourse.course.plots import label_distribution, token_length_histogram
 
     ax = label_distribution({"train": {"a": 3, "b": 1}, "test": {"a": 1}})
     assert sorted(bar.get_width() for bar in ax.patches) == [0, 1, 1, 3]
@@ -331,6 +322,7 @@ def test_one_rule_infers_a_label_set():
     """The course's intents in its order when the labels are among them (a test set may lack some), else sorted."""
     from ftcourse.data import infer_labels
 
-    assert infer_labels(["return_refund", "order_status"]) == list(INTENT_LABELS)
-    assert infer_labels(INTENT_LABELS) == list(INTENT_LABELS)
+    assert infer_labels(["return_refund", "order_status"], [INTENT_LABELS]) == list(INTENT_LABELS)
+    assert infer_labels(INTENT_LABELS, [INTENT_LABELS]) == list(INTENT_LABELS)
+    assert infer_labels(["return_refund", "order_status"]) == ["order_status", "return_refund"]
     assert infer_labels(["spam", "ham", "order_status"]) == ["ham", "order_status", "spam"]

@@ -9,7 +9,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from tiny import save_tiny, tiny_model
 
-from ftcourse.data import INTENT_LABELS, classification_instruction
+from ftcourse.course.bundled import INTENT_LABELS
+from ftcourse.data import classification_instruction
 from ftcourse.deploy import (
     EXPORT_RECORD,
     export_merged,

@@ -16,7 +16,7 @@ from tiny import save_tiny
 
 from ftcourse.distributed import check_launch, launch, per_gpu_memory
 from ftcourse.errors import CourseError
-from ftcourse.train import load_run
+from ftcourse.runs import load_run
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = Path(__file__).resolve().parent / "distributed_worker.py"
@@ -74,7 +74,7 @@ def test_fine_tune_script_under_torchrun_writes_one_run_that_loads(tmp_path):
 
 def test_fsdp2_gives_each_rank_half_of_the_lora_parameters(tmp_path, tokenizer):
     model = save_tiny("llama", tmp_path / "tiny", tokenizer, vocab_size=len(tokenizer))
-    args = ["-m", "ftcourse.distributed_demo", "fsdp2", "--model", str(model), "--out", str(tmp_path), "--steps", "1"]
+    args = ["-m", "ftcourse.course.distributed_demo", "fsdp2", "--model", str(model), "--out", str(tmp_path), "--steps", "1"]
     launch(args, nproc=2, printer=_silent)
     record = json.loads((tmp_path / "fsdp2.json").read_text())
     assert record["world_size"] == 2 and record["sharded_layers"] == 2

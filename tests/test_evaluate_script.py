@@ -2,33 +2,29 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from script_modules import load_script
 
-from ftcourse import bundled, paths
+from ftcourse import paths
 from ftcourse.configs import TrainingSettings
-from ftcourse.data import INTENT_LABELS
-from ftcourse.hardware import get_profile
-from ftcourse.lessons import INSTRUCTION_LORA, INTENT_LORA
+from ftcourse.course import bundled
+from ftcourse.course.bundled import INTENT_LABELS
+from ftcourse.course.lessons import INSTRUCTION_LORA, INTENT_LORA
 from ftcourse.preparation import prepare_dataset
-from ftcourse.train import RUN_RECORD, fine_tune
+from ftcourse.profiles import get_profile
+from ftcourse.runs import RUN_RECORD
+from ftcourse.train import fine_tune
 
 ROOT = paths.project_root()
 SCRIPT = ROOT / "scripts" / "evaluate_model.py"
 SMOKE = get_profile("smoke")
 TINY_RUN = TrainingSettings(max_steps=2, batch_size=4, gradient_accumulation_steps=1, logging_steps=1)
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location("evaluate_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +71,7 @@ def test_original_command_on_a_folder_of_runs(runs, processed):
 
 def test_unseen_raw_file_against_the_base(runs, tmp_path, capsys):
     _, made = runs
-    code = _script().main(["--model_path", str(made["intent"]), "--test_dataset", str(ROOT / "data" / "raw" / "support_intents_unseen.jsonl"),
+    code = load_script("evaluate_model").main(["--model_path", str(made["intent"]), "--test_dataset", str(ROOT / "data" / "raw" / "support_intents_unseen.jsonl"),
                            "--metrics", "accuracy", "f1", "--max_examples", "4", "--compare_base", "--report_dir", str(tmp_path), "--no_progress"])
     out = capsys.readouterr().out
     assert code == 0
@@ -91,7 +87,7 @@ def test_instruction_adapter_reports_json_extraction_metrics(runs, tmp_path, cap
     raw = [json.loads(line) for line in (ROOT / "data" / "raw" / "support_instructions.jsonl").read_text().splitlines()]
     test_file = tmp_path / "extract.jsonl"
     test_file.write_text("".join(json.dumps(r) + "\n" for r in raw if r["task"] == "extract"))
-    code = _script().main(["--model_path", str(made["instruction"]), "--test_dataset", str(test_file), "--metrics", "valid_json", "field_accuracy",
+    code = load_script("evaluate_model").main(["--model_path", str(made["instruction"]), "--test_dataset", str(test_file), "--metrics", "valid_json", "field_accuracy",
                            "--max_examples", "3", "--report_dir", str(tmp_path), "--no_progress"])
     out = capsys.readouterr().out
     assert code == 0
@@ -107,7 +103,7 @@ def test_instruction_adapter_reports_json_extraction_metrics(runs, tmp_path, cap
 ])
 def test_problems_are_errors_with_exit_code_2(args, message, tmp_path, capsys):
     args = [a.replace("{empty}", str(tmp_path)) for a in args]
-    code = _script().main([*args, "--test_dataset", str(ROOT / "data" / "raw" / "support_intents_unseen.jsonl"), "--max_examples", "1", "--no_progress"])
+    code = load_script("evaluate_model").main([*args, "--test_dataset", str(ROOT / "data" / "raw" / "support_intents_unseen.jsonl"), "--max_examples", "1", "--no_progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and message in err
     if "bleu" in message:

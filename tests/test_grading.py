@@ -15,11 +15,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftcourse import grading, paths
-from ftcourse.build import exercise_notebook, exercise_path, is_hidden, masters, read_tasks, task_of
-from ftcourse.cli import main
+from ftcourse import paths
 from ftcourse.errors import CourseError
-from ftcourse.grading import feedback_markdown, grade_folder, grade_notebook, kernel_env, prepare, submissions
+from ftcourse.tools import grading
+from ftcourse.tools.build import exercise_notebook, exercise_path, is_hidden, masters, read_tasks, task_of
+from ftcourse.tools.cli import main
+from ftcourse.tools.grading import feedback_markdown, grade_folder, grade_notebook, kernel_env, prepare, submissions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "ex00_tiny.ipynb"
 POINTS = {"task1": 1, "task2": 2, "task3": 3}
@@ -50,7 +51,7 @@ def _tampered() -> nbformat.NotebookNode:
             cell.source = "pass"
             cell.metadata["ftcourse"]["points"] = 100
     patch = nbformat.v4.new_code_cell(
-        "import ftcourse.checks as c, ftcourse.checks.ex01 as ex01\n"
+        "import ftcourse.course.checks as c, ftcourse.course.checks.ex01 as ex01\n"
         "ex01.expect = lambda *a, **k: None\n"
         "c.check_ex01_task3.verify = lambda *a, **k: 'ok'\n"
         "c.check_ex03_task1.func = lambda *a, **k: 'ok'\n"
@@ -153,10 +154,10 @@ def test_prepare_uses_the_masters_tests_right_after_each_task_cell():
 
 #: Checks patched inside their own modules: core's `expect` (what a re-imported exercise module would pick up again) and
 #: exercise 03's `expect` and the check object itself (which the package only re-exports).
-_SUBMODULE_TAMPERING = ("import ftcourse.checks.core as core, ftcourse.checks.ex03 as ex03\n"
+_SUBMODULE_TAMPERING = ("import ftcourse.course.checks.core as core, ftcourse.course.checks.ex03 as ex03\n"
                         "core.expect = ex03.expect = lambda *a, **k: None\n"
                         "ex03.check_ex03_task1.verify = lambda *a, **k: 'ok'\n")
-_WRONG_F1 = ("from ftcourse.checks import CheckFailed, check_ex03_task1\n"
+_WRONG_F1 = ("from ftcourse.course.checks import CheckFailed, check_ex03_task1\n"
              "try:\n    check_ex03_task1.verify(lambda predictions, references: 0.5)\n"
              "except CheckFailed:\n    print('rejected')\nelse:\n    print('accepted')\n")
 
@@ -168,7 +169,7 @@ def _after_tampering(reload: str) -> str:
 
 
 def test_hidden_tests_reload_the_checks_core_first_then_each_exercise_then_the_package():
-    """The prefix prepare() puts before a hidden test undoes checks patched inside ftcourse.checks' modules; reloading only the
+    """The prefix prepare() puts before a hidden test undoes checks patched inside ftcourse.course.checks' modules; reloading only the
     package (it re-exports the exercise modules' objects), or core after the exercise modules, would not."""
     tasks = read_tasks(FIXTURE)
     nb, tests, _ = prepare(_master(), tasks, {"profile": "smoke"})
@@ -177,9 +178,9 @@ def test_hidden_tests_reload_the_checks_core_first_then_each_exercise_then_the_p
     assert "check_ex03_task1" in prefix
     assert _after_tampering("") == "accepted"  # the tampering works
     assert _after_tampering(prefix) == "rejected"
-    assert _after_tampering("import importlib, ftcourse.checks\nimportlib.reload(ftcourse.checks)\n") == "accepted"
-    wrong_order = "".join(f"importlib.reload(ftcourse.checks.{m})\n" for m in ("ex03", "core"))
-    assert _after_tampering(f"import importlib, ftcourse.checks\n{wrong_order}importlib.reload(ftcourse.checks)\n") == "accepted"
+    assert _after_tampering("import importlib, ftcourse.course.checks\nimportlib.reload(ftcourse.course.checks)\n") == "accepted"
+    wrong_order = "".join(f"importlib.reload(ftcourse.course.checks.{m})\n" for m in ("ex03", "core"))
+    assert _after_tampering(f"import importlib, ftcourse.course.checks\n{wrong_order}importlib.reload(ftcourse.course.checks)\n") == "accepted"
 
 
 def test_kernel_environment_drops_secrets(monkeypatch, tmp_path):
@@ -303,9 +304,9 @@ def test_the_class_summary_shows_per_task_means_passes_and_the_most_common_failu
 
 
 def test_summary_groups_failures_by_hint_and_counts_checker_faults_apart():
-    from ftcourse.build import Task
-    from ftcourse.class_report import summarize, summary_markdown
-    from ftcourse.grading import Grade, TaskScore
+    from ftcourse.tools.build import Task
+    from ftcourse.tools.class_report import summarize, summary_markdown
+    from ftcourse.tools.grading import Grade, TaskScore
 
     tasks = [Task("task1", 2, None), Task("task2", 1, None)]
 

@@ -6,11 +6,12 @@ import json
 
 import pytest
 
-from ftcourse import lessons
 from ftcourse.configs import LoraSettings, QuantizationSettings, TrainingSettings, load_settings
+from ftcourse.course import lessons
 from ftcourse.errors import CourseError
-from ftcourse.hardware import PROFILES, cuda_supports_bf16, detect_environment, get_profile
+from ftcourse.hardware import cuda_supports_bf16, detect_environment
 from ftcourse.paths import configs_dir
+from ftcourse.profiles import PROFILES, get_profile
 
 
 def test_profiles_are_printable_and_overridable():

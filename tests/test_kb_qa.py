@@ -10,11 +10,13 @@ from collections import Counter
 import pytest
 from rouge_score import rouge_scorer
 
-from ftcourse import bundled, paths
-from ftcourse.data import normalize_text, read_dataset
+from ftcourse import paths
+from ftcourse.course import bundled
+from ftcourse.course.kb_qa import NOT_IN_MANUAL, manual_chapters, manual_retriever, qa_prompt, qa_records
+from ftcourse.data import read_dataset
 from ftcourse.errors import CourseError
-from ftcourse.metrics import NOT_IN_MANUAL, qa_metrics, recall_at_k, rouge_scores, squad_normalize, token_f1
-from ftcourse.retrieval import BM25Retriever, Chunk, bm25_tokens, chunk_text, manual_chapters, manual_retriever, qa_prompt, qa_records
+from ftcourse.metrics import normalize_text, qa_metrics, recall_at_k, rouge_scores, squad_normalize, token_f1
+from ftcourse.retrieval import BM25Retriever, Chunk, bm25_tokens, chunk_text
 
 GENERATOR = paths.data_dir() / "tools" / "make_kb_qa.py"
 
@@ -68,10 +70,12 @@ def test_squad_normalisation_matches_the_official_script():
 
 
 def test_qa_metrics_score_not_in_the_manual_answers():
-    m = qa_metrics(["265 g.", "It weighs 265 g", "The manual does not say", "250"], ["265 g", "265 g", NOT_IN_MANUAL, NOT_IN_MANUAL])
+    m = qa_metrics(["265 g.", "It weighs 265 g", "The manual does not say", "250"], ["265 g", "265 g", NOT_IN_MANUAL, NOT_IN_MANUAL], NOT_IN_MANUAL)
     assert m["exact_match"] == pytest.approx(0.5) and m["f1"] == pytest.approx((1 + 2 / 3 + 1 + 0) / 4)  # "it weighs 265 g": P 2/4, R 2/2
-    assert m["not_in_manual_rate"] == 0.5 and m["false_not_in_manual"] == 0.0 and m["n_not_in_manual"] == 2
-    assert qa_metrics([NOT_IN_MANUAL], ["265 g"])["false_not_in_manual"] == 1.0
+    assert m["abstain_rate"] == 0.5 and m["false_abstain_rate"] == 0.0 and m["n_unanswerable"] == 2
+    assert qa_metrics([NOT_IN_MANUAL], ["265 g"], NOT_IN_MANUAL)["false_abstain_rate"] == 1.0
+    lenient = qa_metrics(["The manual does not say. It might be 300 g."], [NOT_IN_MANUAL], NOT_IN_MANUAL)
+    assert lenient["abstain_rate"] == 1.0  # contains the phrase: counted (SQuAD 2.0 would want an empty answer)
 
 
 def test_recall_at_k():

@@ -8,17 +8,9 @@ import pytest
 import torch
 from tiny import save_tiny
 
+from ftcourse.course.comparison import VARIANTS, load_variant
 from ftcourse.errors import CourseError
-from ftcourse.memory import (
-    MB,
-    VARIANTS,
-    footprint_breakdown,
-    footprint_bytes,
-    load_variant,
-    make_resident,
-    track_peak,
-    unpack_cpu_4bit,
-)
+from ftcourse.memory import MB, footprint_breakdown, footprint_bytes, make_resident, track_peak, unpack_cpu_4bit
 
 EMBEDDING_MB = 49152 * 576 * 4 / MB  # SmolLM2-135M: vocabulary × hidden size, fp32, tied with the LM head
 
@@ -143,9 +135,9 @@ def test_make_resident_reads_memory_mapped_weights_into_ram(fresh_model):
 def test_a_bitsandbytes_without_the_private_unpacker_gets_a_clear_error(monkeypatch):
     """The CPU unpacking relies on a private bitsandbytes function: if a release drops it, the error says what to do."""
     bnbf = pytest.importorskip("bitsandbytes.functional")
-    from ftcourse.memory import _cpu_unpacker
+    from ftcourse.memory import cpu_4bit_unpacker
 
-    assert callable(_cpu_unpacker())
+    assert callable(cpu_4bit_unpacker())
     monkeypatch.delattr(bnbf, "_convert_weight_packed_for_cpu_inverse")
     with pytest.raises(CourseError, match="constraints.txt"):
-        _cpu_unpacker()
+        cpu_4bit_unpacker()

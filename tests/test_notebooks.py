@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
+import checked_outputs
 import nbformat
 import pytest
 
-from ftcourse import checked_outputs, paths
-from ftcourse.notebooks import find_notebooks, lint_notebook, run_notebook, stamp_notebook
+from ftcourse import paths
+from ftcourse.course.experiments import run_notebook
+from ftcourse.tools.conventions import lint_notebook, stamp_notebook
+from ftcourse.tools.runner import find_notebooks
 
 ROOT = paths.project_root()
 NOTEBOOKS = find_notebooks([d for d in (ROOT / "notebooks", ROOT / "solutions") if d.is_dir()])

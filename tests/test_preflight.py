@@ -10,10 +10,9 @@ from tiny import tiny_model
 
 import ftcourse.preflight as preflight
 import ftcourse.train as train
-from ftcourse.bundled import intent_records
 from ftcourse.configs import LoraSettings, TrainingSettings
+from ftcourse.course.bundled import intent_records
 from ftcourse.errors import CourseError
-from ftcourse.hardware import get_profile
 from ftcourse.memory import estimate_training_memory
 from ftcourse.preflight import (
     ParameterChangeCheck,
@@ -26,6 +25,7 @@ from ftcourse.preflight import (
     run_preflight,
     training_checks,
 )
+from ftcourse.profiles import get_profile
 from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_messages, tokenize_records
 from ftcourse.train import fine_tune
 

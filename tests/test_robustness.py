@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -10,27 +9,22 @@ from collections import namedtuple
 from dataclasses import replace
 
 import pytest
+from script_modules import load_script
 from tiny import save_tiny, tiny_model
 
 from ftcourse import paths
-from ftcourse.bundled import intent_records
-from ftcourse.cli import main as ftcourse_main
 from ftcourse.configs import TrainingSettings, load_settings
+from ftcourse.course.bundled import intent_records
 from ftcourse.data import DataError, read_dataset
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_text, ensure_writable_dir, file_lock, sha256_file
-from ftcourse.hardware import get_profile
 from ftcourse.models import load_model
-from ftcourse.train import fine_tune, is_run_dir, load_run
+from ftcourse.profiles import get_profile
+from ftcourse.runs import is_run_dir, load_run
+from ftcourse.tools.cli import main as ftcourse_main
+from ftcourse.train import fine_tune
 
 ROOT = paths.project_root()
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ---------------------------------------------------------------- files
@@ -120,7 +114,7 @@ def test_a_file_that_is_not_utf8_names_the_byte_line_and_fix(tmp_path, suffix):
 def test_prepare_dataset_script_on_a_latin1_file_exits_2(tmp_path, capsys):
     path = tmp_path / "latin1.jsonl"
     path.write_bytes('{"text": "caf\xe9", "label": "a"}\n'.encode("latin-1"))
-    code = _script("prepare_dataset").main(["--input_file", str(path), "--output_dir", str(tmp_path / "out"), "--task_type", "classification"])
+    code = load_script("prepare_dataset").main(["--input_file", str(path), "--output_dir", str(tmp_path / "out"), "--task_type", "classification"])
     err = capsys.readouterr().err
     assert code == 2 and "not UTF-8 text: byte 13 (line 1)" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()
@@ -147,7 +141,7 @@ def _fine_tune_args(tiny_folder, out, *extra):
 
 @pytest.mark.parametrize("flags", [["--lora_r", "0"], ["--lora_r", "-4"], ["--batch_size", "0"], ["--lora_dropout", "1.5"]])
 def test_bad_training_flags_fail_before_the_model_loads(flags, tiny_folder, tmp_path, capsys):
-    code = _script("fine_tune_model").main(_fine_tune_args(tiny_folder, tmp_path / "out") + flags)
+    code = load_script("fine_tune_model").main(_fine_tune_args(tiny_folder, tmp_path / "out") + flags)
     captured = capsys.readouterr()
     field = {"--lora_r": "r", "--batch_size": "batch_size", "--lora_dropout": "lora_dropout"}[flags[0]]
     assert code == 2 and f"error: {field} must be" in captured.err and "Fine-tuning" not in captured.out
@@ -156,14 +150,14 @@ def test_bad_training_flags_fail_before_the_model_loads(flags, tiny_folder, tmp_
 
 def test_an_output_dir_that_is_a_file_fails_before_training(tiny_folder, tmp_path, capsys):
     (tmp_path / "out").write_text("mine")
-    code = _script("fine_tune_model").main(_fine_tune_args(tiny_folder, tmp_path / "out"))
+    code = load_script("fine_tune_model").main(_fine_tune_args(tiny_folder, tmp_path / "out"))
     err = capsys.readouterr().err
     assert code == 2 and "output_root" in err and "is an existing file" in err and "Traceback" not in err
     assert (tmp_path / "out").read_text() == "mine"
 
 
 def test_the_script_never_replaces_a_run_with_other_settings_silently(tiny_folder, tmp_path, capsys):
-    script = _script("fine_tune_model")
+    script = load_script("fine_tune_model")
     out = tmp_path / "out"
     assert script.main(_fine_tune_args(tiny_folder, out, "--lora_r", "4")) == 0
     first = capsys.readouterr()
@@ -191,7 +185,7 @@ def test_fine_tune_keeps_an_earlier_run_with_other_settings(tokenizer, tmp_path,
 
 
 def test_a_truncated_adapter_names_the_file_and_how_to_recover(tiny_folder, tmp_path):
-    assert _script("fine_tune_model").main(_fine_tune_args(tiny_folder, tmp_path / "out")) == 0
+    assert load_script("fine_tune_model").main(_fine_tune_args(tiny_folder, tmp_path / "out")) == 0
     adapter = tmp_path / "out" / "mine" / "adapter_model.safetensors"
     adapter.write_bytes(adapter.read_bytes()[: adapter.stat().st_size // 2])
     for load in (load_run, load_model):
@@ -207,7 +201,7 @@ def test_evaluating_on_labels_the_run_never_saw_is_an_error(tmp_path, capsys):
     (run / "dataset_info.json").write_text(json.dumps({"labels": ["billing", "shipping"]}))
     test = tmp_path / "test.jsonl"
     test.write_text('{"text": "a", "label": "billing"}\n{"text": "b", "label": "refund"}\n')
-    code = _script("evaluate_model").main(["--model_path", str(run), "--test_dataset", str(test), "--no_progress"])
+    code = load_script("evaluate_model").main(["--model_path", str(run), "--test_dataset", str(test), "--no_progress"])
     err = capsys.readouterr().err
     assert code == 2 and "labels the model never saw in training: refund" in err and "Traceback" not in err
     assert sorted(p.name for p in run.iterdir()) == ["adapter_config.json", "dataset_info.json"]

@@ -8,9 +8,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ftcourse.cli import main
+from ftcourse.course.experiments import CommandLineValue, parameters_of, validate_parameters
 from ftcourse.errors import CourseError
-from ftcourse.notebooks import CommandLineValue, find_notebooks, parameters_of, run_many, validate_parameters
+from ftcourse.tools.cli import main
+from ftcourse.tools.runner import find_notebooks, run_many
 
 PARAMETERS = '''
 profile = "auto"  # smoke | cpu | gpu | auto
@@ -22,7 +23,7 @@ ranks = [4, 8]
 fail = False
 '''
 BODY = '''
-from ftcourse.notebooks import record_metrics
+from ftcourse.course.experiments import record_metrics
 
 if fail:
     raise RuntimeError("asked to fail")

@@ -12,12 +12,12 @@ import torch
 from peft import LoraConfig, get_peft_model
 from tiny import save_tiny
 
-from ftcourse.cli import build_parser
 from ftcourse.deploy import load_adapters, using_adapter
 from ftcourse.errors import CourseError
 from ftcourse.generation import generate
 from ftcourse.models import load_model
 from ftcourse.serving import ChatServer
+from ftcourse.tools.cli import build_parser
 
 CHAT = [{"role": "user", "content": "Where is my parcel?"}]
 
@@ -132,7 +132,7 @@ def test_the_serve_command_answers_and_stops_cleanly_on_sigterm(tmp_path, tokeni
     import sys
 
     folder = save_tiny("llama", tmp_path / "m", tokenizer, vocab_size=len(tokenizer))
-    process = subprocess.Popen([sys.executable, "-m", "ftcourse.cli", "serve", "--model", str(folder), "--port", "0"],
+    process = subprocess.Popen([sys.executable, "-m", "ftcourse.tools.cli", "serve", "--model", str(folder), "--port", "0"],
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         line = process.stdout.readline()

@@ -16,8 +16,8 @@ import pandas as pd
 import psutil
 import pytest
 
+from ftcourse.course.sweep import STATE, grid_points, load_grid, point_name, run_sweep
 from ftcourse.errors import CourseError
-from ftcourse.sweep import STATE, grid_points, load_grid, point_name, run_sweep
 
 PARAMETERS = '''
 profile = "auto"
@@ -29,7 +29,7 @@ hang = ""  # while this file exists, the point (1, "yy") hangs
 '''
 BODY = '''
 import json, os, time
-from ftcourse.notebooks import record_metrics
+from ftcourse.course.experiments import record_metrics
 
 with open(log, "a") as fh:
     fh.write(json.dumps([a, b]) + "\\n")
@@ -101,7 +101,7 @@ def test_killed_sweep_resumes_with_only_the_missing_points(notebook, tmp_path):
     log, hang, out, grid = tmp_path / "log.jsonl", tmp_path / "hang", tmp_path / "sweep", tmp_path / "grid.yaml"
     hang.touch()
     grid.write_text("b: [x, yy]\n")
-    command = [sys.executable, "-m", "ftcourse.cli", "sweep", str(notebook), "--grid", str(grid), "--profile", "smoke",
+    command = [sys.executable, "-m", "ftcourse.tools.cli", "sweep", str(notebook), "--grid", str(grid), "--profile", "smoke",
                "--output-dir", str(out), "-p", "log", str(log), "-p", "hang", str(hang)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

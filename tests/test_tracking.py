@@ -9,11 +9,11 @@ import statistics
 import pytest
 from tiny import tiny_model
 
-from ftcourse.bundled import intent_records
 from ftcourse.configs import TrainingSettings
+from ftcourse.course.bundled import intent_records
 from ftcourse.errors import CourseError
-from ftcourse.hardware import get_profile
 from ftcourse.metrics import mean_interval
+from ftcourse.profiles import get_profile
 from ftcourse.tracking import tensorboard_scalars, trackio_logs
 from ftcourse.train import fine_tune
 

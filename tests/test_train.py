@@ -14,28 +14,22 @@ from pathlib import Path
 
 import pytest
 import torch
+from script_modules import load_script
 from tiny import save_tiny, tiny_model
 from transformers import TrainerCallback
 
 import ftcourse.train as train
 from ftcourse import paths
-from ftcourse.bundled import intent_records
 from ftcourse.configs import LoraSettings, TrainingSettings, load_settings
+from ftcourse.course.bundled import intent_records
 from ftcourse.errors import CourseError
-from ftcourse.hardware import get_profile
 from ftcourse.models import load_model
 from ftcourse.peft_methods import METHODS
 from ftcourse.preparation import prepare_dataset
+from ftcourse.profiles import get_profile
+from ftcourse.runs import RUN_RECORD, latest_run, load_run, run_fingerprint
 from ftcourse.tokenization import collate, prompt_ids, tokenize_records
-from ftcourse.train import (
-    completion_loss,
-    fine_tune,
-    latest_run,
-    load_run,
-    run_fingerprint,
-    settings_from_profile,
-    supports_fast_loss,
-)
+from ftcourse.train import completion_loss, fine_tune, settings_from_profile, supports_fast_loss
 
 SMALL = TrainingSettings(max_steps=2, batch_size=2, gradient_accumulation_steps=1, logging_steps=1, warmup_ratio=0.0)
 SCRIPT = paths.project_root() / "scripts" / "fine_tune_model.py"
@@ -109,7 +103,7 @@ def test_lora_adapter_names_its_base_as_the_user_did(records, tmp_path):
     result = run(records[:2], tmp_path, settings=TrainingSettings(max_steps=1, batch_size=2))
     config = json.loads((result.run_dir / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == "embedded" and config["r"] == 16
-    record = json.loads((result.run_dir / train.RUN_RECORD).read_text())
+    record = json.loads((result.run_dir / RUN_RECORD).read_text())
     assert record["base_model"] == "embedded" and record["training"]["max_steps"] == 1 and record["finished_at"] > 0
 
 
@@ -279,7 +273,7 @@ def test_refuses_to_overwrite_a_folder_it_did_not_write(records, tokenizer, tmp_
 def test_latest_run_picks_the_most_recent(tmp_path):
     for name, finished in [("old", 1.0), ("new", 2.0), ("mid", 1.5)]:
         (tmp_path / name).mkdir()
-        (tmp_path / name / train.RUN_RECORD).write_text(json.dumps({"finished_at": finished}))
+        (tmp_path / name / RUN_RECORD).write_text(json.dumps({"finished_at": finished}))
     (tmp_path / "not-a-run").mkdir()
     assert latest_run(tmp_path) == tmp_path / "new"
     assert latest_run(tmp_path / "old") == tmp_path / "old"
@@ -348,14 +342,14 @@ def test_wandb_runs_offline_unless_the_user_set_a_mode(monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     if importlib.util.find_spec("wandb") is None:
         with pytest.raises(CourseError, match="pip install wandb"):
-            train._report_to("wandb")
+            train.resolve_report_to("wandb")
         monkeypatch.setattr(train, "find_spec", lambda name: object())  # pretend it is installed
-    assert train._report_to("wandb") == "wandb" and os.environ["WANDB_MODE"] == "offline"
+    assert train.resolve_report_to("wandb") == "wandb" and os.environ["WANDB_MODE"] == "offline"
     monkeypatch.setenv("WANDB_MODE", "online")
-    train._report_to("wandb")
+    train.resolve_report_to("wandb")
     assert os.environ["WANDB_MODE"] == "online"
     with pytest.raises(CourseError, match="use one of: none, tensorboard, trackio, wandb"):
-        train._report_to("mlflow")
+        train.resolve_report_to("mlflow")
 
 
 def test_settings_from_profile_then_overrides():
@@ -364,13 +358,6 @@ def test_settings_from_profile_then_overrides():
 
 
 # ---------------------------------------------------------------- scripts/fine_tune_model.py
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("fine_tune_model", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 ORIGINAL = ["--dataset_path", "data/processed/", "--output_dir", "models/fine_tuned/", "--peft_method", "lora", "--lora_r", "16",
@@ -387,14 +374,14 @@ def test_original_command_offline_fails_cleanly():
 
 
 def test_every_method_is_reachable_from_the_script():
-    parser = load_script().build_parser()
+    parser = load_script("fine_tune_model").build_parser()
     assert next(a for a in parser._actions if a.dest == "peft_method").choices == list(METHODS)
     for flag in ("--max_steps", "--profile", "--config", "--lora_config", "--learning_rate", "--target_modules", "--run_name", "--resume", "--report_to", "--seed"):
         assert flag in parser._option_string_actions
 
 
 def test_flags_override_config_files_which_override_the_profile():
-    script = load_script()
+    script = load_script("fine_tune_model")
     args = script.build_parser().parse_args(["--profile", "smoke", "--config", "configs/training_config.json", "--batch_size", "2",
                                              "--lora_config", "configs/lora_config.json", "--lora_r", "8", "--target_modules", "all-linear"])
     profile, training, lora = script.resolve_settings(args)
@@ -408,19 +395,19 @@ def test_flags_override_config_files_which_override_the_profile():
 def test_a_bad_config_value_names_the_file_and_key(tmp_path, capsys):
     bad = tmp_path / "training.json"
     bad.write_text('{"batch_size": "four"}')
-    assert load_script().main(["--config", str(bad)]) == 2
+    assert load_script("fine_tune_model").main(["--config", str(bad)]) == 2
     assert f"{bad}: key 'batch_size' must be int" in capsys.readouterr().err
 
 
 def test_dataset_path_can_be_one_raw_file():
-    train_records, validation, name, info = load_script().load_training_data("data/raw/support_intents.jsonl")
+    train_records, validation, name, info = load_script("fine_tune_model").load_training_data("data/raw/support_intents.jsonl")
     assert name == "support_intents" and validation is None and len(train_records) == 1000
     assert info["format"] == "classification" and len(info["labels"]) == 10
     assert train_records[0]["messages"][-1] == {"role": "assistant", "content": train_records[0]["label"]}
 
 
 def test_a_folder_without_train_jsonl_says_how_to_prepare_it(tmp_path, capsys):
-    assert load_script().main(["--model_name_or_path", "embedded", "--dataset_path", str(tmp_path)]) == 2
+    assert load_script("fine_tune_model").main(["--model_name_or_path", "embedded", "--dataset_path", str(tmp_path)]) == 2
     assert "prepare_dataset.py" in capsys.readouterr().err
 
 
@@ -428,13 +415,13 @@ def test_original_command_with_the_embedded_model(tmp_path, capsys):
     processed = tmp_path / "processed"
     prepare_dataset(paths.data_dir() / "raw" / "support_intents.jsonl", processed, "classification", splits_dir=tmp_path / "splits")
     argv = [a if a not in ("data/processed/", "models/fine_tuned/") else str(processed if a.startswith("data") else tmp_path / "out") for a in ORIGINAL]
-    code = load_script().main(["--model_name_or_path", "embedded", *argv, "--profile", "smoke", "--max_steps", "1", "--no_progress",
+    code = load_script("fine_tune_model").main(["--model_name_or_path", "embedded", *argv, "--profile", "smoke", "--max_steps", "1", "--no_progress",
                                "--checkpoint_dir", str(tmp_path / "ckpt")])
     out = capsys.readouterr().out
     assert code == 0
     saved = tmp_path / "out" / "lora-support_intents"
     assert f"Saved the fine-tuned run to: {saved}" in out and latest_run(tmp_path / "out") == saved
-    record = json.loads((saved / train.RUN_RECORD).read_text())
+    record = json.loads((saved / RUN_RECORD).read_text())
     assert (record["lora"]["r"], record["lora"]["lora_alpha"], record["lora"]["lora_dropout"]) == (16, 32, 0.05)
     assert (record["training"]["batch_size"], record["training"]["gradient_accumulation_steps"], record["training"]["num_epochs"]) == (4, 4, 3)
     metrics = json.loads((saved / "metrics.json").read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from ftcourse.course.playground import Playground
 from ftcourse.generation import generate
-from ftcourse.widgets import Playground
 
 PROMPT = "Name one fruit."
 

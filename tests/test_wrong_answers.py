@@ -17,17 +17,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from ftcourse import checks
-from ftcourse.bundled import domain_texts, intent_records, raw_path
-from ftcourse.checks import CheckerError, CheckFailed, core, ex04, ex05, ex06
 from ftcourse.configs import LoraSettings, TrainingSettings
-from ftcourse.data import INTENT_LABELS, classification_instruction, normalize_text, read_dataset, validate_record
+from ftcourse.course import checks
+from ftcourse.course.bundled import INTENT_LABELS, domain_texts, intent_records, raw_path
+from ftcourse.course.checks import CheckerError, CheckFailed, core, ex04, ex05, ex06
+from ftcourse.data import classification_instruction, read_dataset, validate_record
 from ftcourse.generation import perplexity
-from ftcourse.hardware import get_profile
-from ftcourse.metrics import classification_metrics
+from ftcourse.metrics import classification_metrics, normalize_text
+from ftcourse.profiles import get_profile
+from ftcourse.runs import RUN_RECORD, RunResult, run_fingerprint
 from ftcourse.tokenization import IGNORE_INDEX, prompt_ids, tokenize_messages
 from ftcourse.tokenization import collate as course_collate
-from ftcourse.train import RUN_RECORD, RunResult, run_fingerprint, settings_from_profile
+from ftcourse.train import settings_from_profile
 from tests.saved_runs import write_run_record
 
 
@@ -89,7 +90,7 @@ def _data():
 def test_ex01_task1_counts_of_one_split_or_a_changed_count_fail():
     data = _data()
     assert "1000 records" in checks.check_ex01_task1.verify(data, dict(Counter(data.labels())))
-    from ftcourse.bundled import intent_splits
+    from ftcourse.course.bundled import intent_splits
 
     train = intent_splits()["train"]
     _fails(checks.check_ex01_task1, train, dict(Counter(train.labels())), hint="keep every record")
@@ -154,7 +155,7 @@ def _stratified(records, test, seed, *, cut=round, shuffle=True, rng=None):
 
 
 def test_ex01_task3_another_seed_or_fractions_fail():
-    from ftcourse.bundled import intent_splits
+    from ftcourse.course.bundled import intent_splits
     from ftcourse.data import split_dataset
 
     _fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.1, test=0.1, seed=1), hint="seed=42")
@@ -163,7 +164,7 @@ def test_ex01_task3_another_seed_or_fractions_fail():
 
 
 def test_ex01_task3_a_split_that_is_not_stratified_rounded_seeded_or_disjoint_fails():
-    from ftcourse.bundled import intent_splits
+    from ftcourse.course.bundled import intent_splits
     from ftcourse.data import CourseDataset, split_dataset
 
     splits = intent_splits()
@@ -227,7 +228,7 @@ def test_ex01_task4_the_helper_off_by_one_masks_and_a_missing_eos_fail(tokenizer
 
 
 def test_ex01_task5_a_truncating_or_wasteful_length_fails(tokenizer):
-    from ftcourse.bundled import intent_splits
+    from ftcourse.course.bundled import intent_splits
     from ftcourse.data import to_messages
 
     longest = max(len(tokenize_messages(tokenizer, to_messages(r, "classification", INTENT_LABELS))["input_ids"]) for r in intent_splits()["train"].records)
@@ -372,7 +373,7 @@ def test_ex02_task5_get_peft_model_the_trained_object_a_fixed_folder_and_the_hel
     from peft import LoraConfig, PeftModel, get_peft_model
 
     from ftcourse.peft_methods import build_peft_config
-    from ftcourse.train import load_run
+    from ftcourse.runs import load_run
 
     settings = LoraSettings(r=4, target_modules=["q_proj", "v_proj"])
     trained = get_peft_model(_tiny(tokenizer), build_peft_config("lora", _tiny(tokenizer), settings))
@@ -571,7 +572,7 @@ def test_ex04_task1_bits_as_bytes_and_decimal_megabytes_fail():
 
 
 def test_ex04_task3_other_measures_of_the_gap_fail(base_model, tokenizer):
-    right = core._probe_logits(base_model, tokenizer, checks.EX04_TEXT)
+    right = core.probe_logits(base_model, tokenizer, checks.EX04_TEXT)
     noisy = right + 0.1 * torch.randn(right.shape, generator=torch.Generator().manual_seed(0))
 
     class Shifted(torch.nn.Module):  # a stand-in "quantized" model: the real model's logits plus fixed noise
@@ -1059,7 +1060,7 @@ def test_ex07_task5_plain_text_a_missing_system_message_or_generation_prompt_and
 
 
 def test_every_exercise_ends_with_a_debugging_or_judgement_task():
-    from ftcourse.build import masters, read_tasks
+    from ftcourse.tools.build import masters, read_tasks
 
     last = {m.name.split("_")[0]: read_tasks(m)[-1].task for m in masters()}
     want = {"ex01": "task6", "ex02": "task6", "ex03": "task6", "ex04": "task5", "ex05": "task5", "ex06": "task5", "ex07": "task5",

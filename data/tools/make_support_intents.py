@@ -1425,7 +1425,7 @@ def check() -> None:
         keys = [norm(r["text"]) for r in rows]
         dups = [k for k, v in Counter(keys).items() if v > 1]
         assert not dups, f"{name}: {len(dups)} normalised duplicates, e.g. {dups[:3]}"
-        print(f"  no normalised duplicates within file")
+        print("  no normalised duplicates within file")
     cross = {norm(r["text"]) for r in main} & {norm(r["text"]) for r in unseen}
     assert not cross, f"cross-file duplicates: {sorted(cross)[:3]}"
     print("no normalised duplicates across files")

@@ -17,14 +17,15 @@ import sys
 import torch
 import transformers
 
-from ftcourse.bundled import SEED, domain_texts, instruction_records, intent_splits
-from ftcourse.data import INTENT_LABELS, processed_records
+from ftcourse.course.bundled import INTENT_LABELS, SEED, domain_texts, instruction_records, intent_splits
+from ftcourse.data import processed_records
 from ftcourse.errors import CourseError
-from ftcourse.generation import classify, generate, perplexity
-from ftcourse.metrics import classification_metrics, json_metrics
 from ftcourse.fileio import write_output
-from ftcourse.hardware import detect_environment, get_profile
+from ftcourse.generation import classify, generate, perplexity
+from ftcourse.hardware import detect_environment
+from ftcourse.metrics import classification_metrics, json_metrics
 from ftcourse.models import load_model, load_tokenizer
+from ftcourse.profiles import get_profile
 
 
 def _scores(metrics: dict) -> dict[str, float]:

@@ -1,0 +1,296 @@
+"""Checks of exercise 02, LoRA configuration and training (``solutions/ex02_lora_training.ipynb``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ftcourse.course.checks.core import call_learner, expect, expect_intent_train, forbid_helpers, is_close, lora_targets, peft_trainable, probe_logits, safetensors_bytes, self_check, trained_adapter
+
+__all__ = [
+    "check_ex02_task1", "check_ex02_task2", "check_ex02_task3", "check_ex02_task4", "check_ex02_task5",
+    "check_ex02_task6", "EX02_BROKEN_LORA", "EX02_BROKEN_TRAINING", "ex02_classmate_lora", "ex02_classmate_reload",
+    "EX02_SETTINGS",
+]
+
+_EX02_LORA = {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}
+
+
+def ex02_classmate_lora(model):
+    """Exercise 02, task 1: a classmate's LoRA model (r=8, alpha=16 on q_proj and v_proj), then every weight made
+    trainable "to be sure it learns". Do not fix it here."""
+    from peft import get_peft_model
+
+    from ftcourse.configs import LoraSettings
+    from ftcourse.peft_methods import build_peft_config
+
+    lora_model = get_peft_model(model, build_peft_config("lora", model, LoraSettings(**_EX02_LORA)))
+    lora_model.requires_grad_(True)
+    return lora_model
+
+
+def _ex02_adam_cases(lora_model):
+    """Models to run ``adam_state_mib`` on: the learner's, the classmate's (weightless) and a small one with a frozen embedding."""
+    import torch
+
+    from ftcourse.models import weightless_copy
+
+    small = torch.nn.Sequential(torch.nn.Embedding(1000, 24), torch.nn.Linear(24, 48), torch.nn.Linear(48, 10))
+    small[0].requires_grad_(False)
+    return [("your fixed lora_model", lora_model), ("the classmate's model", ex02_classmate_lora(weightless_copy(lora_model))),
+            ("a hidden model with a frozen embedding", small)]
+
+
+def _ex02_check_adam(adam_state_mib, lora_model) -> float:
+    expect(callable(adam_state_mib), "`adam_state_mib` is not a function.", "define def adam_state_mib(model): ...")
+    for name, m in _ex02_adam_cases(lora_model):
+        trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
+        want = 8 * trainable / 2**20
+        got = call_learner(adam_state_mib, m, name="adam_state_mib")
+        if isinstance(got, (int, float)) and is_close(float(got), want, 1e-6):
+            continue
+        wrongs = {"only the trainable parameters have optimizer states (p.requires_grad): frozen weights get no gradient and no AdamW state.":
+                  8 * sum(p.numel() for p in m.parameters()) / 2**20,
+                  "AdamW keeps two states per trainable parameter (the running means of the gradient and of its square), each fp32 "
+                  "(4 bytes) like the trainable weights here: 8 bytes per parameter.": 4 * trainable / 2**20,
+                  "count AdamW's states only: the weights and gradients are not optimizer states.": 16 * trainable / 2**20,
+                  "a MiB is 2**20 bytes, not 10**6.": 8 * trainable / 1e6}
+        hint = next((h for h, v in wrongs.items() if isinstance(got, (int, float)) and is_close(float(got), v, 1e-6)),
+                    "2 states × 4 bytes (fp32) × the number of trainable parameters, in MiB (2**20 bytes).")
+        expect(False, f"adam_state_mib({name}) = {got!r}; AdamW's states for its {trainable:,} trainable parameters take {want:.2f} MiB.", hint)
+    return 8 * sum(p.numel() for p in lora_model.parameters() if p.requires_grad) / 2**20
+
+
+@self_check
+def check_ex02_task1(lora_model, adam_state_mib) -> str:
+    """``lora_model``: the classmate's LoRA model (r=8, alpha=16 on q_proj and v_proj) fixed so that only the adapter trains;
+    ``adam_state_mib(model)``: MiB of AdamW's states for a model's trainable parameters."""
+    from peft import PeftModel
+
+    from ftcourse.configs import LoraSettings
+    from ftcourse.models import count_parameters
+
+    expect(isinstance(lora_model, PeftModel), f"`lora_model` is a {type(lora_model).__name__}, not a PeftModel.",
+           "keep the classmate's PEFT model (or build the same one again with get_peft_model).")
+    config = lora_model.peft_config["default"]
+    expect(str(config.peft_type.value) == "LORA", f"the adapter is {config.peft_type.value}, not LoRA.", "build the config with method 'lora'.")
+    expect((config.r, config.lora_alpha, lora_targets(config)) == (8, 16, {"q_proj", "v_proj"}),
+           f"the adapter has r={config.r}, lora_alpha={config.lora_alpha} on {sorted(lora_targets(config))}; the task asks for r=8, lora_alpha=16 on q_proj and v_proj.",
+           "LoraSettings(r=8, lora_alpha=16, target_modules=['q_proj', 'v_proj']): the settings were right, the trainable weights were not.")
+    counts = count_parameters(lora_model)
+    want = peft_trainable(lora_model, "lora", LoraSettings(**_EX02_LORA))
+    extra = [n for n, p in lora_model.named_parameters() if p.requires_grad and "lora_" not in n]
+    expect(not extra, f"{len(extra)} base-model tensors still train (e.g. {extra[0]}): {counts['trainable']:,} trainable parameters "
+           f"where the adapter has {want:,}." if extra else "",
+           "LoRA freezes the base model: set requires_grad = False on every parameter that is not a lora_A / lora_B matrix. "
+           "(The classmate's base weights changed during training, and PEFT's save_pretrained saves only the adapter: "
+           "what the base learned was lost.)")
+    expect(counts["trainable"] == want, f"{counts['trainable']:,} parameters are trainable; LoRA r=8 on q_proj/v_proj trains {want:,}.",
+           "keep every lora_A and lora_B matrix trainable: without them nothing learns.")
+    fixed = _ex02_check_adam(adam_state_mib, lora_model)
+    return (f"{want:,} trainable of {counts['total']:,} parameters ({counts['trainable_percent']:.2f}%); AdamW's states: "
+            f"{fixed:.1f} MiB instead of {8 * counts['total'] / 2**20:,.0f} MiB.")
+
+
+@self_check
+def check_ex02_task2(lora_parameter_count, model) -> str:
+    """``lora_parameter_count(model, r, target_modules)``: LoRA's trainable parameters, computed from the layer shapes."""
+    from peft import LoraConfig, get_peft_model, inject_adapter_in_model
+
+    from ftcourse.configs import LoraSettings
+    from ftcourse.models import count_parameters, weightless_copy
+    from ftcourse.peft_methods import build_peft_config, linear_layer_names
+
+    expect(callable(lora_parameter_count), "`lora_parameter_count` is not a function.",
+           "define def lora_parameter_count(model, r, target_modules): ...")
+    forbid_helpers(lora_parameter_count, "lora_parameter_count",
+                   {"get_peft_model": get_peft_model, "inject_adapter_in_model": inject_adapter_in_model, "LoraConfig": LoraConfig,
+                    "build_peft_config": build_peft_config, "count_parameters": count_parameters},
+                   "predict the count from the layer shapes alone (in_features, out_features, r): building the adapter and counting is what the check does.")
+    cases = [(8, ["q_proj", "v_proj"]), (4, ["q_proj", "k_proj", "v_proj", "o_proj"]), (2, ["gate_proj", "up_proj", "down_proj"])]
+    cases = [c for c in cases if set(c[1]) <= set(linear_layer_names(weightless_copy(model)))]
+    for r, targets in cases:
+        want = peft_trainable(model, "lora", LoraSettings(r=r, target_modules=targets))
+        got = call_learner(lora_parameter_count, weightless_copy(model), r, list(targets), name="lora_parameter_count")
+        expect(got == want, f"lora_parameter_count(model, r={r}, {targets}) = {got}; PEFT trains {want:,}.",
+               "for every nn.Linear whose name ends with a target: A is r x in_features and B is out_features x r, "
+               "so it adds r * (in_features + out_features); sum over all layers (every block has its own).")
+    return f"matches PEFT on {len(cases)} hidden configurations."
+
+
+@self_check
+def check_ex02_task3(budget_settings, model) -> str:
+    """``budget_settings``: LoraSettings on q/k/v/o_proj with the largest r under 1,000,000 trainable parameters."""
+    from dataclasses import replace
+
+    from ftcourse.configs import LoraSettings
+
+    expect(isinstance(budget_settings, LoraSettings), f"`budget_settings` is a {type(budget_settings).__name__}, not LoraSettings.",
+           "budget_settings = LoraSettings(r=..., lora_alpha=2 * r, target_modules=[...]).")
+    targets, r = lora_targets(budget_settings), budget_settings.r
+    expect(targets == {"q_proj", "k_proj", "v_proj", "o_proj"}, f"the adapter targets {sorted(targets)}.",
+           "target all four attention projections: q_proj, k_proj, v_proj and o_proj.")
+    n = peft_trainable(model, "lora", budget_settings)
+    expect(n < 1_000_000, f"r={r} gives {n / 1e6:.2f}M trainable parameters; the task asks for under 1M.", "lower r (the count grows linearly with r).")
+    bigger = peft_trainable(model, "lora", replace(budget_settings, r=r + 1))
+    expect(bigger >= 1_000_000, f"r={r + 1} still fits the budget ({bigger:,} parameters).",
+           "use the largest r under the budget: your lora_parameter_count from task 2 tells you quickly.")
+    return f"r={r} on the four attention projections trains {n:,} parameters (r={r + 1} would train {bigger:,})."
+
+
+def _ex02_adapter_mib_hint(got, model, settings, trainable: int) -> str:
+    """The hint for a wrong adapter-size prediction: the tempting formulas, recognised by their value."""
+    from ftcourse.models import count_parameters
+
+    wrongs = {"fine_tune computes in bf16 under autocast, but autocast only changes the dtype of the computation: the adapter's "
+              "weights stay fp32 (4 bytes each) and are saved so.": 2 * trainable / 2**20,
+              "the run folder holds only the adapter (lora_A and lora_B), not the base model's weights.":
+              4 * (trainable + count_parameters(model)["total"]) / 2**20,
+              "a MiB is 2**20 bytes, not 10**6.": 4 * trainable / 1e6}
+    return next((h for h, v in wrongs.items() if isinstance(got, (int, float)) and is_close(float(got), v, 0.02)),
+                "the adapter's parameters (r · (in + out) per adapted layer, your lora_parameter_count) × 4 bytes (fp32), in MiB.")
+
+
+@self_check
+def check_ex02_task4(result, budget_settings, adapter_mib, model) -> str:
+    """``result``: fine_tune(...) of LoRA with ``budget_settings``; ``adapter_mib(model, settings)``: the saved adapter's MiB, predicted."""
+    from peft import LoraConfig, get_peft_model
+
+    from ftcourse.configs import LoraSettings
+    from ftcourse.models import count_parameters, weightless_copy
+    from ftcourse.peft_methods import build_peft_config
+
+    config, losses = trained_adapter(result, "lora")
+    expect_intent_train(result)
+    expect((config["r"], lora_targets(config)) == (budget_settings.r, lora_targets(budget_settings)),
+           f"the saved adapter has r={config['r']} on {sorted(lora_targets(config))}, not your budget_settings.", "pass lora=budget_settings.")
+    want = peft_trainable(result.model, "lora", LoraSettings(r=config["r"], target_modules=sorted(lora_targets(config))))
+    expect(result.metrics["trainable_parameters"] == want, f"{result.metrics['trainable_parameters']:,} parameters were trained; the adapter has {want:,}.",
+           "train only the adapter.")
+    expect(callable(adapter_mib), "`adapter_mib` is not a function.", "define def adapter_mib(model, settings): ...")
+    forbid_helpers(adapter_mib, "adapter_mib", {"get_peft_model": get_peft_model, "LoraConfig": LoraConfig, "build_peft_config": build_peft_config,
+                                                "count_parameters": count_parameters},
+                   "predict the size from the shapes (your lora_parameter_count) and the dtype the adapter is saved in, without building it.")
+    measured = safetensors_bytes(result.run_dir) / 2**20  # the file adds a header of a few KB
+    got = call_learner(adapter_mib, weightless_copy(model), budget_settings, name="adapter_mib")
+    expect(isinstance(got, (int, float)) and is_close(float(got), measured, 1e-6),
+           f"you predict {got!r} MiB; the weights in the saved adapter_model.safetensors take {measured:.4f} MiB.",
+           _ex02_adapter_mib_hint(got, model, budget_settings, want))
+    hidden = LoraSettings(r=3, lora_alpha=6, target_modules=["o_proj", "gate_proj", "up_proj", "down_proj"])
+    hidden_want = 4 * peft_trainable(model, "lora", hidden) / 2**20
+    got = call_learner(adapter_mib, weightless_copy(model), hidden, name="adapter_mib")
+    expect(isinstance(got, (int, float)) and is_close(float(got), hidden_want, 1e-6),
+           f"for r=3 on the output and MLP projections you predict {got!r} MiB; that adapter holds {hidden_want:.4f} MiB of weights.",
+           _ex02_adapter_mib_hint(got, model, hidden, round(hidden_want * 2**20 / 4)))
+    return (f"{result.metrics['steps']} steps, loss {losses[0]:.2f} → {losses[-1]:.2f}; the {want:,}-parameter adapter's weights "
+            f"take {measured:.2f} MiB on disk (fp32), as predicted.")
+
+
+def _adapter_state(model) -> dict:
+    return {k: v.detach().float().cpu() for k, v in model.state_dict().items() if "lora_" in k}
+
+
+def ex02_classmate_reload(run_dir):
+    """Exercise 02, task 5: a classmate's code that loads a saved adapter for evaluation. Do not fix it here."""
+    from peft import LoraConfig, get_peft_model
+
+    from ftcourse.models import load_model
+
+    config = LoraConfig.from_pretrained(str(run_dir))
+    return get_peft_model(load_model(config.base_model_name_or_path), config)
+
+
+def _ex02_other_adapter(run_dir, folder: Path) -> None:
+    """Save another adapter in ``folder``: the run's, with every lora_B negated."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    shutil.copy(Path(run_dir) / "adapter_config.json", folder)
+    tensors = {k: -t if "lora_B" in k else t for k, t in load_file(Path(run_dir) / "adapter_model.safetensors").items()}
+    save_file(tensors, folder / "adapter_model.safetensors")
+
+
+@self_check
+def check_ex02_task5(load_adapter, result, tokenizer) -> str:
+    """``load_adapter(run_dir)``: the adapter saved in ``run_dir`` loaded onto a fresh base model, ready to evaluate."""
+    import tempfile
+
+    import torch
+    from peft import PeftModel
+
+    from ftcourse.runs import load_run
+
+    expect(callable(load_adapter), "`load_adapter` is not a function.", "define def load_adapter(run_dir): ...")
+    forbid_helpers(load_adapter, "load_adapter", {"load_run": load_run},
+                   "load it with PEFT yourself: the point of this task is which PEFT function reads saved weights.")
+    reloaded = call_learner(load_adapter, result.run_dir, name="load_adapter")
+    expect(isinstance(reloaded, PeftModel) and reloaded is not result.model,
+           "`load_adapter` should return a PeftModel loaded from the run folder (not the trained object itself).",
+           "load a fresh base model and put the saved adapter on it.")
+    trained, loaded = _adapter_state(result.model), _adapter_state(reloaded)
+    expect(set(trained) == set(loaded), "the reloaded adapter has other layers than the trained one.", "load the folder you are given.")
+    gap = max(float((trained[k] - loaded[k]).abs().max()) for k in trained)
+    fresh = all(not float(v.abs().sum()) for k, v in loaded.items() if "lora_B" in k)
+    expect(gap == 0, f"the reloaded adapter's weights differ from the trained ones (by up to {gap:.3f})"
+           + ("; every lora_B is zero: a new, untrained adapter." if fresh else "."),
+           "get_peft_model(model, config) builds a NEW adapter from a config (lora_B = 0: it changes nothing); the saved weights "
+           "are read by PeftModel.from_pretrained(base_model, run_dir)." if fresh else "load the saved weights, unchanged.")
+    with_adapter = probe_logits(reloaded, tokenizer)
+    with reloaded.disable_adapter():
+        base = probe_logits(reloaded, tokenizer)
+    effect = float((with_adapter - base).abs().max())
+    expect(effect > 1e-4 and torch.isfinite(with_adapter).all(), "the reloaded adapter does not change the base model's output.",
+           "load the adapter onto the base model and leave it enabled.")
+    with tempfile.TemporaryDirectory() as folder:
+        _ex02_other_adapter(result.run_dir, Path(folder))
+        got = _adapter_state(call_learner(load_adapter, Path(folder), name="load_adapter"))
+    expect(set(got) == set(trained) and all(float((got[k] + trained[k]).abs().max()) == 0 for k in trained if "lora_B" in k),
+           "on another adapter folder, load_adapter does not return that folder's weights.", "load the folder passed as `run_dir`, not task 4's run.")
+    return f"{len(loaded)} adapter tensors reloaded exactly (from another folder too); the adapter moves the base model's logits by up to {effect:.2f}."
+
+
+#: Exercise 02, task 6: the settings of a LoRA run on the intent data that did not learn.
+EX02_BROKEN_LORA = {"r": 8, "lora_alpha": 16, "target_modules": ["lm_head"]}
+EX02_BROKEN_TRAINING = {"learning_rate": 2e-5, "max_seq_length": 32}
+#: What the learner may name as causes in exercise 02, task 6.
+EX02_SETTINGS = ("r", "lora_alpha", "target_modules", "learning_rate", "max_seq_length", "batch_size", "max_steps")
+_EX02_CAUSES = {"target_modules", "learning_rate", "max_seq_length"}
+_EX02_WHY = {
+    "learning_rate": "2e-5 is a full fine-tuning rate (and TRL's SFTConfig default); LoRA's B starts at zero and needs a rate about "
+                     "100x higher: this course uses 2e-3 on its 135M model, the QLoRA paper 2e-4/1e-4 on 7B-65B models.",
+    "max_seq_length": "32 tokens cut every example before its answer: all labels are -100, nothing is trained (the loss is 0 or NaN).",
+    "target_modules": "lm_head is the output layer: LoRA there cannot change how the model reads the message, and the embedded model "
+                      "ties it to the input embeddings. Adapt the attention (and MLP) projections inside the blocks.",
+}
+
+
+@self_check
+def check_ex02_task6(causes, fixed_lora, fixed_training, model, tokenizer, P) -> str:
+    """``causes``: the settings that broke the run; ``fixed_lora``/``fixed_training``: LoraSettings/TrainingSettings that learn."""
+    from ftcourse.configs import LoraSettings, TrainingSettings
+    from ftcourse.course.bundled import intent_records
+    from ftcourse.models import weightless_copy
+    from ftcourse.peft_methods import get_method, linear_layer_names
+    from ftcourse.tokenization import tokenize_messages
+
+    expect(isinstance(causes, (set, list, tuple)) and set(causes) <= set(EX02_SETTINGS),
+           f"`causes` should be a set of names from EX02_SETTINGS; got {causes!r}.", f"pick from {list(EX02_SETTINGS)}.")
+    missed, blamed = _EX02_CAUSES - set(causes), set(causes) - _EX02_CAUSES
+    expect(not missed, f"the run has {len(_EX02_CAUSES)} faults; you did not name {sorted(missed)[0]!r}." if missed else "",
+           _EX02_WHY[sorted(missed)[0]] if missed else "")
+    expect(not blamed, f"{sorted(blamed)[0]!r} is fine in this run." if blamed else "", "change only what breaks it: the other settings are the lesson's defaults.")
+    expect(isinstance(fixed_lora, LoraSettings) and isinstance(fixed_training, TrainingSettings),
+           "`fixed_lora` must be a LoraSettings and `fixed_training` a TrainingSettings.",
+           "fixed_lora = LoraSettings(...); fixed_training = settings_from_profile(P, learning_rate=..., max_seq_length=...).")
+    targets = lora_targets(fixed_lora)
+    blocks = {n for n in linear_layer_names(weightless_copy(model)) if n != "lm_head"}
+    expect(targets == {"all-linear"} or (targets and targets <= blocks),
+           f"fixed_lora targets {sorted(targets)}.", _EX02_WHY["target_modules"] + f" Names here: {sorted(blocks)}.")
+    expect((fixed_lora.r, fixed_lora.lora_alpha) == (EX02_BROKEN_LORA["r"], EX02_BROKEN_LORA["lora_alpha"]),
+           f"fixed_lora changed r/lora_alpha to {fixed_lora.r}/{fixed_lora.lora_alpha}.", "keep r=8, lora_alpha=16: they were not the problem.")
+    rate = get_method("lora").learning_rate if fixed_training.learning_rate is None else fixed_training.learning_rate
+    expect(1e-4 <= rate <= 5e-3, f"learning rate {rate:g} is outside the range where LoRA learns in a short run (1e-4 to 5e-3).", _EX02_WHY["learning_rate"])
+    longest = max(len(tokenize_messages(tokenizer, r["messages"])["input_ids"]) for r in intent_records(P)["train"])
+    expect(fixed_training.max_seq_length >= longest, f"max_seq_length={fixed_training.max_seq_length} still cuts the longest training example "
+           f"({longest} tokens) — and with it the answer.", _EX02_WHY["max_seq_length"] + " Measure the longest example (exercise 01, task 5).")
+    return f"all three faults named and fixed: LoRA on {sorted(targets)}, learning rate {rate:g}, max_seq_length {fixed_training.max_seq_length} ≥ {longest}."
