@@ -12,19 +12,21 @@ rank its shard of every batch and averages the gradients. Two silent failures ar
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from ftcourse.errors import CourseError
 
 __all__ = [
-    "activation_bytes", "check_launch", "end_process", "fsdp2_shard", "launch", "local_device_map", "local_numel",
-    "per_gpu_memory", "requested_sharding", "WEIGHT_BYTES", "world_info", "WorldInfo",
+    "activation_bytes", "check_launch", "end_process", "fsdp2_shard", "launch", "local_numel", "per_gpu_memory",
+    "requested_sharding", "shards_weights", "WEIGHT_BYTES", "world_info", "WorldInfo", "zero_stage",
 ]
 
 
@@ -86,16 +88,25 @@ def check_launch(world_size: int, distributed_type: str, fsdp_option: object = N
     return None
 
 
-def local_device_map() -> dict[str, int] | None:
-    """``{"": local_rank}`` under a multi-process launch with CUDA (each rank loads its own copy on its own GPU), else None.
+def zero_stage() -> int | None:
+    """The DeepSpeed ZeRO stage the launch asks for (accelerate's DeepSpeed config file, else
+    ``ACCELERATE_DEEPSPEED_ZERO_STAGE``, default 2, as accelerate reads them); None without DeepSpeed."""
+    if requested_sharding() != "DEEPSPEED":
+        return None
+    config = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "none")
+    if config != "none":
+        try:
+            return int(json.loads(Path(config).read_text(encoding="utf-8")).get("zero_optimization", {}).get("stage", 0))
+        except (OSError, ValueError) as exc:
+            raise CourseError(f"Cannot read the DeepSpeed config {config} ({exc}).",
+                              "pass accelerate launch a readable JSON file with a zero_optimization.stage.") from None
+    return int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", 2))
 
-    Without it, ``device_map="auto"`` spreads one copy over all GPUs in every process, and the
-    Trainer treats the model as model-parallel instead of data-parallel.
-    """
-    import torch
 
-    info = world_info()
-    return {"": info.local_rank} if info.launched and torch.cuda.is_available() else None
+def shards_weights() -> bool:
+    """True when the launch shards the weights over the ranks (FSDP, or DeepSpeed ZeRO stage 3), so that no rank
+    may load the whole model onto its own GPU: it loads on the CPU (or ``meta``) and the launcher shards it."""
+    return requested_sharding() == "FSDP" or zero_stage() == 3
 
 
 # ---------------------------------------------------------------- memory per GPU (lesson 09's table)

@@ -14,13 +14,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ftcourse.device import device_policy
 from ftcourse.errors import CourseError
-from ftcourse.hardware import detect_environment
 from ftcourse.metrics import match_label, pooled_perplexity
 from ftcourse.tokenization import collate, prompt_ids, tokenize_text
 
 __all__ = [
-    "adapter_disabled", "classify", "cpu_autocast", "encode_prompt", "generate", "label_log_likelihoods", "LabelTrie",
+    "adapter_disabled", "classify", "encode_prompt", "generate", "label_log_likelihoods", "LabelTrie",
     "Messages", "model_device", "perplexity", "Prompt", "prompt_preview", "text_nll", "uses_prefix_cache",
 ]
 
@@ -31,18 +31,6 @@ Prompt = Messages | str
 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
-
-
-def cpu_autocast(model):
-    """bf16 autocast on CPUs that support it (same numerics as training), else a no-op.
-
-    Used for passes over whole blocks of tokens (perplexity, the classification head), where it is
-    faster. Generation and label scoring run without it: autocast re-casts every frozen weight to
-    bf16 at every call, which makes token-by-token decoding several times slower than float32.
-    """
-    env = detect_environment()
-    enabled = model_device(model).type == "cpu" and env.bf16
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
 def _pad_id(tokenizer) -> int:
@@ -233,17 +221,22 @@ def classify(
 
 @torch.no_grad()
 def text_nll(model, tokenizer, texts: Sequence[str], max_length: int = 256, batch_size: int = 8, progress: bool = True) -> list[tuple[float, int]]:
-    """Summed negative log-likelihood and number of predicted tokens of each text (cut into blocks of ``max_length``)."""
+    """Summed negative log-likelihood and number of predicted tokens of each text (cut into blocks of ``max_length``).
+
+    Runs under the device policy's autocast (:mod:`ftcourse.device`: the numerics of training), which is faster for passes
+    over whole blocks of tokens. Generation and label scoring run without it: on a CPU, autocast re-casts every frozen fp32
+    weight to bf16 at every call, which makes token-by-token decoding several times slower than float32.
+    """
     blocks = [(i, b) for i, text in enumerate(texts) for b in tokenize_text(tokenizer, [text], max_length)]
     if not blocks:
         raise CourseError("No text to compute perplexity on.", "pass non-empty texts.")
-    device = model_device(model)
+    device, policy = model_device(model), device_policy()
     model.eval()
     totals = [[0.0, 0] for _ in texts]
     for start in tqdm(range(0, len(blocks), batch_size), desc="Perplexity", disable=not progress, leave=False):
         chunk = blocks[start : start + batch_size]
         batch = collate([b for _, b in chunk], _pad_id(tokenizer))
-        with cpu_autocast(model):
+        with policy.autocast():
             logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits.float()
         shifted = batch["labels"][:, 1:].to(device)
         nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="none").sum(1)
