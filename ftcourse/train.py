@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -73,7 +73,7 @@ def settings_from_profile(profile: Profile, **overrides: Any) -> TrainingSetting
         max_seq_length=profile.max_seq_length,
         logging_steps=max(1, min(10, profile.max_steps // 10 if profile.max_steps > 0 else 10)),
     )
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
 @contextmanager

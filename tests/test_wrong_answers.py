@@ -325,15 +325,13 @@ def test_ex02_task6_each_fault_left_in_or_misdiagnosed_fails(base_model, tokeniz
     P = get_profile("smoke")
     causes, lora, training = _fixed()
     assert "all three faults" in checks.check_ex02_task6.verify(causes, lora, training, base_model, tokenizer, P)
-    from dataclasses import replace
-
     _fails(checks.check_ex02_task6, {"learning_rate"}, lora, training, base_model, tokenizer, P, hint="did not name")
     _fails(checks.check_ex02_task6, causes | {"r"}, lora, training, base_model, tokenizer, P, hint="'r' is fine")
     _fails(checks.check_ex02_task6, "learning rate", lora, training, base_model, tokenizer, P, hint="EX02_SETTINGS")
-    _fails(checks.check_ex02_task6, causes, replace(lora, target_modules=["lm_head"]), training, base_model, tokenizer, P, hint="lm_head is the output layer")
-    _fails(checks.check_ex02_task6, causes, replace(lora, r=64), training, base_model, tokenizer, P, hint="keep r=8")
-    _fails(checks.check_ex02_task6, causes, lora, replace(training, learning_rate=2e-5), base_model, tokenizer, P, hint="100x higher")
-    _fails(checks.check_ex02_task6, causes, lora, replace(training, max_seq_length=32), base_model, tokenizer, P, hint="all labels are -100")
+    _fails(checks.check_ex02_task6, causes, lora.replace(target_modules=["lm_head"]), training, base_model, tokenizer, P, hint="lm_head is the output layer")
+    _fails(checks.check_ex02_task6, causes, lora.replace(r=64), training, base_model, tokenizer, P, hint="keep r=8")
+    _fails(checks.check_ex02_task6, causes, lora, training.replace(learning_rate=2e-5), base_model, tokenizer, P, hint="100x higher")
+    _fails(checks.check_ex02_task6, causes, lora, training.replace(max_seq_length=32), base_model, tokenizer, P, hint="all labels are -100")
 
 
 def _tiny(tokenizer):
