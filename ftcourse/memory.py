@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACTIVATION_BYTES_PER_HIDDEN", "available_memory", "cpu_4bit_unpacker", "footprint_breakdown", "footprint_bytes",
-    "make_resident", "MB", "MemoryBreakdown", "MODEL_SHAPES", "NF4_BYTES", "PeakMemory", "PRECISION_BYTES",
+    "make_resident", "MB", "MemoryBreakdown", "model_shape", "MODEL_SHAPES", "NF4_BYTES", "PeakMemory", "PRECISION_BYTES",
     "quiet_bitsandbytes", "release_memory", "RUNTIME_OVERHEAD_BYTES", "track_peak", "training_memory", "unpack_cpu_4bit",
 ]
 
@@ -440,7 +440,7 @@ def training_memory(model: torch.nn.Module | PretrainedConfig, method: str | Non
                               "pass method='full', 'lora' or 'qlora' to price its shape.")
         config, parts = _config_of(model), _as_loaded(model)
     else:
-        shell = _shell(model)
+        shell = model_shape(model)
         config, parts = shell.config, _as_shape(shell, method, precision or "bf16", lora)
     fitted = device == "cpu"
     memory = MemoryBreakdown(**parts, activations=_activation_bytes(config, batch_size, seq_length, gradient_checkpointing, fitted),
@@ -455,16 +455,19 @@ def _config_of(model: torch.nn.Module) -> PretrainedConfig:
     return config
 
 
-def _shell(model: torch.nn.Module | PretrainedConfig) -> torch.nn.Module:
-    """The model's architecture on the ``meta`` device, from a config or a model (a PEFT model's base): shapes, no weights."""
+def model_shape(model: torch.nn.Module | PretrainedConfig) -> torch.nn.Module:
+    """The architecture of a config or a model (a PEFT model's base) on the ``meta`` device: its shapes without memory,
+    for exact parameter counts. A model already there is returned as it is."""
     from transformers import AutoModelForCausalLM, PretrainedConfig
 
     from ftcourse.models import weightless_copy
 
-    if not isinstance(model, PretrainedConfig):
-        return weightless_copy(model)
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(model)
+    if isinstance(model, PretrainedConfig):
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(model)
+    if not hasattr(model, "get_base_model") and all(t.is_meta for t in model.parameters()):
+        return model
+    return weightless_copy(model)
 
 
 def _as_loaded(model: torch.nn.Module) -> dict[str, float]:
