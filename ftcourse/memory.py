@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -383,11 +383,6 @@ class MemoryBreakdown:
     def total(self) -> float:
         return self.model_states + self.activations + self.logits + self.overhead
 
-    def gib(self, digits: int = 2) -> dict[str, float]:
-        """Every part, the weights and the total in GiB (2**30 bytes), rounded to ``digits``."""
-        parts = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {k: round(v / 2**30, digits) for k, v in {**parts, "weights": self.weights, "total": self.total}.items()}
-
     def sharded(self, gpus: int, zero_stage: int) -> MemoryBreakdown:
         """One GPU's part under ZeRO over ``gpus`` data-parallel GPUs (Rajbhandari et al. 2020): stage 1 divides the optimizer
         states, stage 2 also the gradients, stage 3 (= FSDP full shard) also the weights. Activations, logits and the runtime
@@ -425,10 +420,11 @@ def training_memory(model: torch.nn.Module | PretrainedConfig, method: str | Non
     recomputed; on the CPU the constants fitted on this course's CPU (:data:`ACTIVATION_BYTES_PER_HIDDEN`, fp32 layer inputs,
     :data:`RUNTIME_OVERHEAD_BYTES`), which hold for models like the one they were fitted on. Plus the fp32 logits, ``b·s·vocab·4``.
 
-    Left out, so that on a GPU the total is a lower bound: the CUDA context and kernels' workspaces, allocator fragmentation,
-    temporary buffers (the loss's softmax, a 4-bit layer's dequantized weight, the layer ZeRO-3 gathers while computing),
-    bitsandbytes' code tables. Korthikanti et al. count a GPT layer (4h MLP, dropout masks) with attention that stores its
-    ``5·a·s/h`` scores, which fused kernels (FlashAttention, SDPA) do not; and pure-bf16 optimizers keep less than AdamW here.
+    Left out, and needed on top by a real run: the CUDA context and kernels' workspaces, allocator fragmentation, temporary
+    buffers (the loss's softmax, a 4-bit layer's dequantized weight, the layer ZeRO-3 gathers while computing), bitsandbytes'
+    code tables. Estimates, not bounds: Korthikanti et al. count a GPT layer (4h MLP, dropout masks) whose attention stores
+    its ``5·a·s/h`` scores, which fused kernels (FlashAttention, SDPA) do not; an optimizer that keeps its moments in the
+    weights' 16-bit dtype (torch's AdamW on bf16 weights) keeps less than the mixed-precision AdamW counted here.
     """
     _check_setup(gpus, zero_stage)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
