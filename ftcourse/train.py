@@ -40,7 +40,7 @@ from ftcourse.device import DevicePolicy, device_policy
 from ftcourse.distributed import check_launch
 from ftcourse.errors import CourseError
 from ftcourse.generation import model_device
-from ftcourse.memory import available_memory, estimate_training_memory, track_peak, unpack_cpu_4bit
+from ftcourse.memory import available_memory, track_peak, training_memory, unpack_cpu_4bit
 from ftcourse.models import count_parameters, load_model, load_tokenizer
 from ftcourse.peft_methods import Method, build_peft_config, get_method
 from ftcourse.preflight import Check, ParameterChangeCheck, run_preflight, training_checks
@@ -231,9 +231,9 @@ def _use_gradient_checkpointing(requested: bool | None, model, batch_size: int, 
     if requested is not None:
         return requested
     have = 0.9 * available_memory()
-    if estimate_training_memory(model, batch_size, longest) < have:
+    if training_memory(model, batch_size=batch_size, seq_length=longest).total < have:
         return False
-    if estimate_training_memory(model, batch_size, longest, gradient_checkpointing=True) < have:
+    if training_memory(model, batch_size=batch_size, seq_length=longest, gradient_checkpointing=True).total < have:
         print("Gradient checkpointing on: the memory estimate does not fit without it.")
         return True
     return False

@@ -20,7 +20,7 @@ import torch
 from ftcourse.configs import LoraSettings, TrainingSettings
 from ftcourse.course import checks
 from ftcourse.course.bundled import INTENT_LABELS, domain_texts, intent_records, raw_path
-from ftcourse.course.checks import CheckerError, CheckFailed, core, ex04, ex05, ex06
+from ftcourse.course.checks import CheckerError, CheckFailed, core, ex05, ex06
 from ftcourse.data import classification_instruction, read_dataset, validate_record
 from ftcourse.generation import perplexity
 from ftcourse.metrics import classification_metrics, normalize_text
@@ -688,17 +688,19 @@ def test_ex04_task4_measuring_by_assumption_or_a_copied_printout_fails(qlora_run
 
 
 def test_ex04_task5_weights_only_full_precision_no_headroom_and_gigabytes_fail():
-    assert "hidden (model, GPU) pairs" in checks.check_ex04_task5.verify(ex04._ex04_choice)
+    """The rule of thumb of the exercise's text passes: its choices match the course's memory model on every hidden case."""
+    rule_of_thumb = {"full": 16.0, "lora": 2.0, "qlora": 4.127 / 8}
 
     def rule(bytes_per_param, usable=checks.EX04_USABLE, gib=2**30):
         def choose(n_params, gpu_gib):
             return next((m for m in ("full", "lora", "qlora") if n_params * bytes_per_param[m] <= usable * gpu_gib * gib), "none")
         return choose
 
+    assert "hidden (model, GPU) pairs" in checks.check_ex04_task5.verify(rule(rule_of_thumb))
     weights_only = rule({"full": 2.0, "lora": 2.0, "qlora": 0.5})
     _fails(checks.check_ex04_task5, weights_only, hint="16 bytes per parameter")
-    _fails(checks.check_ex04_task5, rule(checks.EX04_BYTES_PER_PARAM, usable=1.0), hint="keep 20%")
-    _fails(checks.check_ex04_task5, rule(checks.EX04_BYTES_PER_PARAM, gib=1e9), hint="2**30")
+    _fails(checks.check_ex04_task5, rule(rule_of_thumb, usable=1.0), hint="keep 20%")
+    _fails(checks.check_ex04_task5, rule(rule_of_thumb, gib=1e9), hint="2**30")
     _fails(checks.check_ex04_task5, lambda n, g: "qlora", hint="full → lora → qlora")
 
 
