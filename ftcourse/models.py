@@ -17,6 +17,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ftcourse import paths
+from ftcourse.bottleneck import BOTTLENECK_CONFIG, bottleneck_base_model, is_bottleneck_dir, load_bottleneck_adapters
 from ftcourse.device import DevicePolicy, device_policy
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json, file_lock, sha256_file
@@ -139,7 +140,13 @@ def available_local_models() -> list[str]:
 
 
 def is_adapter_dir(path: str | Path) -> bool:
+    """True for a PEFT adapter folder (``adapter_config.json``)."""
     return (Path(path) / "adapter_config.json").is_file()
+
+
+def _holds_adapters(path: str | Path) -> bool:
+    """A PEFT adapter folder, or bottleneck adapters (:mod:`ftcourse.bottleneck`)."""
+    return is_adapter_dir(path) or is_bottleneck_dir(path)
 
 
 def resolve_model(name: str) -> str:
@@ -151,9 +158,9 @@ def resolve_model(name: str) -> str:
         return str(ensure_embedded_model())
     path = Path(name).expanduser()
     if path.exists():
-        if not path.is_dir() or not ((path / "config.json").is_file() or is_adapter_dir(path)):
+        if not path.is_dir() or not ((path / "config.json").is_file() or _holds_adapters(path)):
             raise CourseError(
-                f"{path} is not a model folder: it has no config.json (nor adapter_config.json).",
+                f"{path} is not a model folder: it has no config.json (nor adapter_config.json or {BOTTLENECK_CONFIG}).",
                 "pass a folder written by save_pretrained (config.json + *.safetensors), a Hub id, or 'embedded'.",
             )
         return str(path)
@@ -223,7 +230,7 @@ def quantization_config(kind: Quantization, settings=None, policy: DevicePolicy 
 def load_tokenizer(name: str = "embedded", trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
     """Load the tokenizer for ``name``; sets ``pad_token = eos_token`` when the model has none."""
     source = resolve_model(name)
-    if is_adapter_dir(source):
+    if _holds_adapters(source):
         source = adapter_base_model(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -236,11 +243,14 @@ def load_tokenizer(name: str = "embedded", trust_remote_code: bool = False) -> P
 
 
 def adapter_base_model(adapter_dir: str | Path) -> str:
-    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
-    base = config.get("base_model_name_or_path")
+    """The base model an adapter folder (PEFT's or bottleneck adapters) names, resolved."""
+    if is_bottleneck_dir(adapter_dir):
+        base, file = bottleneck_base_model(adapter_dir), BOTTLENECK_CONFIG
+    else:
+        base, file = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()).get("base_model_name_or_path"), "adapter_config.json"
     if not base:
         raise CourseError(
-            f"{adapter_dir}/adapter_config.json does not name its base model (base_model_name_or_path).",
+            f"{adapter_dir}/{file} does not name its base model (base_model_name_or_path).",
             "add the base model's name or folder to that field, e.g. \"embedded\".",
         )
     return resolve_model(base)
@@ -311,10 +321,11 @@ def load_model(
     dtype of ``policy`` (default: :func:`ftcourse.device.device_policy`). The model is placed where the policy says, explicitly:
     by ``from_pretrained``'s device map where :func:`from_pretrained_kwargs` passes one, else moved to ``policy.device``
     after loading (the CPU, the GPU or MPS) — except under FSDP or ZeRO-3, where it stays where it loaded for the launcher
-    to shard. An adapter folder returns a ``PeftModel`` on the base model named in its ``adapter_config.json``.
+    to shard. An adapter folder returns a ``PeftModel`` on the base model named in its ``adapter_config.json`` (bottleneck
+    adapters: the base model with them added, :func:`ftcourse.bottleneck.load_bottleneck_adapters`).
     """
     source = resolve_model(name)
-    adapter = source if is_adapter_dir(source) else None
+    adapter = source if _holds_adapters(source) else None
     if adapter:
         check_weight_files(adapter)
         source = adapter_base_model(adapter)
@@ -329,7 +340,9 @@ def load_model(
         raise _unknown_model(name, str(exc).splitlines()[0]) from None
     if "device_map" not in kwargs and not policy.shards_weights:
         model.to(policy.device)
-    if adapter:
+    if adapter and is_bottleneck_dir(adapter):
+        model = load_bottleneck_adapters(model, adapter)
+    elif adapter:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, adapter)

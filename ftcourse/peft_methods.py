@@ -1,6 +1,7 @@
-"""One registry of fine-tuning methods: each name builds its PEFT config (or none, for ``full``).
+"""One registry of fine-tuning methods: each name builds its config — PEFT's, :class:`~ftcourse.bottleneck.BottleneckConfig`
+for ``adapter`` (PEFT has no bottleneck adapter), or none for ``full`` — and :func:`apply_method` readies a model with it.
 
->>> spec = get_method("lora"); config = build_peft_config("lora", model, LoraSettings(r=8))
+>>> spec = get_method("lora"); config = build_peft_config("lora", model, LoraSettings(r=8)); model = apply_method(model, config)
 
 ``target_modules`` resolve per architecture: a list of layer names, ``"all-linear"``, or
 ``"auto"``/``None`` for PEFT's default for the model type (``q_proj``/``v_proj`` on Llama, OPT and
@@ -26,6 +27,7 @@ from peft import (
     PromptTuningConfig,
     PromptTuningInit,
     TaskType,
+    get_peft_model,
 )
 from peft.utils import (
     TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING,
@@ -34,11 +36,12 @@ from peft.utils import (
 )
 from transformers.pytorch_utils import Conv1D
 
+from ftcourse.bottleneck import BottleneckConfig, add_bottleneck_adapters
 from ftcourse.configs import LoraSettings
 from ftcourse.errors import CourseError
 
 __all__ = [
-    "build_peft_config", "get_method", "linear_layer_names", "Method", "METHODS", "NUM_VIRTUAL_TOKENS",
+    "apply_method", "build_peft_config", "get_method", "linear_layer_names", "Method", "METHODS", "NUM_VIRTUAL_TOKENS",
     "resolve_target_modules",
 ]
 
@@ -194,17 +197,22 @@ def _prefix_tuning(model, settings: LoraSettings, **_) -> PrefixTuningConfig:
     return PrefixTuningConfig(num_virtual_tokens=NUM_VIRTUAL_TOKENS, task_type=TaskType.CAUSAL_LM)
 
 
+def _bottleneck(model, settings: LoraSettings, **_) -> BottleneckConfig:
+    # the bottleneck width m is LoRA's r: both are the inner width of a down-then-up projection
+    return BottleneckConfig(size=settings.r)
+
+
 def _none(model, settings: LoraSettings, **_) -> None:
     return None
 
 
 @dataclass(frozen=True)
 class Method:
-    """A fine-tuning method: how to build its PEFT config and how to train it."""
+    """A fine-tuning method: how to build its config and how to train it."""
 
     name: str
     description: str
-    build: Callable[..., PeftConfig | None]
+    build: Callable[..., PeftConfig | BottleneckConfig | None]
     learning_rate: float  # course default, tuned on the embedded model
     quantization: str | None = None  # base-model quantization the method needs
     prompt_learning: bool = False  # virtual tokens: the model's forward is changed
@@ -223,6 +231,7 @@ METHODS: dict[str, Method] = {
         Method("prompt_tuning", "Prompt tuning: trainable virtual-token embeddings before the input", _prompt_tuning, 3e-2, prompt_learning=True),
         Method("p_tuning", "P-Tuning: virtual tokens produced by a small prompt encoder (MLP)", _p_tuning, 3e-3, prompt_learning=True),
         Method("prefix_tuning", "Prefix tuning (P-Tuning v2): trainable key/value prefixes in every layer", _prefix_tuning, 1e-2, prompt_learning=True),
+        Method("adapter", "Bottleneck adapter (Houlsby): down to r, SiLU, up from zero, after each attention and MLP block", _bottleneck, 2e-3),
         Method("full", "Full fine-tuning: every weight is trained (for comparison)", _none, 5e-5),
     ]
 }
@@ -236,10 +245,20 @@ def get_method(name: str) -> Method:
     return METHODS[key]
 
 
-def build_peft_config(method: str, model: torch.nn.Module, settings: LoraSettings | None = None, **options) -> PeftConfig | None:
-    """The PEFT config for ``method`` on ``model`` (``None`` for full fine-tuning).
+def build_peft_config(method: str, model: torch.nn.Module, settings: LoraSettings | None = None, **options) -> PeftConfig | BottleneckConfig | None:
+    """The config of ``method`` on ``model``: PEFT's, a :class:`BottleneckConfig` for ``adapter`` (width ``settings.r``), ``None`` for full fine-tuning.
 
     ``options`` reach the methods that use them: ``total_steps`` (AdaLoRA's rank schedule),
     ``init_text`` and ``tokenizer_path`` (prompt tuning initialised from a text).
     """
     return get_method(method).build(model, settings or LoraSettings(), **options)
+
+
+def apply_method(model: torch.nn.Module, config: PeftConfig | BottleneckConfig | None) -> torch.nn.Module:
+    """``model`` ready to train with a method's config: every weight trainable (``None``, full fine-tuning), bottleneck adapters
+    added to the frozen model itself, or PEFT's wrapper around it (``get_peft_model``)."""
+    if config is None:
+        return model.requires_grad_(True)
+    if isinstance(config, BottleneckConfig):
+        return add_bottleneck_adapters(model, config)
+    return get_peft_model(model, config)

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftcourse import paths
+from ftcourse.bottleneck import has_bottleneck_adapters, is_bottleneck_dir, load_bottleneck_adapters, save_bottleneck_adapters
 from ftcourse.configs import LoraSettings, TrainingSettings, settings_dict
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json, ensure_writable_dir
@@ -189,7 +190,7 @@ def load_run(run_dir: str | Path, model: PreTrainedModel | None = None) -> RunRe
         if model is None and not record["base_model"]:
             raise CourseError(f"{run_dir} was trained on a model without a name, so its base cannot be loaded.", "pass the base model: load_run(run_dir, model=...).")
         base = model if model is not None else load_model(record["base_model"], quantization=spec.quantization)
-        trained = PeftModel.from_pretrained(base, str(run_dir))
+        trained = load_bottleneck_adapters(base, run_dir) if is_bottleneck_dir(run_dir) else PeftModel.from_pretrained(base, str(run_dir))
     trained.eval()
     metrics = read_json(run_dir / "metrics.json")
     return RunResult(run_dir.name, spec.name, trained, tokenizer, run_dir, metrics, record.get("history", []))
@@ -200,7 +201,10 @@ def save_run(run_dir: Path, model, tokenizer, model_name: str, metrics: dict, re
     if run_dir.exists():
         print(f"Replacing the earlier run in {run_dir}")
     with atomic_directory(run_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
+        if has_bottleneck_adapters(model):  # not a PeftModel: the adapters alone, not the whole model
+            save_bottleneck_adapters(model, tmp, model_name, state_dict)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True, **({"state_dict": state_dict} if state_dict is not None else {}))
         tokenizer.save_pretrained(tmp)
         adapter_config = tmp / "adapter_config.json"
         if adapter_config.exists():  # name the base the way the user did, so the folder is portable

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from ftcourse.bottleneck import has_bottleneck_adapters, is_bottleneck_dir, load_bottleneck_weights, save_bottleneck_adapters
 from ftcourse.configs import LoraSettings, TrainingSettings, settings_dict
 from ftcourse.device import DevicePolicy, device_policy
 from ftcourse.distributed import check_launch
@@ -42,11 +42,12 @@ from ftcourse.errors import CourseError
 from ftcourse.generation import model_device
 from ftcourse.memory import available_memory, track_peak, training_memory, unpack_cpu_4bit
 from ftcourse.models import count_parameters, load_model, load_tokenizer
-from ftcourse.peft_methods import Method, build_peft_config, get_method
+from ftcourse.peft_methods import Method, apply_method, build_peft_config, get_method
 from ftcourse.preflight import Check, ParameterChangeCheck, run_preflight, training_checks
 from ftcourse.profiles import Profile
 from ftcourse.runs import RunPlan, RunResult, checkpoint_folder, load_run, plan_run, reusable_run, run_fingerprint, save_run
 from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_records
+from ftcourse.tracking import finish_wandb, prepare_wandb
 
 __all__ = [
     "build_trainer", "completion_loss", "CourseTrainer", "EAGER_ATTENTION_MAX_LENGTH", "fine_tune", "prepare_model",
@@ -121,7 +122,8 @@ def completion_loss(model: torch.nn.Module, inputs: dict[str, torch.Tensor], num
 
 
 class CourseTrainer(Trainer):
-    """``Trainer`` with the course's loss: the LM head runs only where labels are (:func:`completion_loss`)."""
+    """``Trainer`` with the course's loss: the LM head runs only where labels are (:func:`completion_loss`); checkpoints of
+    bottleneck adapters (:mod:`ftcourse.bottleneck`) hold the adapters alone."""
 
     def __init__(self, *args, fast_loss: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
@@ -142,6 +144,18 @@ class CourseTrainer(Trainer):
             loss = completion_loss(model, inputs, num_items_in_batch)
         return (loss, {"loss": loss}) if return_outputs else loss
 
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        """The Trainer's checkpoint, but bottleneck adapters alone instead of the whole model they sit in."""
+        if not has_bottleneck_adapters(self.model):
+            return super()._save(output_dir, state_dict)
+        if self.args.should_save:
+            save_bottleneck_adapters(self.model, output_dir or self.args.output_dir, "", state_dict)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        if not is_bottleneck_dir(resume_from_checkpoint):
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_bottleneck_weights(model or self.model, resume_from_checkpoint)
+
 
 class _AdaLoraAllocator(TrainerCallback):
     """AdaLoRA re-allocates its rank budget after every optimizer step (gradients still present)."""
@@ -151,13 +165,13 @@ class _AdaLoraAllocator(TrainerCallback):
 
 
 def resolve_report_to(report_to: str) -> str:
-    """Validate the tracking backend; wandb runs offline unless ``WANDB_MODE`` says otherwise."""
+    """Validate the tracking backend; wandb runs offline unless ``WANDB_MODE`` says otherwise (:func:`~ftcourse.tracking.prepare_wandb`)."""
     if report_to not in REPORT_TO:
         raise CourseError(f"Unknown report_to {report_to!r}.", f"use one of: {', '.join(REPORT_TO)}.")
     if report_to != "none" and find_spec(report_to) is None:
         raise CourseError(f"report_to={report_to!r} needs the {report_to} package, which is not installed.", f"pip install {report_to}   (or use report_to='none').")
     if report_to == "wandb":
-        os.environ.setdefault("WANDB_MODE", "offline")
+        prepare_wandb()
     return report_to
 
 
@@ -194,10 +208,10 @@ def _total_steps(n_examples: int, settings: TrainingSettings) -> int:
 def prepare_model(model: str | PreTrainedModel, spec: Method, lora: LoraSettings, data: TrainingData, batch_size: int,
                   init_text: str | None = None, gradient_checkpointing: bool | None = None,
                   policy: DevicePolicy | None = None) -> tuple[PreTrainedModel, bool]:
-    """Load the base (4-bit for QLoRA), wrap it with the method's adapter (every weight trainable for ``full``), keep the
+    """Load the base (4-bit for QLoRA), give it the method's adapter (:func:`~ftcourse.peft_methods.apply_method`), keep the
     trainable weights in the policy's ``trainable_dtype`` (fp32), and switch gradient checkpointing on when asked or when
     the memory estimate needs it. Returns the model and that choice."""
-    from peft import get_peft_model, prepare_model_for_kbit_training
+    from peft import prepare_model_for_kbit_training
 
     policy = policy or device_policy()
     if isinstance(model, str):
@@ -210,10 +224,7 @@ def prepare_model(model: str | PreTrainedModel, spec: Method, lora: LoraSettings
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=bool(gradient_checkpointing))
     config = build_peft_config(spec.name, model, lora, total_steps=data.total_steps, init_text=init_text,
                                tokenizer_path=str(getattr(model, "name_or_path", "")))
-    if config is None:
-        model.requires_grad_(True)
-    else:
-        model = get_peft_model(model, config)
+    model = apply_method(model, config)
     if not policy.shards_weights:  # FSDP (through accelerate) and DeepSpeed keep fp32 master weights of sharded parameters themselves
         for p in model.parameters():
             if p.requires_grad and p.dtype != policy.trainable_dtype:
@@ -392,9 +403,13 @@ def fine_tune(
     # 3. trainer, after the pre-flight checks
     trainer, checks = build_trainer(model, tokenizer, data, args, spec, settings, checkpointing, fast_loss, preflight, callbacks, data_collator)
     # 4. train, measured
-    output, seconds, peak, kind = _train(trainer, plan, resume, settings, report_to)
-    checks += [c.result for c in trainer.callback_handler.callbacks if isinstance(c, ParameterChangeCheck) and c.result is not None]
-    metrics = _metrics(trainer, output, seconds, peak, kind, spec, checkpointing, checks)
+    try:
+        output, seconds, peak, kind = _train(trainer, plan, resume, settings, report_to)
+        checks += [c.result for c in trainer.callback_handler.callbacks if isinstance(c, ParameterChangeCheck) and c.result is not None]
+        metrics = _metrics(trainer, output, seconds, peak, kind, spec, checkpointing, checks)
+    finally:
+        if report_to == "wandb":
+            finish_wandb()  # the Trainer leaves its wandb run open: the next run would log into it
     # 5. save
     history = _save(trainer, model, plan, tokenizer, model_name, metrics, lora, settings)
     return RunResult(plan.name, spec.name, model, tokenizer, plan.run_dir, metrics, history, checks)

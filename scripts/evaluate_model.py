@@ -20,13 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ftcourse import paths
+from ftcourse.bottleneck import is_bottleneck_dir
 from ftcourse.course.bundled import LABEL_SETS
 from ftcourse.data import CourseDataset, infer_labels, processed_records, read_dataset
 from ftcourse.deploy import EXPORT_RECORD, exported_base
 from ftcourse.errors import CourseError
 from ftcourse.evaluation import METRICS, Comparison, Evaluation, check_metrics, compare, evaluate_model, group_tasks
 from ftcourse.fileio import slug
-from ftcourse.models import disable_progress_bars, load_model, load_tokenizer
+from ftcourse.models import adapter_base_model, disable_progress_bars, load_model, load_tokenizer
 from ftcourse.reports import write_report
 from ftcourse.runs import RUN_RECORD, is_run_dir, latest_run
 
@@ -39,7 +40,7 @@ def resolve_model_path(path: str | Path) -> tuple[str, str | None]:
     (:func:`ftcourse.runs.latest_run`).
     """
     folder = Path(path).expanduser()
-    if not folder.is_dir() or (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file():
+    if not folder.is_dir() or (folder / "config.json").is_file() or (folder / "adapter_config.json").is_file() or is_bottleneck_dir(folder):
         return str(path), None
     if not any(is_run_dir(p) for p in folder.iterdir()):
         raise CourseError(f"{folder} holds no model, adapter or saved runs.",
@@ -126,7 +127,7 @@ def evaluate_file(
     model, tokenizer = load_model(path), load_tokenizer(path)
     kwargs = dict(metrics=metrics, labels=labels, batch_size=batch_size, classify_by=classify_by, progress=progress, dataset=str(test_dataset))
     if compare_base:
-        base = None if hasattr(model, "disable_adapter") else load_model(exported_base(folder))
+        base = None if hasattr(model, "disable_adapter") else load_model(adapter_base_model(folder) if is_bottleneck_dir(folder) else exported_base(folder))
         result: Evaluation | Comparison = compare(model, tokenizer, records, base_model=base, name=folder.name or path, **kwargs)
     else:
         result = evaluate_model(model, tokenizer, records, name=folder.name or path, **kwargs)

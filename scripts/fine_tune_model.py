@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--profile", help="smoke, cpu, gpu or auto: sizes (steps, batch, sequence length, number of examples)")
     parser.add_argument("--config", help="training settings JSON, e.g. configs/training_config.json")
     parser.add_argument("--lora_config", help="LoRA settings JSON, e.g. configs/lora_config.json")
-    lora = parser.add_argument_group("LoRA (also the rank of DoRA, rsLoRA, AdaLoRA, QLoRA)")
+    lora = parser.add_argument_group("LoRA (also the rank of DoRA, rsLoRA, AdaLoRA, QLoRA; --lora_r is the adapter method's bottleneck width)")
     lora.add_argument("--lora_r", type=int)
     lora.add_argument("--lora_alpha", type=int)
     lora.add_argument("--lora_dropout", type=float)

@@ -1,22 +1,26 @@
-"""The method registry: every method builds its PEFT config; target modules resolve per architecture (issue 4)."""
+"""The method registry: every method builds its config (PEFT's, or the course's bottleneck adapters); target modules resolve
+per architecture (issue 4); bottleneck adapters start as the base, count as the formula and are where Houlsby et al. put them (issue 28)."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
 from peft import AdaLoraConfig, IA3Config, LoraConfig, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, get_peft_model
-from tiny import OPT_350M, TINY_CONFIGS, tiny_model
+from tiny import OPT_350M, TINY_CONFIGS, randomize_adapters, tiny_model
 from transformers import AutoModelForCausalLM, OPTConfig
 
+from ftcourse.bottleneck import BottleneckConfig, adapted_blocks, add_bottleneck_adapters, has_bottleneck_adapters
 from ftcourse.configs import LoraSettings
 from ftcourse.errors import CourseError
 from ftcourse.models import count_parameters
-from ftcourse.peft_methods import METHODS, build_peft_config, get_method, linear_layer_names, resolve_target_modules
+from ftcourse.peft_methods import METHODS, apply_method, build_peft_config, get_method, linear_layer_names, resolve_target_modules
 
 EXPECTED_CONFIG = {
     "lora": LoraConfig, "qlora": LoraConfig, "dora": LoraConfig, "rslora": LoraConfig, "adalora": AdaLoraConfig,
     "ia3": IA3Config, "prompt_tuning": PromptTuningConfig, "p_tuning": PromptEncoderConfig,
-    "prefix_tuning": PrefixTuningConfig, "full": type(None),
+    "prefix_tuning": PrefixTuningConfig, "adapter": BottleneckConfig, "full": type(None),
 }
 
 
@@ -54,6 +58,8 @@ def test_each_method_builds_its_peft_config(base_model, method):
         assert config.use_dora == (method == "dora") and config.use_rslora == (method == "rslora")
     if method == "adalora":
         assert config.total_step == 40 and config.tinit < config.total_step - config.tfinal
+    if method == "adapter":
+        assert config == BottleneckConfig(size=8, activation="silu")
 
 
 # Trainable parameters on the embedded model's shape (SmolLM2-135M: 30 layers, hidden 576, 3 KV heads of 64, MLP 1536).
@@ -62,14 +68,17 @@ EMBEDDED_TRAINABLE = {
     "dora": 30 * (8 * (576 + 576) + 8 * (576 + 192) + 576 + 192),  # + one magnitude per output column
     "ia3": 30 * (192 + 192 + 1536),  # k_proj and v_proj outputs, down_proj input
     "prompt_tuning": 16 * 576,  # 16 virtual token embeddings
+    # Houlsby et al. (2019): 2md + d + m per adapter (down d x m and up m x d, with biases), one after attention and one
+    # after the MLP of each layer; d = 576, m = r = 8
+    "adapter": 30 * 2 * (2 * 576 * 8 + 576 + 8),
 }
 
 
 @pytest.mark.parametrize("method", list(EMBEDDED_TRAINABLE))
 def test_trainable_parameter_counts_on_the_embedded_shape(base_model, method):
     model = meta_model(base_model.config)
-    peft_model = get_peft_model(model, build_peft_config(method, model, LoraSettings(r=8)))
-    assert count_parameters(peft_model)["trainable"] == EMBEDDED_TRAINABLE[method]
+    ready = apply_method(model, build_peft_config(method, model, LoraSettings(r=8)))
+    assert count_parameters(ready)["trainable"] == EMBEDDED_TRAINABLE[method]
 
 
 def test_opt_350m_lora_count_matches_peft_report():
@@ -130,10 +139,10 @@ def test_ia3_on_an_architecture_without_defaults_is_a_clear_error():
 
 @pytest.mark.parametrize("arch", list(TINY_CONFIGS))
 def test_every_peft_method_wraps_every_tiny_architecture(arch):
-    for method in ("lora", "ia3", "prompt_tuning", "prefix_tuning"):
+    for method in ("lora", "ia3", "prompt_tuning", "prefix_tuning", "adapter"):
         model = tiny_model(arch)
-        peft_model = get_peft_model(model, build_peft_config(method, model, LoraSettings(r=4, target_modules="auto")))
-        counts = count_parameters(peft_model)
+        ready = apply_method(model, build_peft_config(method, model, LoraSettings(r=4, target_modules="auto")))
+        counts = count_parameters(ready)
         assert 0 < counts["trainable"] < counts["total"], (arch, method)
 
 
@@ -153,3 +162,78 @@ def test_the_rank_check_reads_gpt2_conv1d_as_inputs_by_outputs():
     with pytest.raises(CourseError, match=r"r=65 .*\(c_fc: 64 inputs, 256 outputs\)"):
         build_peft_config("lora", model, LoraSettings(r=65, target_modules=["c_fc"]))
     assert build_peft_config("lora", model, LoraSettings(r=64, target_modules=["c_fc"])).r == 64
+
+
+# ---------------------------------------------------------------- bottleneck adapters (not in PEFT: ftcourse.bottleneck)
+
+
+@pytest.mark.parametrize("arch", list(TINY_CONFIGS))
+def test_bottleneck_adapters_start_as_the_base_model_and_then_change_it(arch):
+    model = tiny_model(arch).eval()
+    ids = torch.randint(0, 512, (2, 9), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+        add_bottleneck_adapters(model, BottleneckConfig(size=4))
+        assert torch.equal(model(input_ids=ids).logits, before)  # the up-projection starts at zero: exactly the base
+        randomize_adapters(model)
+        assert not torch.allclose(model(input_ids=ids).logits, before, atol=1e-3)
+    config = model.config
+    assert count_parameters(model)["trainable"] == config.num_hidden_layers * 2 * (2 * config.hidden_size * 4 + config.hidden_size + 4)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if "bottleneck_adapter" not in n)
+
+
+def test_bottleneck_adapters_on_the_embedded_model_start_as_the_base(fresh_model, tokenizer):
+    ids = tokenizer("How do I reset my password?", return_tensors="pt").input_ids
+    with torch.no_grad():
+        before = fresh_model(input_ids=ids).logits
+        model = apply_method(fresh_model, build_peft_config("adapter", fresh_model, LoraSettings(r=16)))
+        assert torch.equal(model(input_ids=ids).logits, before)
+    assert len(adapted_blocks(model)) == 2 * 30 and count_parameters(model)["trainable"] == 30 * 2 * (2 * 576 * 16 + 576 + 16)
+
+
+def test_an_adapter_follows_each_attention_and_mlp_block():
+    """Houlsby et al.: after the attention's output projection and after the MLP, before the residual addition."""
+    model = tiny_model("llama").eval()
+    add_bottleneck_adapters(model, BottleneckConfig(size=4))
+    randomize_adapters(model)
+    layer = model.model.layers[0]
+    assert sorted(adapted_blocks(model))[:2] == ["model.layers.0.mlp", "model.layers.0.self_attn"]
+    h = torch.randn(2, 5, 64)
+    adapter = layer.mlp.bottleneck_adapter
+    with torch.no_grad():
+        plain = layer.mlp.down_proj(layer.mlp.act_fn(layer.mlp.gate_proj(h)) * layer.mlp.up_proj(h))
+        by_hand = plain + adapter.up(torch.nn.functional.silu(adapter.down(plain)))
+        assert torch.allclose(layer.mlp(h), by_hand, atol=1e-6)
+        outputs = {}
+        hook = layer.self_attn.o_proj.register_forward_hook(lambda module, args, out: outputs.update(o_proj=out))
+        attention = layer.self_attn(h, attention_mask=None, position_embeddings=model.model.rotary_emb(h, torch.arange(5)[None]))[0]
+        hook.remove()
+        assert torch.allclose(attention, layer.self_attn.bottleneck_adapter(outputs["o_proj"]), atol=1e-6)
+
+
+def test_a_copy_of_an_adapted_model_uses_its_own_adapters():
+    model = tiny_model("llama").eval()
+    add_bottleneck_adapters(model, BottleneckConfig(size=4))
+    twin = copy.deepcopy(model)
+    ids = torch.arange(6)[None]
+    randomize_adapters(twin)
+    with torch.no_grad():
+        assert not torch.allclose(twin(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-3)
+
+
+def test_bottleneck_mistakes_are_clear_errors():
+    model = tiny_model("llama")
+    with pytest.raises(CourseError, match="wider than the model's hidden size 64"):
+        add_bottleneck_adapters(model, BottleneckConfig(size=65))
+    assert not has_bottleneck_adapters(model)
+    with pytest.raises(CourseError, match="Unknown adapter activation 'tanh'"):
+        BottleneckConfig(activation="tanh")
+    with pytest.raises(CourseError, match="not a whole number of at least 1"):
+        BottleneckConfig(size=0)
+    add_bottleneck_adapters(model, BottleneckConfig(size=4))
+    with pytest.raises(CourseError, match="already has bottleneck adapters"):
+        add_bottleneck_adapters(model, BottleneckConfig(size=4))
+    odd = tiny_model("llama")
+    odd.config.model_type = "gpt2"  # GPT-2's blocks are named attn and mlp: a Llama has no attn
+    with pytest.raises(CourseError, match="No decoder layer of this gpt2 has the blocks 'attn' and 'mlp'"):
+        add_bottleneck_adapters(odd, BottleneckConfig(size=4))

@@ -1,8 +1,7 @@
-"""Experiment tracking: a tracked tiny run writes TensorBoard events and a trackio run offline; multi-seed intervals."""
+"""Experiment tracking: a tracked tiny run writes TensorBoard events, a trackio run and an offline wandb run, each read back; multi-seed intervals."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import statistics
 
@@ -14,7 +13,7 @@ from ftcourse.course.bundled import intent_records
 from ftcourse.errors import CourseError
 from ftcourse.metrics import mean_interval
 from ftcourse.profiles import get_profile
-from ftcourse.tracking import tensorboard_scalars, trackio_logs
+from ftcourse.tracking import tensorboard_scalars, trackio_logs, wandb_logs
 from ftcourse.train import fine_tune
 
 SETTINGS = TrainingSettings(max_steps=2, batch_size=2, gradient_accumulation_steps=1, logging_steps=1, warmup_ratio=0.0, learning_rate=1e-3)
@@ -61,13 +60,27 @@ def test_trackio_run_is_logged_locally(records, tokenizer, tmp_path, monkeypatch
         trackio_logs("never-ran")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("wandb") is None, reason="wandb is not installed (optional, heavy); pip install wandb to run this")
-def test_wandb_run_is_written_offline(records, tokenizer, tmp_path, monkeypatch):
+def test_wandb_run_is_written_offline_and_read_back(records, tokenizer, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
-    monkeypatch.delenv("WANDB_MODE", raising=False)
-    tracked_run(records, tokenizer, tmp_path, "wandb", "wb")
+    for name in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ERROR_REPORTING"):
+        monkeypatch.delenv(name, raising=False)
+    result = tracked_run(records, tokenizer, tmp_path, "wandb", "wb")
     assert os.environ["WANDB_MODE"] == "offline"
-    assert list(tmp_path.rglob("offline-run-*"))
+    import wandb
+
+    assert wandb.run is None  # fine_tune closed its run: the next one gets its own
+    run = wandb_logs("wb")
+    assert run["folder"].parent == tmp_path / "wandb" and run["folder"].name.startswith("offline-run-")
+    losses = [(row["train/global_step"], row["train/loss"]) for row in run["logs"] if "train/loss" in row]
+    assert losses == [(h["step"], pytest.approx(h["loss"])) for h in result.history if "loss" in h] and len(losses) == 2
+    assert any(row.get("train/learning_rate") == pytest.approx(1e-3) for row in run["logs"])
+    assert run["summary"]["eval/loss"] == pytest.approx(result.metrics["eval_loss"], abs=1e-4)
+    assert run["config"]["learning_rate"] == pytest.approx(1e-3) and run["config"]["seed"] == SETTINGS.seed
+    again = tracked_run(records, tokenizer, tmp_path, "wandb", "wb2")  # a second run in the same process: its own run file
+    assert len(list((tmp_path / "wandb").glob("offline-run-*"))) == 2
+    assert len([row for row in wandb_logs("wb2")["logs"] if "train/loss" in row]) == len(again.losses) == 2
+    with pytest.raises(CourseError, match="No offline wandb run 'never-ran'"):
+        wandb_logs("never-ran")
 
 
 def test_mean_interval_uses_students_t():

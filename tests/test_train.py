@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 from script_modules import load_script
-from tiny import save_tiny, tiny_model
+from tiny import randomize_adapters, save_tiny, tiny_model
 from transformers import TrainerCallback
 
 import ftcourse.train as train
 from ftcourse import paths
+from ftcourse.bottleneck import BottleneckConfig, add_bottleneck_adapters
 from ftcourse.configs import LoraSettings, TrainingSettings, load_settings
 from ftcourse.course.bundled import intent_records
 from ftcourse.errors import CourseError
@@ -67,7 +68,9 @@ def last_logits(model, tokenizer, records) -> torch.Tensor:
 
 #: One method of each family trains the real embedded model (low-rank, 4-bit, scaling vectors, virtual tokens); the
 #: others show the same wiring (save, reload, same logits) on a tiny Llama with the embedded tokenizer, in a fraction of the time.
-ON_THE_EMBEDDED_MODEL = {"lora", "qlora", "ia3", "prompt_tuning"}
+ON_THE_EMBEDDED_MODEL = {"lora", "qlora", "ia3", "prompt_tuning", "adapter"}
+#: The weights file of a run, by method (the others: PEFT's adapter_model.safetensors).
+WEIGHTS_FILE = {"full": "model.safetensors", "adapter": "bottleneck_adapter.safetensors"}
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +86,7 @@ def test_every_method_trains_saves_and_reloads(method, records, tokenizer, base_
     assert math.isfinite(result.metrics["train_loss"])
     assert result.metrics["checks"]["parameters update"] is True
     assert 0 < result.metrics["trainable_parameters"] <= result.metrics["total_parameters"]
-    weights = "model.safetensors" if method == "full" else "adapter_model.safetensors"
+    weights = WEIGHTS_FILE.get(method, "adapter_model.safetensors")
     assert (result.run_dir / weights).is_file() and (result.run_dir / "tokenizer.json").is_file()
     assert json.loads((result.run_dir / "metrics.json").read_text()) == result.metrics
     assert load_settings(TrainingSettings, result.run_dir / "training_config.json") == SMALL
@@ -109,9 +112,13 @@ def test_lora_adapter_names_its_base_as_the_user_did(records, tmp_path):
 # ---------------------------------------------------------------- the loss
 
 
+@pytest.mark.parametrize("adapters", [False, True], ids=["base", "bottleneck-adapters"])
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "opt", "gpt2", "gpt_neox"])
-def test_completion_loss_equals_the_models_own_loss(arch, tokenizer, records):
+def test_completion_loss_equals_the_models_own_loss(arch, adapters, tokenizer, records):
     model = tiny_model(arch, vocab_size=len(tokenizer)).eval()  # no dropout: both losses see the same network
+    if adapters:  # inside the backbone, so the fast loss (LM head on the backbone's output) sees them
+        add_bottleneck_adapters(model, BottleneckConfig(size=4))
+        randomize_adapters(model)
     batch = collate(tokenize_records(tokenizer, records[:3], 256), tokenizer.pad_token_id)
     assert supports_fast_loss(model)
     with torch.no_grad():
@@ -206,11 +213,18 @@ class StepLog(TrainerCallback):
         self.steps.append(state.global_step)
 
 
-def test_interrupted_run_resumes_to_the_same_weights(records, tokenizer, tmp_path, capsys):
+#: Trainable tensors of each method on the tiny Llama: LoRA 2 layers x (q_proj, v_proj) x (A, B); bottleneck adapters
+#: 2 layers x (attention, MLP) x (down, up) x (weight, bias).
+TINY_TRAINABLE_TENSORS = {"lora": 8, "adapter": 16}
+
+
+@pytest.mark.parametrize("method", list(TINY_TRAINABLE_TENSORS))
+def test_interrupted_run_resumes_to_the_same_weights(method, records, tokenizer, tmp_path, capsys):
     settings = TrainingSettings(max_steps=4, batch_size=2, gradient_accumulation_steps=1, save_steps=2, logging_steps=1, warmup_ratio=0.25)
 
     def attempt(name, **kwargs):  # LoRA dropout on: the resumed run must also restore the random state
-        return run(records, tmp_path, name, model=tiny_model("llama", vocab_size=len(tokenizer)), tokenizer=tokenizer, settings=settings, **kwargs)
+        return run(records, tmp_path, name, model=tiny_model("llama", vocab_size=len(tokenizer)), tokenizer=tokenizer, settings=settings,
+                   method=method, **kwargs)
 
     straight = attempt("straight")
     with pytest.raises(RuntimeError, match="simulated interruption"):
@@ -224,11 +238,25 @@ def test_interrupted_run_resumes_to_the_same_weights(records, tokenizer, tmp_pat
     assert steps.steps == [3, 4]  # only the steps after checkpoint-2 ran
     mine = {n: p for n, p in resumed.model.named_parameters() if p.requires_grad}
     theirs = {n: p for n, p in straight.model.named_parameters() if p.requires_grad}
-    assert mine.keys() == theirs.keys() and len(mine) == 8  # 2 layers x (q_proj, v_proj) x (A, B)
+    assert mine.keys() == theirs.keys() and len(mine) == TINY_TRAINABLE_TENSORS[method]
     assert all(torch.equal(mine[n], theirs[n]) for n in mine), "resumed weights differ from the uninterrupted run"
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
     with pytest.raises(CourseError, match="to a run with different data or settings"):
-        run(records[:6], tmp_path, "resumed", model=tiny_model("llama", vocab_size=len(tokenizer)), tokenizer=tokenizer, settings=settings, resume=True)
+        run(records[:6], tmp_path, "resumed", model=tiny_model("llama", vocab_size=len(tokenizer)), tokenizer=tokenizer, settings=settings,
+            method=method, resume=True)
+
+
+def test_bottleneck_adapters_learn_and_checkpoint_only_themselves(records, tokenizer, tmp_path):
+    settings = TrainingSettings(max_steps=4, batch_size=4, gradient_accumulation_steps=1, save_steps=2, logging_steps=1, warmup_ratio=0.0)
+    result = run(records[:4], tmp_path, "adapter", method="adapter", lora=LoraSettings(r=8), settings=settings)
+    losses = [loss for _, loss in result.losses]
+    assert losses[-1] < 0.5 * losses[0], losses  # the same 4 examples each step: the adapters learn them
+    assert result.metrics["trainable_parameters"] == 30 * 2 * (2 * 576 * 8 + 576 + 8)
+    checkpoint = tmp_path / "ckpt" / "adapter" / "checkpoint-4"
+    assert (checkpoint / "bottleneck_adapter.safetensors").is_file() and not list(checkpoint.glob("model*.safetensors"))
+    assert sum(f.stat().st_size for f in checkpoint.glob("*.safetensors")) < 4 * result.metrics["trainable_parameters"] + 100_000
+    loaded = load_model(str(result.run_dir))  # a run folder of adapters loads like a PEFT adapter folder: base + adapters
+    assert torch.equal(last_logits(loaded, tokenizer, records[4:6]), last_logits(result.model, tokenizer, records[4:6]))
 
 
 def test_reuse_loads_the_saved_run_when_nothing_changed(records, tokenizer, tmp_path, capsys):
@@ -338,15 +366,18 @@ def test_tensorboard_logs_are_written(records, tokenizer, tmp_path):
 
 
 def test_wandb_runs_offline_unless_the_user_set_a_mode(monkeypatch):
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+    for name in ("WANDB_MODE", "WANDB_PROJECT", "WANDB_ERROR_REPORTING"):
+        monkeypatch.delenv(name, raising=False)
     if importlib.util.find_spec("wandb") is None:
         with pytest.raises(CourseError, match="pip install wandb"):
             train.resolve_report_to("wandb")
         monkeypatch.setattr(train, "find_spec", lambda name: object())  # pretend it is installed
     assert train.resolve_report_to("wandb") == "wandb" and os.environ["WANDB_MODE"] == "offline"
+    assert os.environ["WANDB_ERROR_REPORTING"] == "false" and os.environ["WANDB_PROJECT"] == "ftcourse"  # nothing leaves the machine
     monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.delenv("WANDB_ERROR_REPORTING")
     train.resolve_report_to("wandb")
-    assert os.environ["WANDB_MODE"] == "online"
+    assert os.environ["WANDB_MODE"] == "online" and "WANDB_ERROR_REPORTING" not in os.environ
     with pytest.raises(CourseError, match="use one of: none, tensorboard, trackio, wandb"):
         train.resolve_report_to("mlflow")
 
@@ -439,3 +470,18 @@ def test_original_command_with_the_embedded_model(tmp_path, capsys):
     assert Path(load_run(saved).run_dir) == saved
     info = json.loads((saved / "dataset_info.json").read_text())  # the label set travels with the adapter
     assert info == json.loads((processed / "dataset_info.json").read_text())
+
+
+def test_the_scripts_train_and_evaluate_bottleneck_adapters(tiny_llama, tmp_path, capsys):
+    data = str(paths.data_dir() / "raw" / "support_intents.jsonl")
+    code = load_script("fine_tune_model").main(["--model_name_or_path", tiny_llama, "--dataset_path", data, "--peft_method", "adapter", "--lora_r", "8",
+                                                "--profile", "smoke", "--max_steps", "1", "--no_progress", "--output_dir", str(tmp_path / "out"),
+                                                "--checkpoint_dir", str(tmp_path / "ckpt")])
+    assert code == 0, capsys.readouterr().err
+    saved = tmp_path / "out" / "adapter-support_intents"
+    config = json.loads((saved / "bottleneck_config.json").read_text())
+    assert (config["size"], config["base_model_name_or_path"]) == (8, tiny_llama)
+    result, written = load_script("evaluate_model").evaluate_file(str(saved), data, metrics=["accuracy"], compare_base=True, max_examples=4,
+                                                                  progress=False)
+    assert [len(task.predictions) for e in (result.base, result.tuned) for task in e.tasks.values()] == [4, 4]  # the base: without the adapters
+    assert written and all(path.parent == saved for path in written)

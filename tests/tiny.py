@@ -1,4 +1,5 @@
-"""Tiny randomly initialised models of the architectures the course supports (built offline from config)."""
+"""Tiny randomly initialised models of the architectures the course supports (built offline from config), and random
+bottleneck adapters."""
 
 from __future__ import annotations
 
@@ -44,3 +45,13 @@ def save_tiny(arch: str, folder: Path, tokenizer, **overrides) -> Path:
     model.save_pretrained(folder, safe_serialization=True)
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def randomize_adapters(model: torch.nn.Module) -> None:
+    """Give every bottleneck adapter's up-projection random values, as if trained (it starts at zero)."""
+    from ftcourse.bottleneck import BottleneckAdapter
+
+    for module in model.modules():
+        if isinstance(module, BottleneckAdapter):
+            torch.nn.init.normal_(module.up.weight, std=0.2)
+            torch.nn.init.normal_(module.up.bias, std=0.2)

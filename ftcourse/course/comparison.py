@@ -1,7 +1,7 @@
 """Compare fine-tuning configurations on the same data and step budget: parameters, memory, time, accuracy.
 
-Every number in the tables is measured on the model: parameter counts by PEFT itself (on a
-weightless copy of the model), peak memory with :func:`ftcourse.memory.track_peak`, accuracy by
+Every number in the tables is measured on the model: parameter counts on a weightless copy of the model with the
+method applied (by PEFT, or the course's bottleneck adapters), peak memory with :func:`ftcourse.memory.track_peak`, accuracy by
 label-constrained generation on held-out records.
 """
 
@@ -23,7 +23,7 @@ from ftcourse.fileio import slug
 from ftcourse.generation import perplexity
 from ftcourse.memory import MB, footprint_breakdown, footprint_bytes, make_resident, quiet_bitsandbytes, release_memory, track_peak
 from ftcourse.models import count_parameters, load_model, load_tokenizer, resolve_model, weightless_copy
-from ftcourse.peft_methods import build_peft_config, get_method
+from ftcourse.peft_methods import apply_method, build_peft_config, get_method
 from ftcourse.profiles import Profile
 from ftcourse.train import fine_tune, settings_from_profile
 
@@ -101,12 +101,10 @@ def classification_accuracy(model, tokenizer, records: Sequence[dict[str, Any]],
 
 
 def peft_parameter_count(model: torch.nn.Module, method: str, lora: LoraSettings | None = None) -> dict[str, float]:
-    """Trainable and total parameters that ``method`` would give ``model``, counted by PEFT on a weightless copy."""
-    from peft import get_peft_model
-
+    """Trainable and total parameters that ``method`` would give ``model``, counted on a weightless copy readied as training
+    readies it (:func:`~ftcourse.peft_methods.apply_method`: PEFT, bottleneck adapters, or every weight for ``full``)."""
     shell = weightless_copy(model)
-    config = build_peft_config(method, shell, lora)
-    return count_parameters(shell if config is None else get_peft_model(shell, config))
+    return count_parameters(apply_method(shell, build_peft_config(method, shell, lora)))
 
 
 def lora_parameter_table(model: torch.nn.Module, ranks: Sequence[int] = (4, 8, 16, 32),
