@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ftcourse.bottleneck import has_bottleneck_adapters
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json
 from ftcourse.generation import Prompt, adapter_disabled, encode_prompt, generate
@@ -32,6 +33,9 @@ ONNX_FILE = "model.onnx"
 def _require_peft(model, what: str) -> None:
     from peft import PeftModel
 
+    if has_bottleneck_adapters(model):
+        raise CourseError(f"{what} needs a PEFT adapter; this model has bottleneck adapters, a nonlinear function outside PEFT that cannot "
+                          "be merged into the weights.", "deploy the base model with its adapters loaded: load_model(<run folder>).")
     if not isinstance(model, PeftModel):
         raise CourseError(f"{what} needs a PeftModel (a base model with an adapter), got {type(model).__name__}.",
                           "load an adapter folder with ftcourse.models.load_model(<run folder>) or ftcourse.deploy.load_adapters.")

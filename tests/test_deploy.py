@@ -9,6 +9,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from tiny import save_tiny, tiny_model
 
+from ftcourse.bottleneck import BottleneckConfig, add_bottleneck_adapters
 from ftcourse.course.bundled import INTENT_LABELS
 from ftcourse.data import classification_instruction
 from ftcourse.deploy import (
@@ -68,6 +69,13 @@ def test_merged_logits_match_the_adapter(fresh_model, tokenizer):
 def test_merging_needs_an_adapter(base_model):
     with pytest.raises(CourseError, match="PeftModel"):
         merge_adapter(base_model)
+
+
+def test_bottleneck_adapters_cannot_be_merged():
+    model = add_bottleneck_adapters(tiny_model("llama"), BottleneckConfig(size=4))
+    with pytest.raises(CourseError, match="bottleneck adapters, a nonlinear function outside PEFT") as err:
+        merge_adapter(model)
+    assert "load_model(<run folder>)" in err.value.fix
 
 
 def test_4bit_base_is_dequantized_before_merging(tiny_dir):
