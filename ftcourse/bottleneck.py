@@ -27,7 +27,7 @@ from ftcourse.fileio import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "ACTIVATIONS", "add_bottleneck_adapters", "adapted_blocks", "BOTTLENECK_CONFIG", "BOTTLENECK_WEIGHTS", "BottleneckAdapter",
-    "BottleneckConfig", "bottleneck_base_model", "bottleneck_parameter_count", "has_bottleneck_adapters", "is_bottleneck_dir",
+    "BottleneckConfig", "bottleneck_base_model", "has_bottleneck_adapters", "is_bottleneck_dir",
     "load_bottleneck_adapters", "load_bottleneck_weights", "save_bottleneck_adapters",
 ]
 
@@ -99,11 +99,6 @@ def adapted_blocks(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
 def has_bottleneck_adapters(model: torch.nn.Module) -> bool:
     """True when :func:`add_bottleneck_adapters` (or a load) put adapters into ``model``."""
     return any(isinstance(m, BottleneckAdapter) for m in model.modules())
-
-
-def bottleneck_parameter_count(hidden_size: int, size: int, num_layers: int) -> int:
-    """Trainable parameters of the adapters: two per layer, each 2·d·m + d + m (Houlsby et al., 2019, section 2.1)."""
-    return num_layers * 2 * (2 * hidden_size * size + hidden_size + size)
 
 
 def add_bottleneck_adapters(model: torch.nn.Module, config: BottleneckConfig) -> torch.nn.Module:
