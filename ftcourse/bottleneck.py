@@ -1,5 +1,5 @@
 """Bottleneck adapters (Houlsby et al., 2019), written by hand: PEFT has none (its "adaption prompt" is LLaMA-Adapter, a
-prompt method), and AdapterHub's ``adapters`` library pins transformers 4.
+prompt method), and AdapterHub's ``adapters`` library pins transformers 4 (1.3 requires ``transformers~=4.57``).
 
 An adapter maps a block's output ``h`` (hidden size d) to ``h + up(act(down(h)))``: a down-projection to a bottleneck of
 width m, a nonlinearity, an up-projection back to d that starts at zero — so the adapted model starts exactly as the base
