@@ -50,10 +50,9 @@ from ftcourse.models import load_model, load_tokenizer
 
 __all__ = [
     "ChatCompletion", "ChatCompletionChunk", "ChatRequest", "ChatServer", "load_server", "MAX_BODY_BYTES", "Message",
-    "ModelList", "RequestError", "ROLES", "Usage",
+    "ModelList", "RequestError", "Usage",
 ]
 
-ROLES = ("system", "user", "assistant")
 MAX_BODY_BYTES = 1 << 20
 
 
@@ -257,7 +256,8 @@ class ChatServer:
         self._socket = socket.create_server((host, port), family=family)  # bound now: the url is known, a busy port fails here
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._uvicorn: uvicorn.Server | None = None
-        self._threads: list[threading.Thread] = []
+        self._worker: threading.Thread | None = None  # the one thread that uses the tokenizer and the model
+        self._http: threading.Thread | None = None  # uvicorn's event loop
 
     @property
     def url(self) -> str:
@@ -304,7 +304,7 @@ class ChatServer:
             if error.status_code == 404:
                 message, code = f"No route {request.method} {request.url.path}; the routes are {_ROUTES}.", "not_found"
             elif error.status_code == 405:
-                message, code = f"{request.method} is not allowed on {request.url.path}; use {error.headers.get('Allow', 'another method')}.", "method_not_allowed"
+                message, code = f"{request.method} is not allowed on {request.url.path}; use {(error.headers or {}).get('Allow', 'another method')}.", "method_not_allowed"
             elif error.__cause__ is not None:  # FastAPI could not parse the body, e.g. JSON nested too deeply
                 message = f"{message}: {type(error.__cause__).__name__}: {error.__cause__}"
             return RequestError(error.status_code, message, code, error.headers).response()
@@ -394,12 +394,12 @@ class ChatServer:
             config = uvicorn.Config(self.app, http=_H11Protocol, loop="asyncio", lifespan="off", log_config=uvicorn.config.LOGGING_CONFIG if self.log else None,
                                     log_level="info" if self.log else "error", access_log=self.log, timeout_graceful_shutdown=5)
             self._uvicorn = uvicorn.Server(config)  # not in the main thread: uvicorn installs no signal handlers
-            self._threads = [threading.Thread(target=self._work, name="ftcourse-serve-worker", daemon=True),
-                             threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self._socket]}, name=f"ftcourse-serve-{self.url}", daemon=True)]
-            for thread in self._threads:
-                thread.start()
+            self._worker = threading.Thread(target=self._work, name="ftcourse-serve-worker", daemon=True)
+            self._http = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self._socket]}, name=f"ftcourse-serve-{self.url}", daemon=True)
+            self._worker.start()
+            self._http.start()
             while not self._uvicorn.started:
-                if not self._threads[1].is_alive():
+                if not self._http.is_alive():
                     raise CourseError("The HTTP server stopped while starting.", "see the error printed above.")
                 time.sleep(0.01)
         return self
@@ -408,7 +408,7 @@ class ChatServer:
         """Serve until interrupted (Ctrl-C, or SIGTERM turned into ``KeyboardInterrupt``), then stop cleanly."""
         self.start()
         try:
-            self._threads[1].join()
+            self._http.join()
         except KeyboardInterrupt:
             pass
         finally:
@@ -418,10 +418,10 @@ class ChatServer:
         """Stop serving (requests in flight get up to 5 s), stop the worker, wait for both threads and free the port."""
         if self._uvicorn is not None:
             self._uvicorn.should_exit = True
-            self._threads[1].join()
-            self._jobs.put(None)
-            self._threads[0].join()
-            self._uvicorn, self._threads = None, []
+            self._http.join()
+            self._jobs.put(None)  # after the requests uvicorn let finish: the worker stops
+            self._worker.join()
+            self._uvicorn = self._worker = self._http = None
         self._socket.close()
 
     def __enter__(self) -> ChatServer:
@@ -467,9 +467,10 @@ async def _sse(request: ChatRequest, events: AsyncIterator[int | str | _Done]) -
     except RequestError as error:  # the status line has gone out: the error travels as an event
         yield f"data: {json.dumps(error.body())}\n\n"
         return
-    yield chunk(Delta(), finish=event.finish_reason)
+    done = event  # the last event is the whole answer
+    yield chunk(Delta(), finish=done.finish_reason)
     if request.stream_options and request.stream_options.include_usage:
-        yield chunk(Delta(), usage=event.usage, choices=False)
+        yield chunk(Delta(), usage=done.usage, choices=False)
     yield "data: [DONE]\n\n"
 
 

@@ -67,9 +67,9 @@ def _call_with_headers(url: str, data: bytes | None = None, method: str | None =
     request = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
-            return response.status, json.loads(response.read()), dict(response.headers)
+            return response.status, json.loads(response.read()), {k.lower(): v for k, v in response.headers.items()}
     except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read()), dict(error.headers)
+        return error.code, json.loads(error.read()), {k.lower(): v for k, v in error.headers.items()}
 
 
 def _chat(server, **body) -> tuple[int, dict]:
@@ -124,6 +124,15 @@ def test_each_model_name_routes_to_its_adapter_and_usage_counts_the_generated_id
         assert reply["choices"][0]["finish_reason"] == ("stop" if ids[-1] == tokenizer.eos_token_id else "length")
     assert len(set(answers.values())) == 3  # three different models answered
     assert model.active_adapter == "intent"  # the server put the default adapter back
+
+
+def test_openais_newer_names_and_nulls_are_understood(served):
+    """max_completion_tokens is OpenAI's newer name for max_tokens; null means the default, as in OpenAI's API."""
+    server, _ = served
+    _, greedy = _chat(server, model="base", messages=CHAT, max_tokens=3)
+    status, reply = _chat(server, model="base", messages=CHAT, max_completion_tokens=3, temperature=None, top_p=None, seed=None, stream=None)
+    assert status == 200 and reply["usage"] == greedy["usage"] and reply["choices"][0]["message"] == greedy["choices"][0]["message"]
+    assert _chat(server, model="base", messages=CHAT, max_completion_tokens=9)[0] == 400  # over the server's 8, like max_tokens
 
 
 def test_a_streamer_sees_the_same_tokens_on_the_prefix_tuning_path(tiny_folder, tokenizer):
@@ -256,13 +265,13 @@ def test_the_official_openai_client_completes_lists_and_streams(embedded, tokeni
     server, client = embedded
     assert [m.id for m in client.models.list()] == ["base"]
     question = [{"role": "user", "content": "Give me two tips for writing a clear support ticket."}]
-    reply = client.chat.completions.create(model="base", messages=question, max_tokens=24, seed=3)
+    reply = client.chat.completions.create(model="base", messages=question, max_tokens=16, seed=3)
     answer = reply.choices[0].message.content
-    ids = _generated_ids(base_model, tokenizer, question, 24)
+    ids = _generated_ids(base_model, tokenizer, question, 16)
     assert answer == tokenizer.decode(ids, skip_special_tokens=True).strip() and answer  # what generate() answers
     assert reply.usage.completion_tokens == len(ids) and reply.choices[0].finish_reason == ("stop" if ids[-1] == tokenizer.eos_token_id else "length")
 
-    chunks = list(client.chat.completions.create(model="base", messages=question, max_tokens=24, seed=3, stream=True,
+    chunks = list(client.chat.completions.create(model="base", messages=question, max_tokens=16, seed=3, stream=True,
                                                  stream_options={"include_usage": True}))
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
     assert len(pieces) > 1 and "".join(pieces) == answer
@@ -271,20 +280,20 @@ def test_the_official_openai_client_completes_lists_and_streams(embedded, tokeni
 
 
 def test_a_stream_sends_tokens_while_the_model_is_still_generating(embedded, base_model):
-    """The model is held after its 12th forward pass until the client has read a piece of text: a server that sent the
+    """The model is held at its 8th forward pass until the client has read a piece of text: a server that sent the
     whole answer at the end would never send it (the hold times out and the test fails)."""
     server, client = embedded
     calls, got_text = [], threading.Event()
 
     def hold(*_args) -> None:
         calls.append(1)
-        if len(calls) == 12:
+        if len(calls) == 8:
             assert got_text.wait(TIMEOUT), "no text arrived while the model was generating"
 
     handle = base_model.register_forward_pre_hook(hold)
     try:
         stream = client.chat.completions.create(model="base", messages=[{"role": "user", "content": "Describe a rainy afternoon in a big city."}],
-                                                max_tokens=24, stream=True)
+                                                max_tokens=16, stream=True)
         for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 got_text.set()
@@ -293,7 +302,7 @@ def test_a_stream_sends_tokens_while_the_model_is_still_generating(embedded, bas
     finally:
         got_text.set()
         handle.remove()
-    assert len(calls) > 12 and rest[-1].choices[0].finish_reason in ("stop", "length")
+    assert len(calls) > 8 and rest[-1].choices[0].finish_reason in ("stop", "length")
 
 
 def test_an_api_key_is_required_when_set(embedded):
