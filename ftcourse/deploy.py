@@ -6,6 +6,7 @@ inference function.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -193,11 +194,13 @@ def export_onnx(model, tokenizer, folder: str | Path, overwrite: bool = False) -
 
     Uses ``torch.onnx.export(..., dynamo=True)`` (needs ``onnxscript``); batch size and sequence length stay
     dynamic. The graph maps ``input_ids, attention_mask`` to ``logits``, without a key/value cache.
+    It is traced on the CPU in float32 (onnxruntime's CPU session runs it): a model on a GPU or in half
+    precision is exported from a float32 CPU copy, and the model passed in stays where it is.
     Check it with :func:`check_onnx`.
     """
     folder = Path(folder)
     _replaceable(folder, ONNX_FILE, overwrite)
-    model = _merged(model).eval()
+    model = _cpu_float32(_merged(model)).eval()
     ids = torch.tensor([encode_prompt(tokenizer, "Export me, please.")] * 2)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with atomic_directory(folder) as tmp:
@@ -207,6 +210,13 @@ def export_onnx(model, tokenizer, folder: str | Path, overwrite: bool = False) -
         program.save(str(tmp / ONNX_FILE))
         tokenizer.save_pretrained(tmp)
     return folder
+
+
+def _cpu_float32(model):
+    """The model itself when every weight is a float32 CPU tensor, else a copy that is."""
+    if all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
 
 
 def onnx_session(folder: str | Path):
