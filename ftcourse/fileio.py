@@ -140,8 +140,11 @@ def try_file_lock(path: str | Path) -> FileLock | None:
 
 
 def release_file_lock(lock: FileLock) -> None:
-    """Give back a lock taken by :func:`try_file_lock`."""
-    _holder_file(Path(lock.lock_file)).unlink(missing_ok=True)
+    """Give back a lock taken by :func:`try_file_lock`; its files are removed while it is still held (no litter is left,
+    and a process that opened the old file meanwhile finds it unlinked and counts it as taken)."""
+    path = Path(lock.lock_file)
+    _holder_file(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
     lock.release()
 
 
