@@ -17,7 +17,7 @@ import torch
 from transformers import TrainerCallback
 
 from ftcourse.errors import CourseError
-from ftcourse.memory import available_memory, estimate_training_memory
+from ftcourse.memory import available_memory, training_memory
 from ftcourse.tokenization import IGNORE_INDEX, prompt_ids
 
 __all__ = [
@@ -100,8 +100,9 @@ def check_sequence_length(examples: Sequence[dict[str, Any]], max_length: int) -
 
 
 def check_memory(model: torch.nn.Module, batch_size: int, seq_length: int, available: int | None = None, gradient_checkpointing: bool = False) -> Check:
-    """The estimated training memory fits in 90% of what is available (GPU memory on CUDA, else RAM)."""
-    need = estimate_training_memory(model, batch_size, seq_length, gradient_checkpointing)
+    """The estimated training memory (:func:`~ftcourse.memory.training_memory`) fits in 90% of what is available (GPU memory
+    on CUDA, else RAM)."""
+    need = training_memory(model, batch_size=batch_size, seq_length=seq_length, gradient_checkpointing=gradient_checkpointing).total
     have = available_memory() if available is None else available
     ok = need < 0.9 * have
     return Check("memory", ok, f"estimated {need / 2**30:.2f} GiB needed, {have / 2**30:.2f} GiB available",

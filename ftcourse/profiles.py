@@ -2,36 +2,31 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, fields, replace
+from pydantic import Field
 
-from ftcourse.configs import check_fields
+from ftcourse.configs import Count, CourseSettings, Real, Steps
 from ftcourse.errors import CourseError
 from ftcourse.hardware import detect_environment, hub_offline, table
 
 __all__ = ["get_profile", "GPU_ONLINE_MODEL", "Profile", "PROFILES"]
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(CourseSettings):
     """The sizes a notebook runs at. Every field can be overridden: ``get_profile("cpu", max_steps=50)``."""
 
-    name: str
-    model: str
-    max_steps: int  # optimizer steps per training run; -1 means "train num_epochs"
-    num_epochs: float
-    batch_size: int
-    gradient_accumulation_steps: int
-    max_seq_length: int
-    n_train: int | None  # training examples used (None: all)
-    n_eval: int | None  # evaluation examples used (None: all)
-    eval_batch_size: int
-
-    def __post_init__(self):
-        check_fields(self)
+    name: str = Field(strict=True)
+    model: str = Field(strict=True)
+    max_steps: Steps  # optimizer steps per training run; -1 means "train num_epochs"
+    num_epochs: Real = Field(gt=0, description="greater than 0")
+    batch_size: Count
+    gradient_accumulation_steps: Count
+    max_seq_length: Count
+    n_train: Count | None = Field(description="at least 1 (or None: all)")  # training examples used
+    n_eval: Count | None = Field(description="at least 1 (or None: all)")  # evaluation examples used
+    eval_batch_size: Count
 
     def __str__(self) -> str:
-        return table(f"Profile '{self.name}'", dataclasses.asdict(self))
+        return table(f"Profile '{self.name}'", self.model_dump())
 
 
 PROFILES: dict[str, Profile] = {
@@ -67,13 +62,7 @@ def get_profile(name: str = "auto", **overrides) -> Profile:
             )
         base = PROFILES[key]
         if key == "gpu" and not hub_offline() and "model" not in overrides:
-            base = replace(base, model=GPU_ONLINE_MODEL)
-    valid = {f.name for f in fields(Profile)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise CourseError(
-            f"Unknown profile field(s): {', '.join(unknown)}.", f"valid fields are: {', '.join(sorted(valid))}."
-        )
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+            base = base.replace(model=GPU_ONLINE_MODEL)
+    return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +104,14 @@ def resolve_settings(args: argparse.Namespace):
     training = settings_from_profile(profile) if profile else TrainingSettings()
     lora = LoraSettings()
     if args.config:
-        training = replace(training, **_file_values(TrainingSettings, args.config))
+        training = training.replace(**_file_values(TrainingSettings, args.config))
     if args.lora_config:
-        lora = replace(lora, **_file_values(LoraSettings, args.lora_config))
-    training = replace(training, **_flag_values(args, TRAINING_FLAGS))
+        lora = lora.replace(**_file_values(LoraSettings, args.lora_config))
+    training = training.replace(**_flag_values(args, TRAINING_FLAGS))
     flags = _flag_values(args, LORA_FLAGS)
     if "target_modules" in flags and len(flags["target_modules"]) == 1 and flags["target_modules"][0] in ("all-linear", "auto"):
         flags["target_modules"] = flags["target_modules"][0]
-    return profile, training, replace(lora, **flags)
+    return profile, training, lora.replace(**flags)
 
 
 def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str, dict]:

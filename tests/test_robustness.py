@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections import namedtuple
-from dataclasses import replace
 
 import pytest
 from safetensors.torch import load_file, save_file
@@ -187,7 +186,7 @@ def test_fine_tune_keeps_an_earlier_run_with_other_settings(tokenizer, tmp_path,
     settings = TrainingSettings(max_steps=1, batch_size=2, gradient_accumulation_steps=1, warmup_ratio=0.0)
     first = fine_tune(records, model=tiny_model("llama", vocab_size=len(tokenizer)), settings=settings, **common)
     before = _snapshot(first.run_dir)
-    second = fine_tune(records, model=tiny_model("llama", vocab_size=len(tokenizer)), settings=replace(settings, seed=7), **common)
+    second = fine_tune(records, model=tiny_model("llama", vocab_size=len(tokenizer)), settings=settings.replace(seed=7), **common)
     assert second.run_dir != first.run_dir and second.run_dir.name.startswith("run-") and is_run_dir(second.run_dir)
     assert "holds a run with other settings; keeping it and saving this run as run-" in capsys.readouterr().out
     assert _snapshot(first.run_dir) == before

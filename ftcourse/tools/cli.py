@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -92,7 +93,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 1 if faults else 0
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.1, ::1, localhost)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
     import signal
 
     from ftcourse.serving import load_server
@@ -107,9 +117,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not sep or not name or not folder:
             raise CourseError(f"--adapter {spec!r} is not NAME=FOLDER.", "write e.g. --adapter intent=models/fine_tuned/intent_lora.")
         adapters[name] = folder
+    api_key = args.api_key or os.environ.get("FTCOURSE_API_KEY")
+    if not api_key and not _loopback(args.host):
+        print(f"warning: listening on {args.host} without an API key: anyone who can reach this machine can use the model; "
+              "pass --api-key or set FTCOURSE_API_KEY.", file=sys.stderr)
     server = load_server(args.model, adapters, host=args.host, port=args.port, max_input_tokens=args.max_input_tokens,
-                         max_new_tokens=args.max_new_tokens, log=True)
-    print(f"serving {', '.join(server.models())} on {server.url} (POST /v1/chat/completions); Ctrl-C stops", flush=True)
+                         max_new_tokens=args.max_new_tokens, max_queued=args.max_queued, api_key=api_key, log=True)
+    server.start()
+    print(f"serving {', '.join(server.models())} on {server.url} (POST /v1/chat/completions, docs at /docs); Ctrl-C stops", flush=True)
     server.serve_forever()
     print("stopped")
     return 0
@@ -167,10 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve a base model and adapters over HTTP (OpenAI-compatible /v1/chat/completions)")
     serve.add_argument("--model", default="embedded", help="the base model (default: the embedded model)")
     serve.add_argument("--adapter", action="append", metavar="NAME=FOLDER", help="an adapter to serve under NAME (repeatable)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; elsewhere, set a key)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-input-tokens", type=int, default=1024, help="longer prompts are rejected with 400")
     serve.add_argument("--max-new-tokens", type=int, default=256, help="the largest max_tokens a request may ask for")
+    serve.add_argument("--max-queued", type=int, default=32, help="requests that may wait for the model; more get 503 with Retry-After")
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/ routes (default: $FTCOURSE_API_KEY; none: no key)")
     serve.set_defaults(func=cmd_serve)
     return parser
 
