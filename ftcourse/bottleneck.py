@@ -27,7 +27,7 @@ from ftcourse.fileio import atomic_write_bytes, atomic_write_json
 
 __all__ = [
     "ACTIVATIONS", "add_bottleneck_adapters", "adapted_blocks", "BOTTLENECK_CONFIG", "BOTTLENECK_WEIGHTS", "BottleneckAdapter",
-    "BottleneckConfig", "bottleneck_base_model", "has_bottleneck_adapters", "is_bottleneck_dir",
+    "BottleneckConfig", "has_bottleneck_adapters", "is_bottleneck_dir",
     "load_bottleneck_adapters", "load_bottleneck_weights", "save_bottleneck_adapters",
 ]
 
@@ -144,11 +144,6 @@ def _saved_config(folder: Path) -> dict:
         return json.loads((folder / BOTTLENECK_CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CourseError(f"Cannot read {folder / BOTTLENECK_CONFIG} ({exc}).", "pass a folder written by fine_tune(method='adapter').") from None
-
-
-def bottleneck_base_model(folder: str | Path) -> str:
-    """The base model a saved adapter folder names (as the user named it when training)."""
-    return _saved_config(Path(folder)).get("base_model_name_or_path", "")
 
 
 def load_bottleneck_weights(model: torch.nn.Module, folder: str | Path) -> None:
