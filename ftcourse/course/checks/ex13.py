@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import re
 import string
+from collections.abc import Callable
 
 from ftcourse.course.checks.core import call_learner, expect, expect_choices, forbid_helpers, self_check
 
@@ -32,7 +33,7 @@ _EX13_MATCH_CASES = (
 )
 
 
-def _wrong_strategies(db) -> dict[str, tuple[callable, str]]:
+def _wrong_strategies(db) -> dict[str, tuple[Callable[[str, str, bool], bool], str]]:
     """What tempting wrong ``execution_match`` functions answer, with the hint each earns."""
     from collections import Counter
 
