@@ -81,13 +81,17 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 42,
+    streamer=None,
 ) -> list[str]:
     """Answers to prompts (chat messages without the answer, or plain text to continue), in input order.
 
     Greedy by default (deterministic); ``temperature > 0`` samples, seeded by ``seed``. Prompts are
     batched by length and left-padded. With ``labels``, decoding is constrained so that each answer
-    is exactly one label.
+    is exactly one label. A ``streamer`` (a transformers ``BaseStreamer``, e.g. ``TextStreamer``) gets the
+    prompt's ids, then each generated token id as it comes, then ``end()``; it follows a single prompt.
     """
+    if streamer is not None and len(prompts) != 1:
+        raise CourseError(f"A streamer follows one prompt; got {len(prompts)}.", "generate one prompt at a time when streaming.")
     trie = LabelTrie(tokenizer, labels) if labels else None
     if trie:
         max_new_tokens = trie.max_new_tokens
@@ -102,7 +106,7 @@ def generate(
     results: dict[int, str] = {}
     if uses_prefix_cache(model):
         for i in tqdm(order, desc=desc, disable=not progress, leave=False):
-            new = _decode_without_cache(model, encoded[i], max_new_tokens, tokenizer.eos_token_id, trie, temperature, top_p)
+            new = _decode_without_cache(model, encoded[i], max_new_tokens, tokenizer.eos_token_id, trie, temperature, top_p, streamer)
             results[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
         return [results[i] for i in range(len(prompts))]
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
@@ -114,7 +118,7 @@ def generate(
             seq = encoded[i]
             ids[row, width - len(seq) :] = torch.tensor(seq)
             mask[row, width - len(seq) :] = 1
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"streamer": streamer} if streamer is not None else {}
         if trie:
             kwargs["prefix_allowed_tokens_fn"] = lambda _b, sent: trie.allowed(sent[width:].tolist())
         out = model.generate(
@@ -142,8 +146,11 @@ def uses_prefix_cache(model) -> bool:
 
 
 def _decode_without_cache(model, prompt: list[int], max_new_tokens: int, eos: int, trie: LabelTrie | None,
-                          temperature: float, top_p: float) -> list[int]:
-    """New token ids after ``prompt``: one full forward pass per token, with the logits processors ``generate`` uses."""
+                          temperature: float, top_p: float, streamer=None) -> list[int]:
+    """New token ids after ``prompt``: one full forward pass per token, with the logits processors ``generate`` uses.
+
+    A ``streamer`` gets what ``model.generate`` gives it: the prompt, each new token, then ``end()``.
+    """
     from transformers import LogitsProcessorList, PrefixConstrainedLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
 
     processors = LogitsProcessorList()
@@ -152,12 +159,18 @@ def _decode_without_cache(model, prompt: list[int], max_new_tokens: int, eos: in
     if temperature > 0:
         processors += [TemperatureLogitsWarper(temperature), TopPLogitsWarper(top_p)]
     ids = torch.tensor([prompt], device=model_device(model))
+    if streamer is not None:
+        streamer.put(ids.cpu())
     for _ in range(max_new_tokens):
         scores = processors(ids, model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1].float())
         token = torch.multinomial(scores.softmax(-1), 1) if temperature > 0 else scores.argmax(-1, keepdim=True)
         ids = torch.cat([ids, token], dim=1)
+        if streamer is not None:
+            streamer.put(token[0].cpu())
         if token.item() == eos:
             break
+    if streamer is not None:
+        streamer.end()
     return ids[0, len(prompt):].tolist()
 
 

@@ -25,7 +25,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
@@ -40,10 +40,10 @@ from ftcourse.device import DevicePolicy, device_policy
 from ftcourse.distributed import check_launch
 from ftcourse.errors import CourseError
 from ftcourse.generation import model_device
-from ftcourse.memory import available_memory, estimate_training_memory, track_peak, unpack_cpu_4bit
+from ftcourse.memory import available_memory, track_peak, training_memory, unpack_cpu_4bit
 from ftcourse.models import count_parameters, load_model, load_tokenizer
 from ftcourse.peft_methods import Method, build_peft_config, get_method
-from ftcourse.preflight import Check, ParameterChangeCheck, run_preflight, training_checks
+from ftcourse.preflight import Check, FiniteTrainingCheck, ParameterChangeCheck, run_preflight, training_checks
 from ftcourse.profiles import Profile
 from ftcourse.runs import RunPlan, RunResult, checkpoint_folder, load_run, plan_run, reusable_run, run_fingerprint, save_run
 from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_records
@@ -73,7 +73,7 @@ def settings_from_profile(profile: Profile, **overrides: Any) -> TrainingSetting
         max_seq_length=profile.max_seq_length,
         logging_steps=max(1, min(10, profile.max_steps // 10 if profile.max_steps > 0 else 10)),
     )
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
 @contextmanager
@@ -231,9 +231,9 @@ def _use_gradient_checkpointing(requested: bool | None, model, batch_size: int, 
     if requested is not None:
         return requested
     have = 0.9 * available_memory()
-    if estimate_training_memory(model, batch_size, longest) < have:
+    if training_memory(model, batch_size=batch_size, seq_length=longest).total < have:
         return False
-    if estimate_training_memory(model, batch_size, longest, gradient_checkpointing=True) < have:
+    if training_memory(model, batch_size=batch_size, seq_length=longest, gradient_checkpointing=True).total < have:
         print("Gradient checkpointing on: the memory estimate does not fit without it.")
         return True
     return False
@@ -282,7 +282,7 @@ def build_trainer(model, tokenizer, data: TrainingData, args: TrainingArguments,
                                                settings.max_seq_length, checkpointing))
         # the first optimizer step under linear warm-up has learning rate 0: check after the first real one
         extra.append(ParameterChangeCheck(after_steps=min(warmup_steps(settings, data.total_steps) + 1, data.total_steps)))
-    extra += [*callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
+    extra += [FiniteTrainingCheck(), *callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
     trainer = CourseTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, data_collator=collator, callbacks=extra,
         fast_loss=fast_loss and not spec.prompt_learning and spec.name != "adalora" and supports_fast_loss(model),
