@@ -18,10 +18,10 @@ from typing import Any
 from ftcourse.errors import CourseError
 
 __all__ = [
-    "accuracy", "classification_metrics", "confusion_matrix", "exact_match", "generation_checks", "json_field_scores",
-    "json_metrics", "label_distribution", "match_label", "mean_interval", "normalize_text", "parse_json_object",
-    "per_label_scores", "pooled_perplexity", "qa_metrics", "recall_at_k", "rouge", "rouge_scores", "says_unanswerable",
-    "squad_normalize", "T95_QUANTILES", "token_f1",
+    "accuracy", "classification_metrics", "cohen_kappa", "confusion_matrix", "exact_match", "generation_checks",
+    "json_field_scores", "json_metrics", "label_distribution", "match_label", "mean_interval", "normalize_text",
+    "parse_json_object", "per_label_scores", "pooled_perplexity", "qa_metrics", "recall_at_k", "rouge", "rouge_scores",
+    "says_unanswerable", "squad_normalize", "T95_QUANTILES", "token_f1", "wilson_interval",
 ]
 
 
@@ -203,6 +203,33 @@ def mean_interval(values: Sequence[float]) -> dict[str, float]:
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = (T95_QUANTILES[n - 2] if n - 1 <= len(T95_QUANTILES) else 1.96) * std / math.sqrt(n)
     return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": n}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> dict[str, float]:
+    """A share ``successes / n`` with its Wilson score interval (95% by default): unlike the normal approximation it
+    stays inside [0, 1] and is not zero-width at 0 or n successes."""
+    if n < 1 or not 0 <= successes <= n:
+        raise CourseError(f"wilson_interval needs 0 <= successes <= n and n >= 1, got {successes} of {n}.", "count the successes among n >= 1 trials.")
+    rate = successes / n
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return {"rate": rate, "low": max(0.0, centre - half), "high": min(1.0, centre + half), "successes": successes, "n": n}
+
+
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
+    """Cohen's kappa of two raters' labels of the same items: (observed agreement - chance agreement) / (1 - chance).
+
+    Chance agreement comes from each rater's own label shares; 1 is perfect agreement, 0 what chance gives.
+    Two raters that each always give one label have no agreement beyond chance: 0 (scikit-learn returns NaN there).
+    """
+    _same_length(a, b)
+    if not a:
+        raise CourseError("cohen_kappa needs at least one item.", "pass two equally long lists of labels.")
+    n = len(a)
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    count_a, count_b = Counter(a), Counter(b)
+    chance = sum(count_a[label] * count_b[label] for label in count_a) / (n * n)
+    return 0.0 if chance == 1 else (observed - chance) / (1 - chance)
 
 
 def parse_json_object(text: str) -> dict[str, Any] | None:
