@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from pydantic import Field
 
 from ftcourse.configs import Count, CourseSettings, Real, Steps
 from ftcourse.errors import CourseError
 from ftcourse.hardware import detect_environment, hub_offline, table
 
-__all__ = ["get_profile", "GPU_ONLINE_MODEL", "Profile", "PROFILES"]
+__all__ = ["get_profile", "GPU_ONLINE_MODEL", "gpu_profile_model", "hub_reachable", "Profile", "PROFILES"]
 
 
 class Profile(CourseSettings):
@@ -44,12 +46,37 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
-#: The larger model the ``gpu`` profile uses when the Hugging Face Hub is reachable.
+#: The larger model the ``gpu`` profile uses when it can be loaded: in the local Hugging Face cache, or the Hub reachable.
 GPU_ONLINE_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
 
 
+@cache
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face Hub answers for :data:`GPU_ONLINE_MODEL` within ``timeout`` seconds (asked once per process)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        get_hf_file_metadata(hf_hub_url(GPU_ONLINE_MODEL, "config.json"), timeout=timeout)
+    except Exception:  # offline, no route, a timeout, a proxy's error page: not reachable
+        return False
+    return True
+
+
+def gpu_profile_model() -> str:
+    """The ``gpu`` profile's model: :data:`GPU_ONLINE_MODEL` when its weights are in the local Hugging Face cache or the
+    Hub is reachable (never asked under ``HF_HUB_OFFLINE=1``), else ``embedded``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = all(isinstance(try_to_load_from_cache(GPU_ONLINE_MODEL, f), str) for f in ("config.json", "model.safetensors"))
+    return GPU_ONLINE_MODEL if cached or (not hub_offline() and hub_reachable()) else "embedded"
+
+
 def get_profile(name: str = "auto", **overrides) -> Profile:
-    """Return a named profile (``auto`` picks ``gpu`` on CUDA, else ``cpu``), with fields overridden."""
+    """Return a named profile (``auto`` picks ``gpu`` on CUDA, else ``cpu``), with fields overridden.
+
+    An override of ``None`` keeps the profile's value: ``get_profile("gpu", model=None)`` uses the ``gpu`` profile's
+    model (:func:`gpu_profile_model`), as every notebook's ``model_name = None`` does.
+    """
     if isinstance(name, Profile):
         base = name
     else:
@@ -61,8 +88,8 @@ def get_profile(name: str = "auto", **overrides) -> Profile:
                 f"Unknown profile {name!r}.", f"use one of: {', '.join([*PROFILES, 'auto'])}."
             )
         base = PROFILES[key]
-        if key == "gpu" and not hub_offline() and "model" not in overrides:
-            base = base.replace(model=GPU_ONLINE_MODEL)
+        if key == "gpu" and overrides.get("model") is None:
+            base = base.replace(model=gpu_profile_model())
     return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
