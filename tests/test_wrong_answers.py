@@ -3,7 +3,8 @@
 Each case plants one wrong answer a learner is likely to write — the course's helper called instead of the code
 the task asks for, another formula, an off-by-one mask, training or keeping evaluation data, the wrong label set,
 a value that only fits the printed example — and asserts the check raises CheckFailed naming the mistake.
-The checks are called directly (no notebook runs); the right answers pass in the same tests.
+The checks are called directly (no notebook runs); the right answers pass in the same tests. A check of the grading
+protocol (exercises 01 and 03) is run on its practice case and on the grader's hidden case: both must reject the answer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ftcourse.profiles import get_profile
 from ftcourse.runs import RUN_RECORD, RunResult, run_fingerprint
 from ftcourse.tokenization import IGNORE_INDEX, prompt_ids, tokenize_messages
 from ftcourse.tokenization import collate as course_collate
+from ftcourse.tools.grading import grading_case
 from ftcourse.train import settings_from_profile
 from tests.saved_runs import write_run_record
 
@@ -36,7 +38,17 @@ def _fails(check, *args, hint: str) -> str:
     with pytest.raises(CheckFailed) as info:
         check.verify(*args)
     assert hint in str(info.value), str(info.value)
+    if isinstance(check, checks.GradedCheck):  # the grader's case rejects it as well, with the same hint
+        with pytest.raises(CheckFailed) as hidden:
+            check.verify_case(grading_case(check), *args, hidden=True)
+        assert hint in str(hidden.value), str(hidden.value)
     return str(info.value)
+
+
+def _passes(check, *args) -> str:
+    """A right answer passes the practice case and the grader's case; the practice message."""
+    assert check.verify_case(grading_case(check), *args, hidden=True)
+    return check.verify(*args)
 
 
 # ---------------------------------------------------------------- the two kinds of failure
@@ -89,7 +101,7 @@ def _data():
 
 def test_ex01_task1_counts_of_one_split_or_a_changed_count_fail():
     data = _data()
-    assert "1000 records" in checks.check_ex01_task1.verify(data, dict(Counter(data.labels())))
+    assert "1000 records" in _passes(checks.check_ex01_task1, data, dict(Counter(data.labels())))
     from ftcourse.course.bundled import intent_splits
 
     train = intent_splits()["train"]
@@ -109,7 +121,7 @@ def _clean_records(records):
 
 
 def test_ex01_task2_wrong_cleaning_rules_and_a_hard_coded_answer_fail():
-    assert "hidden set" in checks.check_ex01_task2.verify(_clean_records)
+    assert "4 of 8 records of a second messy set" in _passes(checks.check_ex01_task2, _clean_records)
 
     def exact_duplicates_only(records):
         kept = []
@@ -136,7 +148,7 @@ def test_ex01_task2_wrong_cleaning_rules_and_a_hard_coded_answer_fail():
     _fails(checks.check_ex01_task2, exact_duplicates_only, hint="normalize_text")
     _fails(checks.check_ex01_task2, no_validation, hint="validate_record")
     _fails(checks.check_ex01_task2, keep_last, hint="")
-    _fails(checks.check_ex01_task2, hard_coded, hint="hidden")
+    _fails(checks.check_ex01_task2, hard_coded, hint="copied from the printout")
 
 
 def _stratified(records, test, seed, *, cut=round, shuffle=True, rng=None):
@@ -160,7 +172,7 @@ def test_ex01_task3_another_seed_or_fractions_fail():
 
     _fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.1, test=0.1, seed=1), hint="seed=42")
     _fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.2, test=0.1, seed=42), hint="validation=0.1")
-    assert "hidden unbalanced dataset" in checks.check_ex01_task3.verify(intent_splits(), _stratified)
+    assert "practice unbalanced dataset" in _passes(checks.check_ex01_task3, intent_splits(), _stratified)
 
 
 def test_ex01_task3_a_split_that_is_not_stratified_rounded_seeded_or_disjoint_fails():
@@ -198,7 +210,7 @@ def _completion_only(tokenizer, messages):
 
 
 def test_ex01_task4_the_helper_off_by_one_masks_and_a_missing_eos_fail(tokenizer):
-    assert "prompt masked" in checks.check_ex01_task4.verify(_completion_only, tokenizer)
+    assert "prompt masked" in _passes(checks.check_ex01_task4, _completion_only, tokenizer)
 
     def helper(tokenizer, messages):
         return tokenize_messages(tokenizer, messages)
@@ -233,7 +245,7 @@ def test_ex01_task5_a_truncating_or_wasteful_length_fails(tokenizer):
 
     longest = max(len(tokenize_messages(tokenizer, to_messages(r, "classification", INTENT_LABELS))["input_ids"]) for r in intent_splits()["train"].records)
     right = -(-longest // 32) * 32
-    assert f"max_seq_length={right}" in checks.check_ex01_task5.verify(tokenizer, right)
+    assert f"max_seq_length={right}" in _passes(checks.check_ex01_task5, tokenizer, right)
     _fails(checks.check_ex01_task5, tokenizer, right - 32, hint="take the longest")
     _fails(checks.check_ex01_task5, tokenizer, right + 32, hint="padding costs compute")
     _fails(checks.check_ex01_task5, tokenizer, float(right), hint="compute an int")
@@ -249,7 +261,7 @@ def _collate(examples, pad_id):
 
 
 def test_ex01_task6_the_pad_eq_eos_bug_and_its_cousins_fail(tokenizer):
-    assert "EOS stays trained" in checks.check_ex01_task6.verify(_collate, tokenizer)
+    assert "EOS stays trained" in _passes(checks.check_ex01_task6, _collate, tokenizer)
 
     def labels_padded_with_pad(examples, pad_id):
         batch = _collate(examples, pad_id)
@@ -404,7 +416,7 @@ def _macro_f1(predictions, references):
 
 
 def test_ex03_task1_the_helper_the_reference_only_label_set_accuracy_and_none_as_a_label_fail():
-    assert "scikit-learn" in checks.check_ex03_task1.verify(_macro_f1)
+    assert "scikit-learn" in _passes(checks.check_ex03_task1, _macro_f1)
 
     def helper(predictions, references):
         return classification_metrics(predictions, references, sorted(set(references)))["f1"]
@@ -467,7 +479,7 @@ def test_ex03_task2_free_text_missing_or_guessed_predictions_and_wrong_metrics_f
 
 
 def test_ex03_task3_unordered_ties_swapped_pairs_and_counted_hits_fail():
-    assert "hidden cases" in checks.check_ex03_task3.verify(_confusions)
+    assert "practice cases" in _passes(checks.check_ex03_task3, _confusions)
     _fails(checks.check_ex03_task3, lambda p, r, k=3: Counter((t, q) for q, t in zip(p, r) if q != t).most_common(k), hint="'(none)'")
     _fails(checks.check_ex03_task3, lambda p, r, k=3: [((b, a), n) for (a, b), n in _confusions(p, r, k)], hint="(true, predicted)")
     _fails(checks.check_ex03_task3, lambda p, r, k=3: sorted(Counter((t, "(none)" if q is None else q) for q, t in zip(p, r)).items(),
@@ -481,7 +493,7 @@ def _my_ppl(model, tokenizer, text):
 
 
 def test_ex03_task4_the_helper_a_double_shift_and_no_exp_fail(base_model, tokenizer):
-    assert "within 2%" in checks.check_ex03_task4.verify(_my_ppl, base_model, tokenizer)
+    assert "within 2%" in _passes(checks.check_ex03_task4, _my_ppl, base_model, tokenizer)
 
     def helper(model, tokenizer, text):
         return perplexity(model, tokenizer, [text])
@@ -506,7 +518,7 @@ def _bootstrap(correct, n_boot=2000, seed=0):
 
 
 def test_ex03_task5_wald_a_fixed_size_resample_no_seed_and_wrong_percentiles_fail():
-    assert "halves the width" in checks.check_ex03_task5.verify(_bootstrap)
+    assert "halves the width" in _passes(checks.check_ex03_task5, _bootstrap)
 
     def wald(correct, n_boot=2000, seed=0):
         p, n = sum(correct) / len(correct), len(correct)
@@ -540,7 +552,7 @@ def _compare(correct_a, correct_b, n_boot=2000, seed=0):
 
 
 def test_ex03_task6_unpaired_intervals_and_raw_accuracies_fail():
-    assert "separate intervals overlap" in checks.check_ex03_task6.verify(_compare)
+    assert "separate intervals overlap" in _passes(checks.check_ex03_task6, _compare)
 
     def overlapping_intervals(correct_a, correct_b, n_boot=2000, seed=0):
         (la, ha), (lb, hb) = _bootstrap(correct_a, n_boot, seed), _bootstrap(correct_b, n_boot, seed)
