@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -61,7 +62,7 @@ from ftcourse.tools.class_report import CHECKER_FAULT, summary_paths, write_clas
 from ftcourse.tools.conventions import strip_outputs
 
 __all__ = [
-    "CHECK_MODULES", "csv_text", "feedback_dir", "feedback_markdown", "Grade", "grade_folder", "grade_notebook",
+    "CHECK_MODULES", "csv_text", "GRACE", "LIMITS", "feedback_dir", "feedback_markdown", "Grade", "grade_folder", "grade_notebook",
     "GRADED_BY", "GRADER_FAULT_NOTE", "grading_case", "GradingStopped", "hidden_cases", "hidden_cell", "kernel_env",
     "make_sandbox", "make_workspace", "MESSAGE_CAP", "MISSING_CELL", "NOT_ANSWERED", "PASSED_ENV", "PRELUDE", "prepare",
     "protocol_check", "read_inside", "read_submission", "score", "STATUS_NOTES", "submissions", "TaskScore",
@@ -74,6 +75,8 @@ NOT_ANSWERED = "not answered: the task still raises NotImplementedError (replace
 MISSING_CELL = "passed, but the task's cell (metadata.ftcourse.task) was missing: its test ran in task order"
 #: Seconds the sandbox gets beyond the notebook's limit (kernel start and shutdown) before it is killed.
 GRACE = 120
+#: What one submission may use besides time (``seconds`` is set from the notebook's limit).
+LIMITS = isolation.Limits()
 #: Bytes read back from a workspace at most: a submission file, the runner's replies and notebook, one task's collected data.
 SUBMISSION_CAP, REPLIES_CAP, EXECUTED_CAP, COLLECTED_CAP = 50 * 2**20, 5 * 2**20, 50 * 2**20, 5 * 2**20
 #: Which path graded a task (see the module's docstring), as the feedback and the summary say it.
@@ -345,7 +348,7 @@ def _outcome(folder: Path, run: isolation.Run, timeout: int) -> tuple[str, str |
     """(status, why the notebook stopped) from how the sandbox ended and what its runner wrote (untrusted, so only the
     runner's own statuses are taken from it)."""
     out = ".grading/out/"
-    if read_inside(folder, out + runner.STARTED, 0) is None:
+    if run.first_line != runner.STARTED:
         raise RuntimeError(f"the sandbox did not start: {_short(run.errors) or f'exit status {run.returncode}'}")
     if run.timed_out:
         return "timed out", f"the notebook ran past the grader's limit of {timeout} s"
@@ -425,7 +428,7 @@ def _run_in_sandbox(folder: Path, nb: nbformat.NotebookNode, inputs: dict, sandb
     root = sandbox.inside(folder)
     argv = [sys.executable, "-m", "ftcourse.tools.submission_run", "--notebook", f"{root}/.grading/notebook.ipynb",
             "--out", f"{root}/.grading/out", "--timeout", str(timeout), "--kernel", kernel_name(), "--cwd", root]
-    return sandbox.run(argv, folder, kernel_env(root, profile, sandbox.package_path), isolation.Limits(seconds=timeout + GRACE))
+    return sandbox.run(argv, folder, kernel_env(root, profile, sandbox.package_path), dataclasses.replace(LIMITS, seconds=timeout + GRACE))
 
 
 def grade_notebook(path: Path, master: Path, student: str, profile: str = "smoke", timeout: int = 900,

@@ -52,7 +52,7 @@ class Limits:
     """What one submission may use: wall time (enforced by the grader), CPU seconds, address space per process,
     processes and threads beyond those its user already runs, and the size of one file."""
 
-    seconds: int
+    seconds: int = 900
     memory_bytes: int = 16 * 2**30
     processes: int = 512
     file_bytes: int = 4 * 2**30
@@ -62,7 +62,8 @@ class Limits:
 class Run:
     returncode: int | None  # None: killed at the time limit
     timed_out: bool
-    errors: str  # the end of the sandbox's own error output (bwrap's and the runner's stderr)
+    first_line: str  # the first line the command wrote to its standard output (what came after is read and dropped)
+    errors: str  # the end of the sandbox's error output (bwrap's, the command's)
 
 
 def _as_root() -> bool:
@@ -228,10 +229,13 @@ class Sandbox:
         """Run ``argv`` with exactly ``env``; kill it and every process it started at ``limits.seconds`` or when the grader
         is interrupted (the exception then propagates)."""
         process = subprocess.Popen(self.command(argv, workspace, limits), env=dict(env), cwd=workspace, start_new_session=True,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        first: list[bytes] = []
         tail: collections.deque[str] = collections.deque(maxlen=64)
-        reader = threading.Thread(target=lambda: tail.extend(line.decode("utf-8", "replace") for line in process.stderr), daemon=True)
-        reader.start()
+        readers = [threading.Thread(target=_drain, args=(process.stdout, first.append, 1), daemon=True),
+                   threading.Thread(target=_drain, args=(process.stderr, lambda line: tail.append(line.decode("utf-8", "replace")), 0), daemon=True)]
+        for reader in readers:
+            reader.start()
         timed_out = False
         try:
             process.wait(timeout=limits.seconds)
@@ -239,8 +243,17 @@ class Sandbox:
             timed_out = True
         finally:
             _kill_group(process)
-        reader.join(timeout=5)
-        return Run(None if timed_out else process.returncode, timed_out, "".join(tail)[-_ERROR_TAIL:])
+        for reader in readers:
+            reader.join(timeout=5)
+        line = first[0].decode("utf-8", "replace").strip() if first else ""
+        return Run(None if timed_out else process.returncode, timed_out, line, "".join(tail)[-_ERROR_TAIL:])
+
+
+def _drain(stream, keep, count: int) -> None:
+    """Read ``stream`` to its end (a flood cannot block the writer or fill memory); ``keep`` its first ``count`` lines (0: all)."""
+    for n, line in enumerate(iter(lambda: stream.readline(_ERROR_TAIL), b"")):
+        if not count or n < count:
+            keep(line)
 
 
 def _kill_group(process: subprocess.Popen) -> None:

@@ -1,6 +1,6 @@
 """Runs inside a submission's sandbox (``python -m ftcourse.tools.submission_run``): executes the prepared notebook.
 
-It writes into ``--out``: ``started`` first; ``replies.jsonl``, one line per cell as it finishes (index, status, ename,
+It prints :data:`STARTED` first, then writes into ``--out``: ``replies.jsonl``, one line per cell as it finishes (index, status, ename,
 evalue), so that a notebook stopped at the time limit keeps what it reached; then ``executed.ipynb`` (output capped) and
 ``status.json`` (``ok``, ``timed out`` or ``crashed``, and why). All of it runs with the student's code: the grader
 reads these files as untrusted data, and decides the converted tasks from the checks' collected data, not from them.
@@ -15,11 +15,14 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["main", "OUTPUT_CAP", "REPLIES", "STATUS", "STARTED", "EXECUTED"]
+__all__ = ["EXECUTED", "main", "OUTPUT_CAP", "REPLIES", "STARTED", "STATUS"]
 
 #: Characters of cell output kept per submission; the rest is dropped (a notebook may print megabytes).
 OUTPUT_CAP = 200_000
-STARTED, REPLIES, STATUS, EXECUTED = "started", "replies.jsonl", "status.json", "executed.ipynb"
+#: The runner's first line on standard output, before any of the notebook runs: the grader knows the sandbox started
+#: (a notebook can delete files, but not take back a line the grader has read).
+STARTED = "ftcourse submission runner started"
+REPLIES, STATUS, EXECUTED = "replies.jsonl", "status.json", "executed.ipynb"
 
 
 def _client_class():
@@ -61,8 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel", required=True)
     parser.add_argument("--cwd", required=True, help="the kernel's working folder")
     args = parser.parse_args(argv)
+    print(STARTED, flush=True)
     out = Path(args.out)
-    (out / STARTED).write_text("")
     nb = nbformat.read(args.notebook, as_version=4)
     deadline = time.monotonic() + args.timeout
     status, stop = "ok", ""
@@ -78,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             status, stop = "crashed", "the kernel died (the notebook crashed Python, exited, or ran out of memory)"
         except Exception as exc:  # the notebook broke the runner (it shares the sandbox with it)
             status, stop = "crashed", f"the notebook stopped the grader's runner ({type(exc).__name__}: {str(exc)[:300]})"
+    out.mkdir(parents=True, exist_ok=True)  # the notebook may have deleted it
     nbformat.write(nb, out / EXECUTED)
     (out / STATUS).write_text(json.dumps({"status": status, "stop": stop}))
     return 0
