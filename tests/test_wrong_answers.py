@@ -92,6 +92,26 @@ def test_helper_detection_sees_direct_aliased_and_attribute_calls():
     assert checks.uses_helper(_completion_only, helpers) is None
 
 
+def test_the_graders_helper_detection_reads_the_submitted_source():
+    helpers = {"split_dataset": "ftcourse.data.split_dataset", "collate": "ftcourse.tokenization.collate"}
+    setup = "from ftcourse.data import read_dataset, split_dataset\nimport ftcourse.tokenization as tok\n"
+    cases = {
+        "def f(r, t, s):\n    return split_dataset(r, test=t, seed=s)": "split_dataset",
+        "from ftcourse.data import split_dataset as sd\ndef f(r, t, s):\n    return sd(r)": "split_dataset",
+        "def f(r, t, s):\n    return getattr(__import__('ftcourse.data'), 'split_dataset')(r)": "split_dataset",
+        "def helper(r):\n    return split_dataset(r)\ndef f(r, t, s):\n    return helper(r)": "split_dataset",  # through the learner's own function
+        "def f(r, t, s):\n    return tok.collate(r, 0)": "collate",
+        "g = lambda r: split_dataset(r)\nf = g": "split_dataset",
+        "def f(r, t, s):\n    split = sorted(r)\n    return split, []": None,
+        "def f(r, t, s):\n    return read_dataset(r)": None,
+    }
+    for cell, want in cases.items():
+        assert core.source_helper((setup, "%pip list", cell), "f", helpers) == want, cell
+    own = "def collate(examples, pad_id):\n    return collate(examples[1:], pad_id) if len(examples) > 1 else examples"  # its own name
+    assert core.source_helper((own,), "collate", helpers) is None
+    assert core.source_helper(("x = 1",), "f", helpers) is None  # not defined in the source: nothing to reject
+
+
 # ---------------------------------------------------------------- ex01
 
 

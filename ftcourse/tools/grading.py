@@ -321,7 +321,9 @@ def read_inside(root: Path, relative: str, cap: int) -> bytes | None:
 
 
 def _short(text: str) -> str:
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text)).strip()
+    """A message for the feedback: terminal colours dropped, other control characters replaced, capped at MESSAGE_CAP."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
+    text = "".join(ch if ch in "\n\t" or unicodedata.category(ch)[0] != "C" else "?" for ch in text).strip()
     return text if len(text) <= MESSAGE_CAP else text[:MESSAGE_CAP] + " …"
 
 
@@ -667,7 +669,7 @@ def grade_folder(folder: str | Path, assignment: str, out: str | Path, profile: 
                 why = f"refused: {_refusal(path)}"
                 record(Grade(student, str(path), [TaskScore(t.task, 0, t.points, why) for t in tasks], "refused", 0.0))
             for n, (student, path) in enumerate(found.items(), start=1):
-                print(f"▶ [{n}/{len(found)}] {_printable(student)}: {path}", flush=True)
+                print(f"▶ [{n}/{len(found)}] {_printable(student)}: {_printable(str(path))}", flush=True)
                 grade = grade_notebook(path, master, student, profile, timeout, params, sandbox)
                 shown = "not graded (grader fault)" if grade.grader_fault else f"{_num(grade.total)} / {_num(grade.max_points)} points ({grade.percent}%)"
                 print(f"  {shown}, {grade.status}, {grade.seconds:.0f} s", flush=True)

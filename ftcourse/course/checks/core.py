@@ -105,7 +105,11 @@ def _code_names(code) -> set[str]:
 
 
 def uses_helper(func: Callable, helpers: dict[str, object]) -> str | None:
-    """The name of a helper (name -> object) that ``func`` calls, directly, under another name or as an attribute."""
+    """The name of a helper (name -> object) that ``func`` calls, directly, under another name or as an attribute.
+
+    Live objects: for the checks not yet converted to the grading protocol, which run in the learner's kernel; a converted
+    check reads the submitted source instead (:func:`source_helper`).
+    """
     code = getattr(func, "__code__", None)
     if code is None:
         return None
@@ -329,21 +333,24 @@ def _parsed(cells: tuple[str, ...] | list[str]) -> list[ast.Module]:
         try:
             trees.append(ast.parse(cell))
             continue
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             pass
         try:
             from IPython.core.inputtransformer2 import TransformerManager
 
             trees.append(ast.parse(TransformerManager().transform_cell(cell)))
-        except Exception:  # not Python even after IPython's transforms
+        except Exception:  # not Python even after IPython's transforms (or nested too deeply to parse)
             continue
     return trees
 
 
-def _in_order(node: ast.AST):
-    yield node
-    for child in ast.iter_child_nodes(node):
-        yield from _in_order(child)
+def _in_order(tree: ast.AST):
+    """Every node of ``tree`` in source order (depth first, without recursion)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
 
 
 def _bindings(trees: list[ast.Module]) -> dict[str, Any]:
