@@ -26,12 +26,13 @@ import pytest
 
 from ftcourse import paths
 from ftcourse.course import checks
+from ftcourse.course.checks import read_inside
 from ftcourse.errors import CourseError
 from ftcourse.tools import grading
 from ftcourse.tools import sandbox as isolation
 from ftcourse.tools.build import exercise_notebook, exercise_path, find_master, is_hidden, masters, read_tasks, solutions_dir, task_of
 from ftcourse.tools.cli import main
-from ftcourse.tools.grading import feedback_markdown, grade_folder, grade_notebook, kernel_env, prepare, read_inside, submissions
+from ftcourse.tools.grading import feedback_markdown, grade_folder, grade_notebook, kernel_env, prepare, submissions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "grading" / "ex00_tiny.ipynb"
 POINTS = {"task1": 1, "task2": 2, "task3": 3}

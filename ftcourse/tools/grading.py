@@ -50,7 +50,7 @@ import nbformat
 from ftcourse import paths
 from ftcourse.course import checks
 from ftcourse.course.checks import CheckerError, CheckFailed, GradedCheck
-from ftcourse.course.checks.core import GRADING_DIR_ENV, INPUTS_FILE, Case, collected_path
+from ftcourse.course.checks.core import GRADING_DIR_ENV, INPUTS_FILE, Case, collected_path, read_inside
 from ftcourse.course.experiments import kernel_name, validate_parameters
 from ftcourse.errors import CourseError
 from ftcourse.fileio import ensure_writable_dir, write_output
@@ -65,7 +65,7 @@ __all__ = [
     "CHECK_MODULES", "csv_text", "GRACE", "LIMITS", "feedback_dir", "feedback_markdown", "Grade", "grade_folder", "grade_notebook",
     "GRADED_BY", "GRADER_FAULT_NOTE", "grading_case", "GradingStopped", "hidden_cases", "hidden_cell", "kernel_env",
     "make_sandbox", "make_workspace", "MESSAGE_CAP", "MISSING_CELL", "NOT_ANSWERED", "PASSED_ENV", "PRELUDE", "prepare",
-    "protocol_check", "read_inside", "read_submission", "score", "STATUS_NOTES", "submissions", "TaskScore",
+    "protocol_check", "read_submission", "score", "STATUS_NOTES", "submissions", "TaskScore",
 ]
 
 #: The only variables of the grader's environment a submission gets (thread counts and locale); the rest is set explicitly.
@@ -296,30 +296,6 @@ def _wrong_assignment(submission: nbformat.NotebookNode, master: Path) -> str | 
     return None
 
 
-def read_inside(root: Path, relative: str, cap: int) -> bytes | None:
-    """A regular file under ``root`` written by a submission, or None: missing, a link anywhere on the way, not a
-    regular file, or over ``cap`` bytes. Each component is opened relative to the last, never following a link."""
-    parts = Path(relative).parts
-    if not parts or any(part in ("..", "/") for part in parts):
-        return None
-    fds = []
-    try:
-        fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY))
-        for part in parts[:-1]:
-            fds.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
-        fds.append(os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1]))
-        if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
-            return None
-        with os.fdopen(os.dup(fds[-1]), "rb") as fh:
-            data = fh.read(cap + 1)
-        return data if len(data) <= cap else None
-    except OSError:
-        return None
-    finally:
-        for fd in fds:
-            os.close(fd)
-
-
 def _short(text: str) -> str:
     """A message for the feedback: terminal colours dropped, other control characters replaced, capped at MESSAGE_CAP."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(text))
@@ -460,24 +436,24 @@ def grade_notebook(path: Path, master: Path, student: str, profile: str = "smoke
     sandbox = sandbox or make_sandbox()
     converted = {t.task: c for t in tasks if (c := protocol_check(t))}
     cases = {name: grading_case(c) for name, c in converted.items()}
+    source = tuple(c.source for c in submission.cells if c.cell_type == "code" and not is_hidden(c))
+    P = get_profile(profile, model=(params or {}).get("model_name"))
     folder = Path(tempfile.mkdtemp(prefix="ftcourse-grade-"))
-    status, stop, replies, collected, executed = "ok", None, {}, {}, None
+    status, stop, replies, verdicts, executed = "ok", None, {}, {}, None
     try:
         run = _run_in_sandbox(folder, nb, {c.__name__: cases[t]["inputs"] for t, c in converted.items()}, sandbox, profile, timeout)
         status, stop = _outcome(folder, run, timeout)
         replies = _replies(read_inside(folder, f".grading/out/{runner.REPLIES}", REPLIES_CAP))
-        collected = {t: read_inside(folder, str(collected_path(".grading", c.__name__)), COLLECTED_CAP) for t, c in converted.items()}
         executed = _executed(folder)
+        for t, c in converted.items():  # judged while the workspace (files the notebook wrote) is still there
+            case = Case(cases[t]["inputs"], cases[t].get("expected", {}), source, cases[t]["hidden"], P, workspace=folder)
+            raw = read_inside(folder, str(collected_path(".grading", c.__name__)), COLLECTED_CAP)
+            verdicts[t] = _verdict(c, raw, case, replies.get(tests[t]), stop)
     except Exception as exc:
         status, stop = f"grader error: {type(exc).__name__}", f"the grader failed, not your notebook ({type(exc).__name__}: {_short(exc)}); it will be graded again"
+        replies, verdicts = {}, {}
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    if status.startswith("grader error"):
-        return Grade(student, str(path), score(tasks, tests, students, {}, stop), status, round(time.monotonic() - start, 1), executed)
-    source = tuple(c.source for c in submission.cells if c.cell_type == "code" and not is_hidden(c))
-    P = get_profile(profile, model=(params or {}).get("model_name"))
-    verdicts = {t: _verdict(c, collected.get(t), Case(cases[t]["inputs"], cases[t].get("expected", {}), source, cases[t]["hidden"], P),
-                            replies.get(tests[t]), stop) for t, c in converted.items()}
     return Grade(student, str(path), score(tasks, tests, students, replies, stop, verdicts), status,
                  round(time.monotonic() - start, 1), executed)
 

@@ -13,7 +13,9 @@ student's to change. So a converted task's check is split in two, and only plain
   holds no expected answer. Write it as ``@graded_check(practice) def check_exNN_taskK(inputs, <the task's arguments>) -> dict``.
 * **judge** runs in the grader's own process on that data and a :class:`Case`: the inputs, the expected answers, the
   learner's source cells (rules such as "write it yourself" read their syntax tree, :func:`forbid_source_helpers`, never
-  live objects), the grading profile, and reference objects (the model, the tokenizer) that the grader loads itself.
+  live objects), the grading profile, reference objects (the model, the tokenizer) that the grader loads itself, and the
+  files the learner's code wrote, which the collect step names by their path in the workspace and the judge reads with
+  ``case.file(path)`` (no link followed out of the workspace, size capped).
   It returns the success message or raises :class:`CheckFailed` with the hint. Write it as
   ``@check_exNN_taskK.judge def _(data, case) -> str``; read a collected value or call with :func:`output_of`, and treat
   every collected value as untrusted (check its type before using it).
@@ -46,6 +48,7 @@ import inspect
 import json
 import os
 import re
+import stat
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -55,7 +58,7 @@ from typing import Any
 __all__ = [
     "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "describe", "expect", "expect_intent_train",
     "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE", "is_4bit",
-    "is_close", "learner_source", "lora_targets", "output_of", "peft_trainable", "probe_logits", "reference_model",
+    "is_close", "learner_source", "lora_targets", "output_of", "peft_trainable", "probe_logits", "read_inside", "reference_model",
     "reference_tokenizer", "run_learner", "safetensors_bytes", "self_check", "SelfCheck", "source_helper", "trained_adapter",
     "trained_on", "uses_helper",
 ]
@@ -191,7 +194,7 @@ class Case:
     ``inputs`` and ``expected`` are the practice case's or the hidden case's; ``source`` is the learner's code cells;
     ``profile`` is the grading profile (``P``). ``objects`` holds, in the learner's own kernel, the live arguments of the
     check (``model``, ``tokenizer``, ``P``), which then serve as the reference objects; the grader leaves it empty and
-    loads its own.
+    loads its own. ``workspace`` is the folder the learner's notebook ran in (the course folder in their own kernel).
     """
 
     inputs: Mapping[str, Any]
@@ -200,6 +203,12 @@ class Case:
     hidden: bool = False
     profile: Any = None
     objects: Mapping[str, Any] = field(default_factory=dict)
+    workspace: Path | None = None
+
+    def file(self, relative: str, cap: int = 2**30) -> bytes | None:
+        """A file the learner's code wrote, by its path relative to the workspace (a collect step names it): read
+        without following a link, None when missing or over ``cap`` bytes."""
+        return read_inside(self.workspace, relative, cap) if self.workspace is not None else None
 
     @property
     def kind(self) -> str:
@@ -230,6 +239,30 @@ def reference_tokenizer(name: str):
     from ftcourse.models import load_tokenizer
 
     return load_tokenizer(name)
+
+
+def read_inside(root: Path, relative: str, cap: int) -> bytes | None:
+    """A regular file under ``root`` written by the learner's code, or None: missing, a link anywhere on the way, not a
+    regular file, or over ``cap`` bytes. Each component is opened relative to the last, never following a link."""
+    parts = Path(relative).parts
+    if not parts or any(part in ("..", "/") for part in parts):
+        return None
+    fds = []
+    try:
+        fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY))
+        for part in parts[:-1]:
+            fds.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
+        fds.append(os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1]))
+        if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
+            return None
+        with os.fdopen(os.dup(fds[-1]), "rb") as fh:
+            data = fh.read(cap + 1)
+        return data if len(data) <= cap else None
+    except OSError:
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def describe(value: Any) -> dict:
@@ -466,7 +499,9 @@ class GradedCheck(SelfCheck):
         inputs = json.loads(json.dumps(case["inputs"]))  # as the sandbox reads them
         data = self.collected(inputs, *args, **kwargs)
         source = learner_source(arguments)
-        return self.judged(data, Case(inputs, case.get("expected", {}), source, hidden, objects=arguments))
+        from ftcourse import paths
+
+        return self.judged(data, Case(inputs, case.get("expected", {}), source, hidden, objects=arguments, workspace=paths.project_root()))
 
     def verify(self, *args, **kwargs) -> str:
         return self.verify_case(self.practice, *args, **kwargs)
