@@ -366,10 +366,11 @@ def _hash_tree(*roots: Path) -> str:
 
 
 def _marker_processes(marker: str) -> list[str]:
+    """The processes whose command line or environment holds ``marker``."""
     found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            if marker.encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if any(marker.encode() in Path(f"/proc/{pid}/{part}").read_bytes() for part in ("cmdline", "environ")):
                 found.append(pid)
         except OSError:
             continue
@@ -413,7 +414,7 @@ def _attacks(canary: Path, marker: str) -> dict[str, str]:
                      "    ev['file'] = exc.errno\nprint('\\n'.join(leak))\nraise ValueError('EVIDENCE' + json.dumps(ev) + ' '.join(leak)[:200])"),
         # many processes at once (the limit is lowered for this batch)
         "e_forker": (f"import subprocess, sys\nstarted = []\nfor _ in range(400):\n    try:\n"
-                     f"        started.append(subprocess.Popen(['sleep', '900', '{marker}']))\n    except OSError:\n        break\n"
+                     f"        started.append(subprocess.Popen(['sleep', '900'], env={{'MARKER': '{marker}'}}))\n    except OSError:\n        break\n"
                      "raise ValueError(f'STARTED {len(started)}')"),
         # the grader's runner killed from inside: a crash, never "not graded"
         "f_killer": "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)",
@@ -511,7 +512,7 @@ def test_sigterm_stops_grading_its_sandbox_and_keeps_the_grades_so_far(tmp_path)
     marker = f"ftcourse-marker-{os.getpid()}-{time.time_ns()}"
     (tmp_path / "subs").mkdir()
     nbformat.write(_master(), tmp_path / "subs" / "a_first.ipynb")
-    hang = f"import subprocess, sys, time\nsubprocess.Popen(['sleep', '900', '{marker}'], start_new_session=True)\ntime.sleep(900)"
+    hang = f"import subprocess, time\nsubprocess.Popen(['sleep', '900'], env={{'MARKER': '{marker}'}}, start_new_session=True)\ntime.sleep(900)"
     nbformat.write(_answer(_master(), "task2", hang), tmp_path / "subs" / "b_hangs.ipynb")
     out = tmp_path / "grades.csv"
     env = {**os.environ, "PYTHONPATH": str(Path(grading.__file__).parents[2])}
