@@ -377,7 +377,7 @@ def _marker_processes(marker: str) -> list[str]:
     return found
 
 
-def _attacks(canary: Path, marker: str) -> dict[str, str]:
+def _attacks(canary: Path, marker: str, submissions: Path) -> dict[str, str]:
     """Hostile cells by student name, each added to the blank assignment (which scores 0 by itself)."""
     hidden, master, course = solutions_dir() / "hidden" / "ex01.json", find_master("ex01").resolve(), paths.project_root()
     return {
@@ -402,7 +402,7 @@ def _attacks(canary: Path, marker: str) -> dict[str, str]:
                      "leak = []\nfor env in glob.glob('/proc/*/environ'):\n    try:\n        leak.append(open(env, 'rb').read().decode(errors='replace'))\n"
                      "    except OSError:\n        pass\n"
                      f"for path in ({str(hidden)!r}, {str(master)!r}, {str(FIXTURE)!r}, '/etc/shadow', {str(course / 'pyproject.toml')!r}, "
-                     f"{str(canary.parent)!r}):\n"
+                     f"{str(canary.parent)!r}, {str(submissions)!r}):\n"
                      "    ev.setdefault('seen', []).append(os.path.exists(path))\n"
                      "    try:\n        leak.append(open(path).read())\n    except OSError:\n        pass\n"
                      f"os.system('echo pwned > {canary}; echo pwned > /tmp/ftcourse-pwned-{marker}')\n"
@@ -437,7 +437,7 @@ def hostile(tmp_path_factory):
     canary, marker = outside / "canary.txt", f"ftcourse-marker-{os.getpid()}-{time.time_ns()}"
     canary.write_text("untouched")
     blank = exercise_notebook(FIXTURE)
-    for name, attack in _attacks(canary, marker).items():  # in the task-1 cell, so that what it raises reaches the feedback
+    for name, attack in _attacks(canary, marker, folder).items():  # in the task-1 cell, so that what it raises reaches the feedback
         nbformat.write(_answer(blank, "task1", attack), folder / f"{name}.ipynb")
     nbformat.write(_master(), folder / "z_solution.ipynb")
     nbformat.write(_master(), folder / "LOUD.IPYNB")
@@ -486,7 +486,7 @@ def test_hostile_submissions_change_nothing_outside_their_workspace_and_leave_no
 def test_a_hostile_submission_sees_no_secret_no_course_file_no_network_and_hits_its_limits(hostile):
     message = hostile["feedback"]["d_prober"]
     evidence = json.loads(message.split("EVIDENCE", 1)[1].split("}", 1)[0] + "}")
-    assert evidence["seen"] == [False] * 6  # the hidden cases, the masters, /etc/shadow, the course's files, the canary's folder
+    assert evidence["seen"] == [False] * 7  # hidden cases, masters, /etc/shadow, the course, the canary's folder, the submissions
     assert evidence["pids"] <= 8 and evidence["net"] != "open"
     assert (evidence["memory"], evidence["file"]) == ("limited", 27)  # EFBIG
     if os.geteuid() == 0:
