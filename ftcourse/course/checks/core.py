@@ -56,11 +56,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "describe", "expect", "expect_intent_train",
-    "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE", "is_4bit",
-    "is_close", "learner_source", "lora_targets", "output_of", "peft_trainable", "probe_logits", "read_inside", "reference_model",
-    "reference_tokenizer", "run_learner", "safetensors_bytes", "self_check", "SelfCheck", "source_helper", "trained_adapter",
-    "trained_on", "uses_helper",
+    "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "describe", "expect", "expect_choices",
+    "expect_intent_train", "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE",
+    "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "peft_trainable", "probe_logits", "read_inside",
+    "reference_model", "reference_tokenizer", "run_learner", "safetensors_bytes", "self_check", "SelfCheck", "source_helper",
+    "trained_adapter", "trained_on", "uses_helper",
 ]
 
 #: Set by ``ftcourse grade`` inside the sandbox: the folder with ``inputs.json`` and ``collected/``.
@@ -86,6 +86,19 @@ def expect(condition: object, what: str, hint: str) -> None:
     """Raise :class:`CheckFailed` unless ``condition`` holds."""
     if not condition:
         raise CheckFailed(what, hint)
+
+
+def expect_choices(answers, expected: dict[str, tuple[str, str]], options: tuple[str, ...], name: str = "choices",
+                   unit: str = "scenario") -> None:
+    """Fail unless ``answers`` gives every key of ``expected`` its answer, one of ``options``; ``expected`` maps a key to
+    (answer, hint), and a wrong answer fails with that hint — never with the answer."""
+    expect(isinstance(answers, dict) and set(answers) == set(expected),
+           f"`{name}` must be a dict with the keys {sorted(expected)}.", f"fill in one answer per {unit}.")
+    quoted = [f'"{o}"' for o in options]
+    for key, (want, hint) in expected.items():
+        got = answers[key]
+        expect(got in options, f"{name}[{key!r}] is {got!r}.", f"answer {', '.join(quoted[:-1])} or {quoted[-1]}.")
+        expect(got == want, f"{name}[{key!r}] is {got!r}.", hint)
 
 
 def call_learner(func: Callable, *args, name: str = "your function", **kwargs):
