@@ -114,7 +114,7 @@ def _lora_count(model, r, target_modules):
 
 
 def test_lora_size_checks_use_the_models_real_shapes(base_model):
-    assert "3 hidden configurations" in checks.check_ex02_task2.verify(_lora_count, base_model)
+    assert "3 practice configurations" in checks.check_ex02_task2.verify(_lora_count, base_model)
     with pytest.raises(CheckFailed, match=r"r \* \(in_features \+ out_features\)"):
         checks.check_ex02_task2.verify(lambda m, r, t: r * 576 * 2 * len(t), base_model)
     attention = ["q_proj", "k_proj", "v_proj", "o_proj"]

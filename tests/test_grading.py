@@ -354,6 +354,13 @@ def test_the_converted_solutions_score_100_percent_judged_by_the_grader(exercise
     assert {t.graded_by for t in grade.tasks} == {"grader"}
 
 
+def test_exercise_02_is_converted_task_by_task_and_its_hidden_cases_belong_to_converted_tasks():
+    """Tasks 1, 2, 3 and 6 collect for the grader; 4 and 5 (a trained run, a reloaded adapter) still decide in the kernel."""
+    converted = {t.task for t in read_tasks(find_master("ex02")) if grading.protocol_check(t)}
+    assert converted == {"task1", "task2", "task3", "task6"}
+    assert set(grading.hidden_cases("ex02")) == {"check_ex02_task1", "check_ex02_task2"}
+
+
 # ---------------------------------------------------------------- hostile submissions (one sandboxed batch)
 
 

@@ -322,10 +322,11 @@ def test_ex02_task2_peft_counting_and_wrong_formulas_fail(base_model):
     from ftcourse.models import count_parameters
     from ftcourse.peft_methods import build_peft_config
 
-    assert "3 hidden configurations" in checks.check_ex02_task2.verify(_lora_count, base_model)
+    assert "3 practice configurations" in _passes(checks.check_ex02_task2, _lora_count, base_model)
 
     def with_peft(model, r, target_modules):
-        return count_parameters(get_peft_model(model, build_peft_config("lora", model, LoraSettings(r=r, target_modules=target_modules))))["trainable"]
+        adapted = get_peft_model(model, build_peft_config("lora", model, LoraSettings(r=r, target_modules=target_modules)))
+        return sum(p.numel() for p in adapted.parameters() if p.requires_grad)
 
     def square_layers(model, r, target_modules):  # assumes d_out = d_in = hidden size (k_proj/v_proj are smaller here: GQA)
         return sum(2 * r * m.in_features for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in target_modules)
@@ -336,7 +337,11 @@ def test_ex02_task2_peft_counting_and_wrong_formulas_fail(base_model):
     def r_squared(model, r, target_modules):
         return _lora_count(model, r * r, target_modules)
 
+    def with_count(model, r, target_modules):
+        return count_parameters(get_peft_model(model, build_peft_config("lora", model, LoraSettings(r=r, target_modules=target_modules))))["trainable"]
+
     _fails(checks.check_ex02_task2, with_peft, base_model, hint="calls `get_peft_model`")
+    _fails(checks.check_ex02_task2, with_count, base_model, hint="calls `count_parameters`")
     for wrong in (square_layers, one_block, r_squared):
         _fails(checks.check_ex02_task2, wrong, base_model, hint="r * (in_features + out_features)")
 
@@ -356,7 +361,7 @@ def _fixed():
 def test_ex02_task6_each_fault_left_in_or_misdiagnosed_fails(base_model, tokenizer):
     P = get_profile("smoke")
     causes, lora, training = _fixed()
-    assert "all three faults" in checks.check_ex02_task6.verify(causes, lora, training, base_model, tokenizer, P)
+    assert "all three faults" in _passes(checks.check_ex02_task6, causes, lora, training, base_model, tokenizer, P)
     _fails(checks.check_ex02_task6, {"learning_rate"}, lora, training, base_model, tokenizer, P, hint="did not name")
     _fails(checks.check_ex02_task6, causes | {"r"}, lora, training, base_model, tokenizer, P, hint="'r' is fine")
     _fails(checks.check_ex02_task6, "learning rate", lora, training, base_model, tokenizer, P, hint="EX02_SETTINGS")
@@ -387,7 +392,7 @@ def test_ex02_task1_the_classmates_model_a_frozen_adapter_and_wrong_optimizer_me
             p.requires_grad = "lora_" in name
         return model
 
-    assert "AdamW's states" in checks.check_ex02_task1.verify(fixed(), _adam_mib)
+    assert "AdamW's states" in _passes(checks.check_ex02_task1, fixed(), _adam_mib)
     _fails(checks.check_ex02_task1, checks.ex02_classmate_lora(_tiny(tokenizer)), _adam_mib, hint="base-model tensors still train")
     _fails(checks.check_ex02_task1, fixed().requires_grad_(False), _adam_mib, hint="keep every lora_A and lora_B")
     wrong = get_peft_model(_tiny(tokenizer), build_peft_config("lora", _tiny(tokenizer), LoraSettings(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"])))
