@@ -7,7 +7,7 @@ import torch
 from peft import get_peft_model
 
 from ftcourse.course.bundled import INTENT_LABELS, intent_records
-from ftcourse.course.comparison import classification_accuracy, compare_methods, config_summary, lora_parameter_table, peft_parameter_count
+from ftcourse.course.comparison import classification_accuracy, classification_correct, compare_methods, config_summary, lora_parameter_table, peft_parameter_count
 from ftcourse.generation import classify
 from ftcourse.memory import MB, footprint_bytes
 from ftcourse.models import count_parameters
@@ -54,6 +54,7 @@ def test_classification_accuracy_matches_the_predictions(base_model, tokenizer):
     predictions = classify(base_model, tokenizer, [r["messages"][:-1] for r in records], INTENT_LABELS, progress=False)
     expected = sum(p == r["label"] for p, r in zip(predictions, records)) / len(records)
     assert classification_accuracy(base_model, tokenizer, records, progress=False) == pytest.approx(expected)
+    assert classification_correct(base_model, tokenizer, records, progress=False) == [p == r["label"] for p, r in zip(predictions, records)]
 
 
 def test_compare_methods_trains_each_on_the_same_budget(tmp_path, base_model):
@@ -67,6 +68,7 @@ def test_compare_methods_trains_each_on_the_same_budget(tmp_path, base_model):
     assert by_name["prompt_tuning"]["trainable_parameters"] == NUM_VIRTUAL_TOKENS * 576
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and row["train_seconds"] > 0 and row["train_loss"] > 0
+        assert len(row["correct"]) == len(data["test"]) and row["accuracy"] == round(sum(row["correct"]) / len(data["test"]), 4)
         assert row["weights_mb"] == pytest.approx(footprint_bytes(base_model) / MB, abs=0.1)
         # mostly activations: one forward + backward at 4 × 100 tokens adds ~600 MB on this model
         assert 100 < row["training_mb"] < 3000
