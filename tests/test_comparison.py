@@ -61,13 +61,14 @@ def test_compare_methods_trains_each_on_the_same_budget(tmp_path, base_model):
     profile = get_profile("smoke", max_steps=1, n_train=4, n_eval=2, batch_size=2)
     data = intent_records(profile)
     rows = compare_methods(["lora", "prompt_tuning"], data["train"], data["test"], profile,
-                           run_prefix="test-compare", output_root=tmp_path, progress=False)
+                           run_prefix="test-compare", output_root=tmp_path, progress=False, gradient_checkpointing=False)
     by_name = {r["name"]: r for r in rows}
     assert list(by_name) == ["lora", "prompt_tuning"]
     assert by_name["lora"]["trainable_parameters"] == peft_parameter_count(base_model, "lora")["trainable"] == 921_600
     assert by_name["prompt_tuning"]["trainable_parameters"] == NUM_VIRTUAL_TOKENS * 576
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and row["train_seconds"] > 0 and row["train_loss"] > 0
+        assert row["gradient_checkpointing"] is False  # as asked
         assert len(row["correct"]) == len(data["test"]) and row["accuracy"] == round(sum(row["correct"]) / len(data["test"]), 4)
         assert row["weights_mb"] == pytest.approx(footprint_bytes(base_model) / MB, abs=0.1)
         # mostly activations: one forward + backward at 4 × 100 tokens adds ~600 MB on this model

@@ -177,6 +177,7 @@ def run_and_score(name: str, train_records: Sequence[dict[str, Any]], test_recor
         "train_seconds": run.metrics["train_seconds"],
         "seconds_per_step": round(run.metrics["train_seconds"] / max(1, run.metrics["steps"]), 2),
         "train_loss": run.metrics["train_loss"],
+        "gradient_checkpointing": run.metrics["gradient_checkpointing"],  # on when asked, or when memory needed it
     }
     if test_records:
         row["correct"] = classification_correct(run.model, tokenizer, test_records, labels, progress)
