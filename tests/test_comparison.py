@@ -7,7 +7,7 @@ import torch
 from peft import get_peft_model
 
 from ftcourse.course.bundled import INTENT_LABELS, intent_records
-from ftcourse.course.comparison import classification_accuracy, classification_correct, compare_methods, config_summary, lora_parameter_table, peft_parameter_count
+from ftcourse.course.comparison import accuracy_with_interval, classification_accuracy, classification_correct, compare_methods, config_summary, lora_parameter_table, peft_parameter_count
 from ftcourse.generation import classify
 from ftcourse.memory import MB, footprint_bytes
 from ftcourse.models import count_parameters
@@ -55,6 +55,11 @@ def test_classification_accuracy_matches_the_predictions(base_model, tokenizer):
     expected = sum(p == r["label"] for p, r in zip(predictions, records)) / len(records)
     assert classification_accuracy(base_model, tokenizer, records, progress=False) == pytest.approx(expected)
     assert classification_correct(base_model, tokenizer, records, progress=False) == [p == r["label"] for p, r in zip(predictions, records)]
+
+
+def test_accuracy_with_interval_reads_the_wilson_interval():
+    assert accuracy_with_interval([True] * 8 + [False] * 2) == "0.80 (95% CI 0.49–0.94)"  # Wilson (8 of 10): 0.4902–0.9433
+    assert accuracy_with_interval([False] * 20) == "0.00 (95% CI 0.00–0.16)"
 
 
 def test_compare_methods_trains_each_on_the_same_budget(tmp_path, base_model):

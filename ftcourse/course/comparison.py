@@ -22,13 +22,14 @@ from ftcourse.evaluation import evaluate_model
 from ftcourse.fileio import slug
 from ftcourse.generation import perplexity
 from ftcourse.memory import MB, footprint_breakdown, footprint_bytes, make_resident, quiet_bitsandbytes, release_memory, track_peak
+from ftcourse.metrics import wilson_interval
 from ftcourse.models import count_parameters, load_model, load_tokenizer, resolve_model, weightless_copy
 from ftcourse.peft_methods import build_peft_config, get_method
 from ftcourse.profiles import Profile
 from ftcourse.train import fine_tune, settings_from_profile
 
 __all__ = [
-    "classification_accuracy", "classification_correct", "compare_methods", "config_summary", "load_variant", "lora_parameter_table",
+    "accuracy_with_interval", "classification_accuracy", "classification_correct", "compare_methods", "config_summary", "load_variant", "lora_parameter_table",
     "peft_parameter_count", "run_and_score", "TARGET_SETS", "VariantLoad", "VARIANTS",
 ]
 
@@ -109,6 +110,12 @@ def classification_accuracy(model, tokenizer, records: Sequence[dict[str, Any]],
     """Accuracy on processed classification records: the share of :func:`classification_correct`."""
     correct = classification_correct(model, tokenizer, records, labels, progress)
     return sum(correct) / len(correct) if correct else 0.0
+
+
+def accuracy_with_interval(correct: Sequence[bool]) -> str:
+    """An accuracy and its 95% Wilson interval (:func:`ftcourse.metrics.wilson_interval`) as text: ``0.80 (95% CI 0.49–0.94)``."""
+    low, high = wilson_interval(sum(correct), len(correct))
+    return f"{sum(correct) / len(correct):.2f} (95% CI {low:.2f}–{high:.2f})"
 
 
 def peft_parameter_count(model: torch.nn.Module, method: str, lora: LoraSettings | None = None) -> dict[str, float]:
