@@ -30,7 +30,7 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     "01_data_preparation": ("zero-shot intent accuracy {zero_shot_accuracy:.2f} (macro F1 {zero_shot_macro_f1:.2f})",),
     "02_model_fine_tuning": ("intent LoRA test accuracy {accuracy_before:.2f} → {accuracy_after:.2f}",
                              "{train_seconds:.0f} s of training", "instruction LoRA eval loss {instruction_eval_loss:.2f}"),
-    "03_evaluation": ("fine-tuned {tuned_accuracy:.2f} vs base {base_accuracy:.2f} on test (McNemar p = {tuned_vs_base_p_value:.2g})",
+    "03_evaluation": ("fine-tuned {tuned_accuracy:.2f} vs base {base_accuracy:.2f} on test", "McNemar p = {test_mcnemar_p:.2g}",
                       "{unseen_accuracy:.2f} on the unseen-style set", "label likelihood {likelihood_accuracy:.2f}"),
     "04_qlora_and_memory": ("base {footprint_fp32_mb:,.0f} MB fp32 → {footprint_4bit_mb:,.0f} MB 4-bit",
                             "perplexity {perplexity_fp32:.1f} → {perplexity_4bit:.1f}",
@@ -48,7 +48,7 @@ HEADLINES: dict[str, tuple[str, ...]] = {
                                  "intent accuracy fp32 {fp32_accuracy:.2f}, int8 per-tensor {int8_accuracy:.2f}, "
                                  "per-channel {int8_per_channel_accuracy:.2f}, head kept float {int8_float_head_accuracy:.2f}",
                                  "ONNX prefill {onnx_prefill_speedup:.1f}×"),
-    "11_knowledge_base_qa": ("QA adapter + BM25: EM {qa_QA_adapter_plus_BM25_exact_match:.2f}, F1 {qa_QA_adapter_plus_BM25_f1:.2f}",
+    "11_knowledge_base_qa": ("QA adapter + BM25: EM {qa_QA_adapter_plus_BM25_exact_match:.2f}", "F1 {qa_QA_adapter_plus_BM25_f1:.2f}",
                              "base + BM25 F1 {qa_base_plus_BM25_f1:.2f}", "closed-book F1 {qa_base_closed-book_f1:.2f}",
                              "{qa_QA_adapter_plus_BM25_abstain_rate:.0%} of \"not in the manual\" questions answered so"),
 }
