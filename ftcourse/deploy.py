@@ -50,13 +50,14 @@ def load_adapters(adapters: Mapping[str, str | Path], base=None):
     """
     from peft import PeftModel
 
-    from ftcourse.models import adapter_base_model, is_adapter_dir, load_model
+    from ftcourse.models import adapter_base_model, check_adapter_folder, is_adapter_dir, load_model
 
     if not adapters:
         raise CourseError("No adapters given.", "pass {'name': 'models/fine_tuned/<run>', ...}.")
     for folder in adapters.values():
         if not is_adapter_dir(folder):
             raise CourseError(f"{folder} is not an adapter folder (no adapter_config.json).", "pass run folders written by fine_tune().")
+        check_adapter_folder(folder)  # damaged files or non-finite weights: refused before anything loads
     bases = {name: adapter_base_model(folder) for name, folder in adapters.items()}
     if len(set(bases.values())) > 1:
         raise CourseError(f"These adapters were trained on different base models: {bases}.", "load only adapters of one base model together.")

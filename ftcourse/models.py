@@ -23,9 +23,11 @@ from ftcourse.fileio import atomic_directory, atomic_write_json, file_lock, sha2
 from ftcourse.hardware import hub_offline
 
 __all__ = [
-    "adapter_base_model", "available_local_models", "check_weight_files", "count_parameters", "disable_progress_bars",
-    "EMBEDDED_DIRNAME", "EMBEDDED_GGUF", "embedded_gguf_path", "embedded_model_dir", "embedded_model_ready", "EMBEDDED_NAMES",
-    "EMBEDDED_PACKAGE", "EMBEDDED_WHEEL", "ensure_embedded_model", "from_pretrained_kwargs", "is_adapter_dir", "load_model", "load_tokenizer", "Quantization", "quantization_config", "resolve_model",
+    "adapter_base_model", "available_local_models", "check_adapter_folder", "check_json_files", "check_weight_files",
+    "count_parameters", "disable_progress_bars", "EMBEDDED_DIRNAME", "EMBEDDED_GGUF", "embedded_gguf_path",
+    "embedded_model_dir", "embedded_model_ready", "EMBEDDED_NAMES", "EMBEDDED_PACKAGE", "EMBEDDED_WHEEL",
+    "ensure_embedded_model", "from_pretrained_kwargs", "is_adapter_dir", "load_model", "load_tokenizer", "Quantization",
+    "quantization_config", "resolve_model",
     "SOURCE_RECORD", "weightless_copy",
 ]
 
@@ -224,6 +226,7 @@ def load_tokenizer(name: str = "embedded", trust_remote_code: bool = False) -> P
     """Load the tokenizer for ``name``; sets ``pad_token = eos_token`` when the model has none."""
     source = resolve_model(name)
     if is_adapter_dir(source):
+        check_json_files(source)  # its tokenizer files are the base's: a damaged copy would be ignored
         source = adapter_base_model(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -236,7 +239,7 @@ def load_tokenizer(name: str = "embedded", trust_remote_code: bool = False) -> P
 
 
 def adapter_base_model(adapter_dir: str | Path) -> str:
-    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    config = _read_json_file(Path(adapter_dir) / "adapter_config.json")
     base = config.get("base_model_name_or_path")
     if not base:
         raise CourseError(
@@ -244,6 +247,42 @@ def adapter_base_model(adapter_dir: str | Path) -> str:
             "add the base model's name or folder to that field, e.g. \"embedded\".",
         )
     return resolve_model(base)
+
+
+_DAMAGED_FIX = ("train the run again with overwrite=True (--overwrite on the command line) or resume it from its checkpoints "
+                "with resume=True; for a downloaded model, delete the folder and load it again.")
+
+
+def _read_json_file(file: Path):
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CourseError(f"{file} is damaged: it is not valid JSON ({exc}).", _DAMAGED_FIX) from None
+
+
+def check_json_files(folder: str | Path) -> None:
+    """Raise a :class:`CourseError` naming a ``*.json`` file in ``folder`` (config, tokenizer, run record) that does not parse."""
+    for file in sorted(Path(folder).glob("*.json")):
+        _read_json_file(file)
+
+
+def check_adapter_folder(folder: str | Path) -> None:
+    """Refuse an adapter folder that would load a broken model: a JSON file that does not parse, a cut-short
+    ``*.safetensors`` file, or a weight holding NaN or infinity (a diverged run), each named in the :class:`CourseError`."""
+    from safetensors import safe_open
+
+    check_json_files(folder)
+    check_weight_files(folder)
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(file), "pt") as weights:
+            for key in weights.keys():
+                tensor = weights.get_tensor(key)
+                if tensor.is_floating_point() and not (finite := torch.isfinite(tensor)).all():
+                    raise CourseError(
+                        f"{file} holds non-finite weights: {key} has {int((~finite).sum()):,} NaN or infinite values of "
+                        f"{tensor.numel():,} (most likely the run that wrote it diverged); its answers would be garbage.",
+                        "train it again with a lower learning rate (overwrite=True, --overwrite on the command line).",
+                    )
 
 
 def check_weight_files(folder: str | Path) -> None:
@@ -260,8 +299,7 @@ def check_weight_files(folder: str | Path) -> None:
         except Exception as exc:  # SafetensorError (bad header, cut short) or OSError
             raise CourseError(
                 f"{file} is damaged ({exc}): the file was cut short or overwritten (a full disk, an interrupted copy or download).",
-                "train the run again with overwrite=True (--overwrite on the command line) or resume it from its checkpoints "
-                "with resume=True; for a downloaded model, delete the folder and load it again.",
+                _DAMAGED_FIX,
             ) from None
 
 
@@ -316,7 +354,7 @@ def load_model(
     source = resolve_model(name)
     adapter = source if is_adapter_dir(source) else None
     if adapter:
-        check_weight_files(adapter)
+        check_adapter_folder(adapter)
         source = adapter_base_model(adapter)
     if Path(source).is_dir():
         check_weight_files(source)

@@ -43,7 +43,7 @@ from ftcourse.generation import model_device
 from ftcourse.memory import available_memory, track_peak, training_memory, unpack_cpu_4bit
 from ftcourse.models import count_parameters, load_model, load_tokenizer
 from ftcourse.peft_methods import Method, build_peft_config, get_method
-from ftcourse.preflight import Check, ParameterChangeCheck, run_preflight, training_checks
+from ftcourse.preflight import Check, FiniteTrainingCheck, ParameterChangeCheck, run_preflight, training_checks
 from ftcourse.profiles import Profile
 from ftcourse.runs import RunPlan, RunResult, checkpoint_folder, load_run, plan_run, reusable_run, run_fingerprint, save_run
 from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_records
@@ -282,7 +282,7 @@ def build_trainer(model, tokenizer, data: TrainingData, args: TrainingArguments,
                                                settings.max_seq_length, checkpointing))
         # the first optimizer step under linear warm-up has learning rate 0: check after the first real one
         extra.append(ParameterChangeCheck(after_steps=min(warmup_steps(settings, data.total_steps) + 1, data.total_steps)))
-    extra += [*callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
+    extra += [FiniteTrainingCheck(), *callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
     trainer = CourseTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, data_collator=collator, callbacks=extra,
         fast_loss=fast_loss and not spec.prompt_learning and spec.name != "adalora" and supports_fast_loss(model),

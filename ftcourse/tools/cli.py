@@ -52,9 +52,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         notebooks = find_notebooks(args.notebooks)
     else:
         raise CourseError("No notebook given.", "name notebooks or folders of notebooks, or pass --all.")
-    results = run_many(notebooks, args.profile, args.output_dir, _params(args.param, args.params), args.timeout, jobs=args.jobs)
+    results = run_many(notebooks, args.profile, args.output_dir, _params(args.param, args.params), args.timeout, jobs=args.jobs,
+                       skip_current=args.skip_current)
     failed = [r for r in results if r.status != "ok"]
-    print(f"{len(results) - len(failed)} of {len(results)} notebooks ran; executed copies in {Path(results[0].output).parent}")
+    print(f"{len(results) - len(failed)} of {len(results)} notebooks ok; executed copies in {Path(results[0].output).parent}")
     return 1 if failed else 0
 
 
@@ -159,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="where executed copies go (default runs/<profile>/)")
     run.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
     run.add_argument("--jobs", type=int, default=1, help="notebooks run at once, each in its own process (times are then measured sharing the CPU)")
+    run.add_argument("--skip-current", action="store_true",
+                     help="skip notebooks whose executed copy in the output folder is current: it finished ok in the last run there, "
+                          "with the same profile and parameters, and is newer than the notebook and the ftcourse package's code")
     run.set_defaults(func=cmd_run)
 
     sweep = sub.add_parser("sweep", help="run a notebook at every point of a parameter grid (resumable) into one table and chart")
