@@ -39,6 +39,12 @@ def test_table_rows_come_from_the_run(run_dir):
     assert table[5] == "| **all 3** | 1 min 58 s (118 s) | 6.5 GB (largest) | |"
 
 
+
+def test_an_interrupted_run_is_marked(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (run_dir / "summary.json").write_text(json.dumps({**summary, "complete": False}))
+    assert course_table(run_dir).splitlines()[-1].startswith("| **all 3** (run interrupted: the lessons that finished) | 1 min 58 s")
+
 def test_headline_drops_fragments_with_missing_metrics():
     assert headline(("static", "a {x:.1f}", "b {y}"), {"x": 1.25}) == "static; a 1.2"
     assert headline(("a {x}",), {}) == "—"

@@ -74,7 +74,8 @@ def _minutes(seconds: float) -> str:
 
 
 def course_table(run_dir: str | Path) -> str:
-    """The Markdown table of a course run: one row per notebook of ``run_dir/summary.json``, then the whole course."""
+    """The Markdown table of a course run: one row per notebook of ``run_dir/summary.json``, then the whole course
+    (marked when the summary says the run did not finish)."""
     run_dir = Path(run_dir)
     summary_file = run_dir / "summary.json"
     if not summary_file.is_file():
@@ -89,7 +90,8 @@ def course_table(run_dir: str | Path) -> str:
         lines.append(f"| {stem.replace('_', ' ')} | {time} | {run['peak_rss_mb'] / 1024:.1f} GB | "
                      f"{headline(HEADLINES.get(stem, ()), metrics)} |")
     peak = max((r["peak_rss_mb"] for r in summary["runs"]), default=0.0)
-    lines.append(f"| **all {len(summary['runs'])}** | {_minutes(summary['total_seconds'])} | {peak / 1024:.1f} GB (largest) | |")
+    unfinished = " (run interrupted: the lessons that finished)" if summary.get("complete") is False else ""
+    lines.append(f"| **all {len(summary['runs'])}**{unfinished} | {_minutes(summary['total_seconds'])} | {peak / 1024:.1f} GB (largest) | |")
     return "\n".join(lines)
 
 
