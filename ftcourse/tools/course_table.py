@@ -28,6 +28,8 @@ END_MARKER = "<!-- course-table:end -->"
 HEADLINES: dict[str, tuple[str, ...]] = {
     "00_setup": ("the embedded model chats", "LoRA trains {lora_trainable_parameters:,} parameters"),
     "01_data_preparation": ("zero-shot intent accuracy {zero_shot_accuracy:.2f} (macro F1 {zero_shot_macro_f1:.2f})",),
+    "01b_data_curation": ("unseen-style accuracy trained without paraphrases {unseen_base:.2f}, with {unseen_augmented:.2f}",
+                          "McNemar p = {unseen_mcnemar_p:.2g}", "{near_duplicate_pairs} near-duplicate pairs"),
     "02_model_fine_tuning": ("intent LoRA test accuracy {accuracy_before:.2f} → {accuracy_after:.2f}",
                              "{train_seconds:.0f} s of training", "instruction LoRA eval loss {instruction_eval_loss:.2f}"),
     "03_evaluation": ("fine-tuned {tuned_accuracy:.2f} vs base {base_accuracy:.2f} on test", "McNemar p = {test_mcnemar_p:.2g}",
