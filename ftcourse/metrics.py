@@ -19,10 +19,10 @@ from typing import Any
 from ftcourse.errors import CourseError
 
 __all__ = [
-    "accuracy", "classification_metrics", "confusion_matrix", "exact_match", "generation_checks", "json_field_scores",
-    "json_metrics", "label_distribution", "match_label", "mcnemar_test", "mean_interval", "normalize_text",
+    "accuracy", "classification_metrics", "cohen_kappa", "confusion_matrix", "exact_match", "generation_checks",
+    "json_field_scores", "json_metrics", "label_distribution", "match_label", "mcnemar_test", "mean_interval", "normalize_text",
     "parse_json_object", "per_label_scores", "pooled_perplexity", "qa_metrics", "recall_at_k", "rouge", "rouge_scores",
-    "says_unanswerable", "squad_normalize", "T95_QUANTILES", "token_f1", "wilson_interval",
+    "says_unanswerable", "share_interval", "squad_normalize", "T95_QUANTILES", "token_f1", "wilson_interval",
 ]
 
 
@@ -221,6 +221,12 @@ def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, flo
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def share_interval(successes: int, n: int, z: float = 1.96) -> dict[str, float]:
+    """``successes / n`` as a dict, with its :func:`wilson_interval`: ``rate``, ``low``, ``high``, ``successes``, ``n``."""
+    low, high = wilson_interval(successes, n, z)
+    return {"rate": successes / n, "low": low, "high": high, "successes": successes, "n": n}
+
+
 def mcnemar_test(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
     """McNemar's exact test: do models A and B, scored on the same examples, differ in accuracy?
 
@@ -235,6 +241,22 @@ def mcnemar_test(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
     n, k = b_only + a_only, min(b_only, a_only)
     tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return {"b_only": b_only, "a_only": a_only, "p_value": min(1.0, 2 * tail)}
+
+
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
+    """Cohen's kappa of two raters' labels of the same items: (observed agreement - chance agreement) / (1 - chance).
+
+    Chance agreement comes from each rater's own label shares; 1 is perfect agreement, 0 what chance gives.
+    Two raters that each always give one label have no agreement beyond chance: 0 (scikit-learn returns NaN there).
+    """
+    _same_length(a, b)
+    if not a:
+        raise CourseError("cohen_kappa needs at least one item.", "pass two equally long lists of labels.")
+    n = len(a)
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    count_a, count_b = Counter(a), Counter(b)
+    chance = sum(count_a[label] * count_b[label] for label in count_a) / (n * n)
+    return 0.0 if chance == 1 else (observed - chance) / (1 - chance)
 
 
 def parse_json_object(text: str) -> dict[str, Any] | None:
