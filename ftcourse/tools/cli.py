@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ftcourse.errors import CourseError
 
-__all__ = ["build_parser", "cmd_build", "cmd_doctor", "cmd_grade", "cmd_run", "cmd_serve", "cmd_sweep", "main"]
+__all__ = ["build_parser", "cmd_build", "cmd_course_table", "cmd_doctor", "cmd_grade", "cmd_run", "cmd_serve", "cmd_sweep", "main"]
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -77,6 +77,19 @@ def cmd_build(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     print(f"{len(problems)} problem(s)" if problems else "notebooks, solutions and exercises are in sync")
     return 1 if problems else 0
+
+
+def cmd_course_table(args: argparse.Namespace) -> int:
+    from ftcourse.tools.course_table import course_table, update_readme
+
+    table = course_table(args.run_dir)
+    print(table)
+    changed = update_readme(table, args.readme, check=args.check)
+    if args.check:
+        print("the README's course table is " + ("out of date" if changed else "up to date"), file=sys.stderr if changed else sys.stdout)
+        return 1 if changed else 0
+    print("README course table " + ("rewritten" if changed else "unchanged"))
+    return 0
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
@@ -171,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--check", action="store_true", help="change nothing; fail when exercises/ is stale or a notebook breaks the conventions")
     build.add_argument("--overwrite", action="store_true", help="also replace exercises that were edited by hand")
     build.set_defaults(func=cmd_build)
+
+    table = sub.add_parser("course-table", help="write the README's course table from a course run (summary.json and recorded metrics)")
+    table.add_argument("run_dir", help="a course run's folder, e.g. runs/cpu (make course PROFILE=cpu)")
+    table.add_argument("--readme", help="the file whose course-table markers to fill (default the project's README.md)")
+    table.add_argument("--check", action="store_true", help="change nothing; fail when the README's table differs")
+    table.set_defaults(func=cmd_course_table)
 
     grade = sub.add_parser("grade", help="grade submitted notebooks, each in a sandbox, with the master's hidden tests into a CSV and feedback files")
     grade.add_argument("submissions", help="folder of NAME.ipynb files (or NAME/exNN*.ipynb folders)")
