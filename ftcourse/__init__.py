@@ -35,6 +35,8 @@ logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_DropKernelDownload
 _EXPORTS = {
     "CourseError": "errors",
     "detect_environment": "hardware",
+    "DevicePolicy": "device",
+    "device_policy": "device",
     "Profile": "profiles",
     "get_profile": "profiles",
     "LoraSettings": "configs",

@@ -1,169 +1,156 @@
-"""The course's JSON configs (LoRA, training, quantization): typed, validated, with clear errors."""
+"""The course's JSON configs (LoRA, training, quantization): typed, validated, with clear errors.
+
+Each settings class is a frozen pydantic model: types are strict (a bool is not an int, ``1`` is a fine float), numbers
+are finite and in range, choices are ``Literal``. A bad value is a :class:`CourseError` naming the field, the value and
+what it must be; ``settings.replace(r=8)`` is a changed copy, validated again.
+"""
 
 from __future__ import annotations
 
 import json
 import types
 import typing
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
-from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, Self, TypeVar
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, WrapValidator
+from pydantic.fields import FieldInfo
 
 from ftcourse.errors import CourseError
 
 __all__ = [
-    "check_fields", "LIMITS", "load_settings", "LoraSettings", "QuantizationSettings", "Settings", "settings_dict",
-    "TrainingSettings", "validate_settings",
+    "Count", "CourseSettings", "load_settings", "LoraSettings", "QuantizationSettings", "Real", "Settings", "settings_dict",
+    "Steps", "TrainingSettings",
 ]
 
 
-@dataclass(frozen=True)
-class LoraSettings:
+def _keep_int(value: Any, handler: Any) -> Any:
+    """Validate as a float but keep an int as given (saved runs' fingerprints hash the values as they were passed)."""
+    checked = handler(value)
+    return value if type(value) is int else checked
+
+
+def _steps(value: int) -> int:
+    """``max_steps``: at least 1, or -1 (train ``num_epochs``)."""
+    if value != -1 and value < 1:
+        raise ValueError("not -1 and below 1")
+    return value
+
+
+#: A finite number (an int stays an int); a bool is refused.
+Real = Annotated[float, Field(strict=True, allow_inf_nan=False), WrapValidator(_keep_int)]
+#: A whole number of at least 1; a bool or a float is refused.
+Count = Annotated[int, Field(strict=True, ge=1, description="at least 1")]
+#: Optimizer steps: at least 1, or -1 to train ``num_epochs``.
+Steps = Annotated[int, Field(strict=True, description="at least 1, or -1 to train num_epochs"), AfterValidator(_steps)]
+
+
+class CourseSettings(BaseModel):
+    """Frozen, validated settings; a bad value is a :class:`CourseError` (never a pydantic traceback)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, /, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise _course_error(type(self), values, exc) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise CourseError(f"{type(self).__name__} is frozen: {name} cannot be changed in place.",
+                          f"make a changed copy: settings = settings.replace({name}=...).")
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with ``changes``, validated like a new object."""
+        return type(self)(**{**dict(self), **changes})
+
+
+class LoraSettings(CourseSettings):
     """LoRA hyper-parameters, named as in ``peft.LoraConfig``."""
 
-    r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: list[str] | str = ("q_proj", "v_proj")  # or "all-linear"
-    bias: str = "none"
-    task_type: str = "CAUSAL_LM"
+    r: Count = 16
+    lora_alpha: Real = Field(32, gt=0, description="greater than 0")
+    lora_dropout: Real = Field(0.05, ge=0, lt=1, description="at least 0 and below 1")
+    target_modules: list[str] | Literal["all-linear", "auto"] = Field(
+        default_factory=lambda: ["q_proj", "v_proj"], min_length=1, description="a non-empty list of layer names",
+    )
+    bias: Literal["none", "all", "lora_only"] = "none"
+    task_type: Literal["CAUSAL_LM", "SEQ_CLS"] = "CAUSAL_LM"
 
-    def __post_init__(self):
-        check_fields(self)
 
-
-@dataclass(frozen=True)
-class TrainingSettings:
+class TrainingSettings(CourseSettings):
     """Training hyper-parameters; names follow the original course's command-line flags."""
 
-    num_epochs: float = 3
-    max_steps: int = -1  # > 0 overrides num_epochs
-    batch_size: int = 4
-    gradient_accumulation_steps: int = 4
-    learning_rate: float | None = None  # None: the method's default (ftcourse.peft_methods)
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    max_seq_length: int = 256
-    logging_steps: int = 5
-    save_steps: int = 50
-    seed: int = 42
-
-    def __post_init__(self):
-        check_fields(self)
+    num_epochs: Real = Field(3, gt=0, description="greater than 0")
+    max_steps: Steps = -1  # > 0 overrides num_epochs
+    batch_size: Count = 4
+    gradient_accumulation_steps: Count = 4
+    learning_rate: Real | None = Field(None, gt=0, description="greater than 0 (or None: the method's default)")
+    warmup_ratio: Real = Field(0.05, ge=0, le=1, description="between 0 and 1")
+    weight_decay: Real = Field(0.0, ge=0, description="at least 0")
+    max_seq_length: Count = 256
+    logging_steps: Count = 5
+    save_steps: Count = 50
+    seed: int = Field(42, strict=True, ge=0, description="at least 0")
 
 
-@dataclass(frozen=True)
-class QuantizationSettings:
+class QuantizationSettings(CourseSettings):
     """4-bit quantization settings, named as in ``transformers.BitsAndBytesConfig``."""
 
-    load_in_4bit: bool = True
-    bnb_4bit_quant_type: str = "nf4"
-    bnb_4bit_use_double_quant: bool = True
-    bnb_4bit_compute_dtype: str = "bfloat16"
+    load_in_4bit: bool = Field(True, strict=True)
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    bnb_4bit_use_double_quant: bool = Field(True, strict=True)
+    bnb_4bit_compute_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
 
 
-_CHOICES = {
-    "bias": ("none", "all", "lora_only"),
-    "task_type": ("CAUSAL_LM", "SEQ_CLS"),
-    "bnb_4bit_quant_type": ("nf4", "fp4"),
-    "bnb_4bit_compute_dtype": ("bfloat16", "float16", "float32"),
-}
+Settings = TypeVar("Settings", bound=CourseSettings)
 
-_AT_LEAST_1 = (lambda v: v >= 1, "at least 1")
-_OPTIONAL_COUNT = (lambda v: v is None or v >= 1, "at least 1 (or None: all)")
-#: Allowed values per field (of the settings above and of ``hardware.Profile``): (test, what the value must be).
-LIMITS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "r": _AT_LEAST_1,
-    "lora_alpha": (lambda v: v > 0, "greater than 0"),
-    "lora_dropout": (lambda v: 0 <= v < 1, "at least 0 and below 1"),
-    "num_epochs": (lambda v: v > 0, "greater than 0"),
-    "max_steps": (lambda v: v == -1 or v >= 1, "at least 1, or -1 to train num_epochs"),
-    "batch_size": _AT_LEAST_1,
-    "eval_batch_size": _AT_LEAST_1,
-    "gradient_accumulation_steps": _AT_LEAST_1,
-    "max_seq_length": _AT_LEAST_1,
-    "logging_steps": _AT_LEAST_1,
-    "save_steps": _AT_LEAST_1,
-    "learning_rate": (lambda v: v is None or v > 0, "greater than 0 (or None: the method's default)"),
-    "warmup_ratio": (lambda v: 0 <= v <= 1, "between 0 and 1"),
-    "weight_decay": (lambda v: v >= 0, "at least 0"),
-    "seed": (lambda v: v >= 0, "at least 0"),
-    "n_train": _OPTIONAL_COUNT,
-    "n_eval": _OPTIONAL_COUNT,
-}
-
-Settings = TypeVar("Settings", LoraSettings, TrainingSettings, QuantizationSettings)
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, arg) for arg in typing.get_args(hint))
-    if origin is list:
-        (item,) = typing.get_args(hint)
-        return isinstance(value, list) and all(_type_ok(v, item) for v in value)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, hint)
+#: pydantic error types that mean "the right type, out of range" (the rest mean "the wrong type").
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal", "too_short", "value_error", "finite_number"}
 
 
 def _type_name(hint: Any) -> str:
-    return str(hint).replace("typing.", "") if not isinstance(hint, type) else hint.__name__
+    """``int``, ``float or None``, ``list of str or 'all-linear' or 'auto'``: a field's type in words."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(arg) for arg in args)
+    if origin is Literal:
+        return " or ".join(repr(arg) for arg in args)
+    if origin is list:
+        return f"list of {_type_name(args[0])}"
+    return "None" if hint is type(None) else hint.__name__
 
 
-@cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+def _field_error(name: str, field: FieldInfo, value: Any, kind: str) -> CourseError:
+    """The error for one bad field: a missing value, a choice, a range or a type."""
+    if kind == "missing":
+        return CourseError(f"{name} is missing.", f"pass {name} as {_type_name(field.annotation)}.")
+    if typing.get_origin(field.annotation) is Literal:
+        return CourseError(f"{name} is {value!r}.", f"set {name} to one of: {', '.join(typing.get_args(field.annotation))}.")
+    if kind in _RANGE_ERRORS:
+        what = f"a finite number, {field.description}" if kind == "finite_number" else field.description
+        return CourseError(f"{name} must be {what}, got {value!r}.", f"set {name} to a value that is {field.description}.")
+    hint = _type_name(field.annotation)
+    return CourseError(f"{name} must be {hint}, got {type(value).__name__} {value!r}.", f"pass {name} as a value of type {hint}.")
 
 
-def check_fields(obj: Any) -> None:
-    """Check every field of a settings dataclass by type, range (:data:`LIMITS`) and choice.
-
-    A bad value is a :class:`CourseError` that names the field, the value and what it must be.
-    """
-    hints = _hints(type(obj))
-    for f in fields(obj):
-        value, hint = getattr(obj, f.name), hints[f.name]
-        if not _type_ok(list(value) if isinstance(value, tuple) else value, hint):
-            raise CourseError(f"{f.name} must be {_type_name(hint)}, got {type(value).__name__} {value!r}.",
-                              f"pass {f.name} as a value of type {_type_name(hint)}.")
-        test, what = LIMITS.get(f.name, (None, ""))
-        if test is not None and not test(value):
-            raise CourseError(f"{f.name} must be {what}, got {value!r}.", f"set {f.name} to a value {what}.")
-        if f.name in _CHOICES and value not in _CHOICES[f.name]:
-            raise CourseError(f"{f.name} is {value!r}.", f"use one of: {', '.join(_CHOICES[f.name])}.")
-
-
-def validate_settings(cls: type[Settings], values: dict[str, Any], source: str = "config") -> Settings:
-    """Build ``cls`` from a dict; an unknown key, wrong type or bad choice is a :class:`CourseError` naming it."""
-    hints = typing.get_type_hints(cls)
-    known = [f.name for f in fields(cls)]
-    for key, value in values.items():
-        if key not in hints:
-            raise CourseError(f"{source}: unknown key {key!r}.", f"valid keys are: {', '.join(known)}.")
-        if not _type_ok(value, hints[key]):
-            raise CourseError(
-                f"{source}: key {key!r} must be {_type_name(hints[key])}, got {type(value).__name__} {value!r}.",
-                f"change {key!r} to a value of type {_type_name(hints[key])}.",
-            )
-        if key in _CHOICES and value not in _CHOICES[key]:
-            raise CourseError(f"{source}: key {key!r} is {value!r}.", f"use one of: {', '.join(_CHOICES[key])}.")
-    try:
-        return cls(**values)
-    except CourseError as exc:  # a value out of range
-        raise CourseError(f"{source}: {exc.what}", exc.fix) from None
+def _course_error(cls: type[CourseSettings], values: dict[str, Any], exc: ValidationError) -> CourseError:
+    """The learner's error for pydantic's: unknown keys named with the valid ones, else the first bad field."""
+    errors = exc.errors(include_url=False)
+    unknown = [str(e["loc"][0]) for e in errors if e["type"] == "extra_forbidden"]
+    if unknown:
+        keys = ", ".join(repr(k) for k in unknown)
+        return CourseError(f"unknown key{'s' if len(unknown) > 1 else ''} {keys} (not a field of {cls.__name__}).",
+                           f"valid fields are: {', '.join(cls.model_fields)}.")
+    first = errors[0]
+    name = str(first["loc"][0])
+    return _field_error(name, cls.model_fields[name], values.get(name), first["type"])
 
 
 def load_settings(cls: type[Settings], path: str | Path) -> Settings:
-    """Read a JSON config file into ``cls``, validating every key."""
+    """Read a JSON config file into ``cls``, validating every key; an error names the file."""
     path = Path(path)
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
@@ -173,9 +160,12 @@ def load_settings(cls: type[Settings], path: str | Path) -> Settings:
         raise CourseError(f"{path}, line {exc.lineno}: not valid JSON ({exc.msg}).", "fix the JSON syntax at that line.") from None
     if not isinstance(values, dict):
         raise CourseError(f"{path}: expected a JSON object of settings, got {type(values).__name__}.", "wrap the settings in {...}.")
-    return validate_settings(cls, values, source=str(path))
+    try:
+        return cls(**values)
+    except CourseError as exc:
+        raise CourseError(f"{path}: {exc.what}", exc.fix) from None
 
 
-def settings_dict(settings: LoraSettings | TrainingSettings | QuantizationSettings) -> dict[str, Any]:
-    """Plain JSON-ready dict of a settings object (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(settings).items()}
+def settings_dict(settings: CourseSettings) -> dict[str, Any]:
+    """Plain JSON-ready dict of a settings object (the values as given; ``target_modules`` a list or a string)."""
+    return settings.model_dump()

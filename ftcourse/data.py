@@ -15,14 +15,18 @@ Every record becomes chat ``messages``; the last assistant turn is the target.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import io
 import json
+import math
 import os
 import random
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +36,7 @@ from ftcourse.errors import CourseError
 from ftcourse.metrics import normalize_text
 
 __all__ = [
-    "check_label_coverage", "classification_instruction", "conflicting_duplicates", "CourseDataset", "DataError",
+    "check_label_coverage", "check_split_sizes", "classification_instruction", "conflicting_duplicates", "CourseDataset", "DataError",
     "detect_format", "display_path", "drop_duplicates", "drop_lines", "find_duplicates", "find_leakage", "FORMATS",
     "infer_labels", "Problem", "processed_records", "read_dataset", "read_jsonl", "read_utf8", "record_key",
     "record_target", "resolve_labels", "split_dataset", "SPLITS", "stratify_key", "TASK_TYPES", "to_messages",
@@ -77,6 +81,7 @@ class CourseDataset:
     source: str
     lines: list[int] = field(default_factory=list)  # source line (or record number) of each record
     unit: str = "line"  # what ``lines`` count: "line" (JSONL, CSV) or "record" (JSON list, Parquet, Hub)
+    notes: list[str] = field(default_factory=list)  # normalisations applied while reading (e.g. labels stripped)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -86,7 +91,8 @@ class CourseDataset:
 
     def subset(self, keep: Sequence[int], source: str | None = None) -> CourseDataset:
         """The records at positions ``keep`` (in that order), with their line numbers."""
-        return CourseDataset([self.records[i] for i in keep], self.fmt, source or self.source, [self.lines[i] for i in keep], self.unit)
+        return CourseDataset([self.records[i] for i in keep], self.fmt, source or self.source, [self.lines[i] for i in keep], self.unit,
+                             self.notes)
 
 
 # ---------------------------------------------------------------- reading
@@ -114,15 +120,50 @@ def _decode_turns(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _unreadable(path: Path, exc: OSError) -> DataError:
+    """The error for a path that cannot be opened, naming a symbolic link that loops or points nowhere as such."""
+    if exc.errno == errno.ELOOP:
+        return DataError(f"{path} is a symbolic link that loops back on itself (it, or a link it points to, leads to {path} again).",
+                         f"point the link at the real file (ln -sfn TARGET {path}), or pass the real file instead.")
+    if path.is_symlink():
+        return DataError(f"{path} is a symbolic link to {os.readlink(path)}, which does not exist.",
+                         f"point the link at the real file (ln -sfn TARGET {path}), or pass the real file instead.")
+    return DataError(f"Cannot read {path} ({exc.strerror or exc}).", "check the path and its permissions.")
+
+
+def _utf16_or_32(raw: bytes) -> str | None:
+    """``"UTF-16"`` or ``"UTF-32"`` when the bytes are text in that encoding (a byte-order mark, or NUL bytes between ASCII letters)."""
+    if raw.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        return "UTF-32"
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "UTF-16"
+    head = raw[:200]
+    if len(head) >= 4 and head.count(0) >= len(head) // 4:
+        return "UTF-32" if head.count(0) >= len(head) // 2 + len(head) // 4 else "UTF-16"
+    return None
+
+
 def read_utf8(path: Path) -> str:
-    """A text file's contents; bytes that are not UTF-8 are a :class:`DataError` naming the byte offset and line."""
-    raw = path.read_bytes()
+    """A text file's contents (a UTF-8 byte-order mark is dropped); bytes that are not UTF-8 are a :class:`DataError`
+    naming the byte offset and line, or the file's encoding when it is UTF-16 or UTF-32."""
     try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    if encoding := _utf16_or_32(raw):
         raise DataError(
-            f"{path} is not UTF-8 text: byte {exc.start} (line {line}) is {raw[exc.start:exc.start + 1]!r}.",
+            f"{path} is {encoding} text, not UTF-8.",
+            f"convert it to UTF-8, e.g. iconv -f {encoding} -t UTF-8 {path.name} > fixed.{path.name.rpartition('.')[2]} "
+            f"(or in Python: path.write_text(path.read_text(encoding='{encoding.lower()}'), encoding='utf-8')).",
+        )
+    skip = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[skip:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        start = skip + exc.start  # in the file, byte-order mark included
+        line = raw.count(b"\n", 0, start) + 1
+        raise DataError(
+            f"{path} is not UTF-8 text: byte {start} (line {line}) is {raw[start:start + 1]!r}.",
             f"re-encode the file as UTF-8, e.g. iconv -f latin1 -t utf-8 {path.name} > fixed.{path.name.rpartition('.')[2]} "
             "(or open it with its encoding in Python and write it back with encoding='utf-8').",
         ) from None
@@ -133,7 +174,11 @@ def _read_rows(path: Path) -> tuple[list[Any], list[int], list[Problem], str]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
         rows, lines, problems = [], [], []
-        for number, raw in enumerate(read_utf8(path).split("\n"), start=1):
+        text = read_utf8(path)
+        if text.lstrip().startswith("["):
+            raise DataError(f"{path} holds a JSON array, but a .jsonl file is JSON Lines: one JSON object per line.",
+                            f"rename it to {path.stem}.json (a JSON list of records), or write one record per line.")
+        for number, raw in enumerate(text.split("\n"), start=1):
             if not raw.strip():
                 continue
             try:
@@ -192,13 +237,35 @@ def detect_format(record: dict[str, Any]) -> str:
     )
 
 
+def _blank(text: str) -> str | None:
+    """Why ``text`` shows nothing: ``"is empty"``, or the invisible characters it is made of; ``None`` when it shows something."""
+    if not text.strip():
+        return "is empty"
+    if any(not unicodedata.category(ch).startswith(("C", "Z")) for ch in text if not ch.isspace()):
+        return None
+    names = sorted({f"U+{ord(ch):04X} {unicodedata.name(ch, 'unnamed')}" for ch in text if not ch.isspace()})
+    return f"has no visible characters (only {', '.join(names[:3])}{' ...' if len(names) > 3 else ''})"
+
+
 def _check_str(record: dict, key: str, line: int, problems: list[Problem], allow_empty: bool = False) -> None:
     if key not in record or record[key] is None:
         problems.append(Problem(line, key, "missing"))
     elif not isinstance(record[key], str):
         problems.append(Problem(line, key, f"must be a string, got {type(record[key]).__name__} {record[key]!r}"))
-    elif not allow_empty and not record[key].strip():
-        problems.append(Problem(line, key, "is empty"))
+    elif not allow_empty and (blank := _blank(record[key])):
+        problems.append(Problem(line, key, blank))
+
+
+def _non_finite(value: Any, name: str) -> Iterator[tuple[str, str]]:
+    """(field name, ``NaN``/``Infinity``/``-Infinity``) for each field under ``name`` (``a.b``, ``a[2]``) that JSON does not allow."""
+    if isinstance(value, float) and not math.isfinite(value):
+        yield name, "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, f"{name}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, f"{name}[{i}]")
 
 
 def _check_turns(record: dict, key: str, role_key: str, text_key: str, line: int, problems: list[Problem]) -> None:
@@ -238,6 +305,9 @@ def validate_record(record: Any, fmt: str, line: int, labels: Sequence[str] | No
         _check_str(record, "text", line, problems)
     else:
         raise DataError(f"Unknown format {fmt!r}.", f"use one of: {', '.join(FORMATS)}.")
+    reported = {p.field for p in problems}
+    problems += [Problem(line, name, f"is {value}, which is not a JSON value: use null or a number, or drop the field")
+                 for key in record if key not in reported for name, value in _non_finite(record[key], key)]
     return problems
 
 
@@ -273,13 +343,18 @@ def read_dataset(
     together in one :class:`DataError`, each with its file, line and field.
     """
     path = Path(source)
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or path.is_symlink():  # a link that loops or points nowhere, not a missing file
+            raise _unreadable(path, exc) from None
     if path.is_dir() or (path.is_file() and path.suffix.lower() in _TEXT_SUFFIXES):
         files = _text_files(path)
         if not files:
             raise DataError(f"{path} holds no .txt or .md files.", "point to a data file or a folder of text files.")
         root = path if path.is_dir() else path.parent
         records = [{"text": read_utf8(p), "source": str(p.relative_to(root))} for p in files]
-        problems = [Problem(i, "text", f"is empty ({r['source']})") for i, r in enumerate(records, 1) if not r["text"].strip()]
+        problems = [Problem(i, "text", f"{blank} ({r['source']})") for i, r in enumerate(records, 1) if (blank := _blank(r["text"]))]
         _raise_problems(str(path), problems, "file")
         return CourseDataset(records, "text", str(path), list(range(1, len(records) + 1)), "file")
     if path.exists():
@@ -298,11 +373,41 @@ def read_dataset(
         fmt = detect_format(first)
     if fmt not in FORMATS:
         raise DataError(f"Unknown format {fmt!r}.", f"use one of: {', '.join(FORMATS)}.")
+    notes = _strip_labels(rows, lines, unit) if fmt == "classification" else []
     for row, line in zip(rows, lines):
         problems.extend(validate_record(row, fmt, line, labels))
+    if fmt == "classification" and labels is None:  # a known label set already rejects every other spelling
+        problems += _case_variants(rows, lines)
     problems.sort(key=lambda p: p.line or 0)
     _raise_problems(str(path), problems, unit)
-    return CourseDataset(rows, fmt, str(path), lines, unit)
+    return CourseDataset(rows, fmt, str(path), lines, unit, notes)
+
+
+def _labelled(rows: Sequence[Any], lines: Sequence[int]) -> Iterator[tuple[dict[str, Any], int]]:
+    return ((row, line) for row, line in zip(rows, lines) if isinstance(row, dict) and isinstance(row.get("label"), str))
+
+
+def _strip_labels(rows: Sequence[Any], lines: Sequence[int], unit: str) -> list[str]:
+    """Remove spaces around labels (in place: ``" billing "`` is ``"billing"``); the note that says so, if any were."""
+    changed = [line for row, line in _labelled(rows, lines) if row["label"] != row["label"].strip()]
+    for row, _ in _labelled(rows, lines):
+        row["label"] = row["label"].strip()
+    shown = ", ".join(map(str, changed[:5])) + (" ..." if len(changed) > 5 else "")
+    return [f"{len(changed)} label(s) had spaces around them, removed ({unit}s {shown})"] if changed else []
+
+
+def _case_variants(rows: Sequence[Any], lines: Sequence[int]) -> list[Problem]:
+    """A problem for each label also written in another case (``Billing`` beside ``billing``): one class counted twice."""
+    spellings: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for row, line in _labelled(rows, lines):
+        spellings[row["label"].casefold()][row["label"]].append(line)
+    problems = []
+    for found in spellings.values():
+        common, *others = sorted(found, key=lambda spelling: (-len(found[spelling]), spelling))
+        problems += [Problem(found[other][0], "label", f"{other!r} ({len(found[other])} records) differs from {common!r} "
+                             f"({len(found[common])} records) only in case: one label written two ways? Write it one way, or pass "
+                             "labels=[...] naming both if they are different classes") for other in others]
+    return problems
 
 
 def _load_hub(dataset_id: str, split: str) -> list[dict]:
@@ -469,6 +574,23 @@ def split_dataset(
         rng.shuffle(idx)
         out[name] = data.subset(idx, f"{data.source}[{name}]")
     return out
+
+
+def check_split_sizes(data: CourseDataset, parts: Mapping[str, CourseDataset], fractions: Mapping[str, float]) -> None:
+    """Raise a :class:`DataError` when classification ``data`` has fewer than two labels, when no record is left for
+    training, or when a split asked for (its fraction in ``fractions`` > 0) came out of :func:`split_dataset` empty."""
+    if data.fmt == "classification" and len(found := set(data.labels())) < 2:
+        raise DataError(f"{data.source} has a single label, {', '.join(map(repr, found))}, in all its {len(data)} record(s): "
+                        "a classifier trained on it answers that label to everything.", "add records of at least one other label.")
+    if not parts["train"]:
+        raise DataError(f"No record of {data.source} is left for training ({len(data)} in all).", "add records, or lower the validation and test fractions.")
+    key = stratify_key(data)
+    for name, fraction in fractions.items():
+        if fraction > 0 and not parts[name]:
+            largest = max(Counter(r[key] for r in data.records).values()) if key else len(data)
+            of = f"the records of each {key} (stratified; the largest {key} has {largest})" if key else f"{len(data)} record(s)"
+            raise DataError(f"The {name} split came out empty: {fraction:.0%} of {of} rounds to 0 records.",
+                            f"add records, raise the {name} fraction ({name}=, --{name}_size), or set it to 0 to go without a {name} split.")
 
 
 # ---------------------------------------------------------------- formatting

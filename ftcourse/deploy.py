@@ -6,6 +6,7 @@ inference function.
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -49,13 +50,14 @@ def load_adapters(adapters: Mapping[str, str | Path], base=None):
     """
     from peft import PeftModel
 
-    from ftcourse.models import adapter_base_model, is_adapter_dir, load_model
+    from ftcourse.models import adapter_base_model, check_adapter_folder, is_adapter_dir, load_model
 
     if not adapters:
         raise CourseError("No adapters given.", "pass {'name': 'models/fine_tuned/<run>', ...}.")
     for folder in adapters.values():
         if not is_adapter_dir(folder):
             raise CourseError(f"{folder} is not an adapter folder (no adapter_config.json).", "pass run folders written by fine_tune().")
+        check_adapter_folder(folder)  # damaged files or non-finite weights: refused before anything loads
     bases = {name: adapter_base_model(folder) for name, folder in adapters.items()}
     if len(set(bases.values())) > 1:
         raise CourseError(f"These adapters were trained on different base models: {bases}.", "load only adapters of one base model together.")
@@ -193,11 +195,13 @@ def export_onnx(model, tokenizer, folder: str | Path, overwrite: bool = False) -
 
     Uses ``torch.onnx.export(..., dynamo=True)`` (needs ``onnxscript``); batch size and sequence length stay
     dynamic. The graph maps ``input_ids, attention_mask`` to ``logits``, without a key/value cache.
+    It is traced on the CPU in float32 (onnxruntime's CPU session runs it): a model on a GPU or in half
+    precision is exported from a float32 CPU copy, and the model passed in stays where it is.
     Check it with :func:`check_onnx`.
     """
     folder = Path(folder)
     _replaceable(folder, ONNX_FILE, overwrite)
-    model = _merged(model).eval()
+    model = _cpu_float32(_merged(model)).eval()
     ids = torch.tensor([encode_prompt(tokenizer, "Export me, please.")] * 2)
     batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with atomic_directory(folder) as tmp:
@@ -207,6 +211,13 @@ def export_onnx(model, tokenizer, folder: str | Path, overwrite: bool = False) -
         program.save(str(tmp / ONNX_FILE))
         tokenizer.save_pretrained(tmp)
     return folder
+
+
+def _cpu_float32(model):
+    """The model itself when every weight is a float32 CPU tensor, else a copy that is."""
+    if all(p.device.type == "cpu" and p.dtype == torch.float32 for p in model.parameters()):
+        return model
+    return copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
 
 
 def onnx_session(folder: str | Path):

@@ -12,19 +12,21 @@ rank its shard of every batch and averages the gradients. Two silent failures ar
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from ftcourse.errors import CourseError
 
 __all__ = [
-    "activation_bytes", "check_launch", "end_process", "fsdp2_shard", "launch", "local_device_map", "local_numel",
-    "per_gpu_memory", "requested_sharding", "WEIGHT_BYTES", "world_info", "WorldInfo",
+    "check_launch", "end_process", "fsdp2_shard", "launch", "local_numel", "requested_sharding", "shards_weights", "world_info",
+    "WorldInfo", "zero_stage",
 ]
 
 
@@ -86,52 +88,25 @@ def check_launch(world_size: int, distributed_type: str, fsdp_option: object = N
     return None
 
 
-def local_device_map() -> dict[str, int] | None:
-    """``{"": local_rank}`` under a multi-process launch with CUDA (each rank loads its own copy on its own GPU), else None.
-
-    Without it, ``device_map="auto"`` spreads one copy over all GPUs in every process, and the
-    Trainer treats the model as model-parallel instead of data-parallel.
-    """
-    import torch
-
-    info = world_info()
-    return {"": info.local_rank} if info.launched and torch.cuda.is_available() else None
-
-
-# ---------------------------------------------------------------- memory per GPU (lesson 09's table)
-
-#: Bytes per stored weight: NF4 with double quantization is 4.127 bits per parameter (QLoRA, Dettmers et al. 2023).
-WEIGHT_BYTES = {"fp32": 4.0, "bf16": 2.0, "4bit": 4.127 / 8}
+def zero_stage() -> int | None:
+    """The DeepSpeed ZeRO stage the launch asks for (accelerate's DeepSpeed config file, else
+    ``ACCELERATE_DEEPSPEED_ZERO_STAGE``, default 2, as accelerate reads them); None without DeepSpeed."""
+    if requested_sharding() != "DEEPSPEED":
+        return None
+    config = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE", "none")
+    if config != "none":
+        try:
+            return int(json.loads(Path(config).read_text(encoding="utf-8")).get("zero_optimization", {}).get("stage", 0))
+        except (OSError, ValueError) as exc:
+            raise CourseError(f"Cannot read the DeepSpeed config {config} ({exc}).",
+                              "pass accelerate launch a readable JSON file with a zero_optimization.stage.") from None
+    return int(os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", 2))
 
 
-def activation_bytes(hidden: int, layers: int, heads: int, seq_length: int, batch_size: int, checkpointing: bool = False) -> float:
-    """Activations kept for backward in 16-bit, per GPU: ``s·b·h·(34 + 5·a·s/h)`` per layer, or ``2·s·b·h`` per layer
-    with full recomputation (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models")."""
-    per_layer = 2 * seq_length * batch_size * hidden if checkpointing else seq_length * batch_size * hidden * (34 + 5 * heads * seq_length / hidden)
-    return float(layers * per_layer)
-
-
-def per_gpu_memory(total_params: int, trainable_params: int, weights: str | float = "bf16", gpus: int = 1, zero_stage: int = 0,
-                   activations: float = 0.0) -> dict[str, float]:
-    """Bytes per GPU of weights, gradients, optimizer states and activations for LoRA-style training.
-
-    The frozen base is stored as ``weights`` (``"fp32"``, ``"bf16"``, ``"4bit"``, or bytes per weight); the ``trainable_params`` are fp32 with
-    fp32 gradients and two fp32 Adam moments. ZeRO (Rajbhandari et al. 2020) divides over ``gpus``: stage 1 the
-    optimizer states, stage 2 also the gradients, stage 3 (= FSDP full shard) also the weights. Activations belong to
-    each GPU's own micro-batch and are not divided.
-    """
-    if isinstance(weights, str) and weights not in WEIGHT_BYTES:
-        raise CourseError(f"Unknown weights format {weights!r}.", f"use one of: {', '.join(WEIGHT_BYTES)}, or bytes per weight.")
-    if zero_stage not in (0, 1, 2, 3) or gpus < 1:
-        raise CourseError(f"zero_stage={zero_stage}, gpus={gpus} is not a setup.", "zero_stage is 0-3 and gpus >= 1.")
-    frozen = (total_params - trainable_params) * (WEIGHT_BYTES[weights] if isinstance(weights, str) else float(weights))
-    split = {key: gpus if zero_stage >= stage else 1 for key, stage in (("optimizer", 1), ("gradients", 2), ("weights", 3))}
-    return {
-        "weights": (frozen + 4 * trainable_params) / split["weights"],
-        "gradients": 4 * trainable_params / split["gradients"],
-        "optimizer": 8 * trainable_params / split["optimizer"],
-        "activations": float(activations),
-    }
+def shards_weights() -> bool:
+    """True when the launch shards the weights over the ranks (FSDP, or DeepSpeed ZeRO stage 3), so that no rank
+    may load the whole model onto its own GPU: it loads on the CPU (or ``meta``) and the launcher shards it."""
+    return requested_sharding() == "FSDP" or zero_stage() == 3
 
 
 # ---------------------------------------------------------------- launching and FSDP2

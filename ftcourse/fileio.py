@@ -8,18 +8,21 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from ftcourse.errors import CourseError
 
 __all__ = [
     "atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "ensure_writable_dir",
-    "file_lock", "jsonl_text", "MIN_FREE_BYTES", "sha256_file", "slug", "write_output", "write_outputs",
+    "file_lock", "jsonl_text", "lock_holder", "MIN_FREE_BYTES", "release_file_lock", "sha256_file", "slug", "try_file_lock",
+    "write_output", "write_outputs",
 ]
 
 #: Free space an output folder must have before work that writes into it starts.
@@ -84,10 +87,19 @@ def write_output(path: str | Path, data: bytes | str, overwrite: bool = False) -
     return write_outputs({path: data}, overwrite)[0]
 
 
-def write_outputs(files: Mapping[str | Path, bytes | str], overwrite: bool = False) -> list[Path]:
+def write_outputs(files: Mapping[str | Path, bytes | str], overwrite: bool = False,
+                  inputs: Iterable[str | Path | None] = ()) -> list[Path]:
     """Like :func:`write_output` for several files, checked together: if any would replace a
-    different existing file (and not ``overwrite``), none is written."""
+    different existing file (and not ``overwrite``), or any of the ``inputs`` (with or without ``overwrite``), none is written."""
     payloads = {Path(p): d.encode("utf-8") if isinstance(d, str) else d for p, d in files.items()}
+    sources = [Path(p) for p in inputs if p is not None and Path(p).is_file()]
+    if hit := next(((p, s) for p in payloads for s in sources if p.exists() and os.path.samefile(p, s)), None):
+        output, source = hit
+        raise CourseError(
+            f"{output} is an input of this step{'' if output == source else f' ({source})'}: writing it would replace the data "
+            "being read, so nothing was written (overwrite does not change this).",
+            "write the outputs to another folder (output_dir / splits_dir; --output_dir / --splits_dir on the command line).",
+        )
     clashes = [p for p, d in payloads.items() if not overwrite and p.exists() and p.read_bytes() != d]
     if clashes:
         raise CourseError(
@@ -104,6 +116,45 @@ def file_lock(path: str | Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path)):
         yield
+
+
+def _holder_file(lock_path: Path) -> Path:
+    return lock_path.with_name(lock_path.name + ".json")
+
+
+def try_file_lock(path: str | Path) -> FileLock | None:
+    """Take the exclusive lock on ``path`` now, without waiting; ``None`` when another process holds it.
+
+    The holder is recorded beside the lock (``<path>.json``: process id, host, time) for :func:`lock_holder`;
+    give the lock back with :func:`release_file_lock` (the operating system frees it when the process ends).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    atomic_write_json(_holder_file(path), {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return lock
+
+
+def release_file_lock(lock: FileLock) -> None:
+    """Give back a lock taken by :func:`try_file_lock`; its files are removed while it is still held (no litter is left,
+    and a process that opened the old file meanwhile finds it unlinked and counts it as taken)."""
+    path = Path(lock.lock_file)
+    _holder_file(path).unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+    lock.release()
+
+
+def lock_holder(path: str | Path) -> str:
+    """Who holds the lock on ``path``, as recorded by :func:`try_file_lock`: ``"process 123 on host (since ...)"``."""
+    try:
+        holder = json.loads(_holder_file(Path(path)).read_text())
+        return f"process {holder['pid']} on {holder['host']} (since {holder['since']})"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process"
 
 
 def ensure_writable_dir(folder: str | Path, name: str = "output_dir", min_free: int = MIN_FREE_BYTES) -> Path:

@@ -14,13 +14,13 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from ftcourse.device import device_policy
 from ftcourse.errors import CourseError
-from ftcourse.hardware import detect_environment
 from ftcourse.metrics import match_label, pooled_perplexity
 from ftcourse.tokenization import collate, prompt_ids, tokenize_text
 
 __all__ = [
-    "adapter_disabled", "classify", "cpu_autocast", "encode_prompt", "generate", "label_log_likelihoods", "LabelTrie",
+    "adapter_disabled", "classify", "encode_prompt", "generate", "label_log_likelihoods", "LabelTrie",
     "Messages", "model_device", "perplexity", "Prompt", "prompt_preview", "text_nll", "uses_prefix_cache",
 ]
 
@@ -31,18 +31,6 @@ Prompt = Messages | str
 
 def model_device(model) -> torch.device:
     return next(model.parameters()).device
-
-
-def cpu_autocast(model):
-    """bf16 autocast on CPUs that support it (same numerics as training), else a no-op.
-
-    Used for passes over whole blocks of tokens (perplexity, the classification head), where it is
-    faster. Generation and label scoring run without it: autocast re-casts every frozen weight to
-    bf16 at every call, which makes token-by-token decoding several times slower than float32.
-    """
-    env = detect_environment()
-    enabled = model_device(model).type == "cpu" and env.bf16
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
 
 
 def _pad_id(tokenizer) -> int:
@@ -93,13 +81,17 @@ def generate(
     temperature: float = 0.0,
     top_p: float = 1.0,
     seed: int = 42,
+    streamer=None,
 ) -> list[str]:
     """Answers to prompts (chat messages without the answer, or plain text to continue), in input order.
 
     Greedy by default (deterministic); ``temperature > 0`` samples, seeded by ``seed``. Prompts are
     batched by length and left-padded. With ``labels``, decoding is constrained so that each answer
-    is exactly one label.
+    is exactly one label. A ``streamer`` (a transformers ``BaseStreamer``, e.g. ``TextStreamer``) gets the
+    prompt's ids, then each generated token id as it comes, then ``end()``; it follows a single prompt.
     """
+    if streamer is not None and len(prompts) != 1:
+        raise CourseError(f"A streamer follows one prompt; got {len(prompts)}.", "generate one prompt at a time when streaming.")
     trie = LabelTrie(tokenizer, labels) if labels else None
     if trie:
         max_new_tokens = trie.max_new_tokens
@@ -114,7 +106,7 @@ def generate(
     results: dict[int, str] = {}
     if uses_prefix_cache(model):
         for i in tqdm(order, desc=desc, disable=not progress, leave=False):
-            new = _decode_without_cache(model, encoded[i], max_new_tokens, tokenizer.eos_token_id, trie, temperature, top_p)
+            new = _decode_without_cache(model, encoded[i], max_new_tokens, tokenizer.eos_token_id, trie, temperature, top_p, streamer)
             results[i] = tokenizer.decode(new, skip_special_tokens=True).strip()
         return [results[i] for i in range(len(prompts))]
     batches = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
@@ -126,7 +118,7 @@ def generate(
             seq = encoded[i]
             ids[row, width - len(seq) :] = torch.tensor(seq)
             mask[row, width - len(seq) :] = 1
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"streamer": streamer} if streamer is not None else {}
         if trie:
             kwargs["prefix_allowed_tokens_fn"] = lambda _b, sent: trie.allowed(sent[width:].tolist())
         out = model.generate(
@@ -154,8 +146,11 @@ def uses_prefix_cache(model) -> bool:
 
 
 def _decode_without_cache(model, prompt: list[int], max_new_tokens: int, eos: int, trie: LabelTrie | None,
-                          temperature: float, top_p: float) -> list[int]:
-    """New token ids after ``prompt``: one full forward pass per token, with the logits processors ``generate`` uses."""
+                          temperature: float, top_p: float, streamer=None) -> list[int]:
+    """New token ids after ``prompt``: one full forward pass per token, with the logits processors ``generate`` uses.
+
+    A ``streamer`` gets what ``model.generate`` gives it: the prompt, each new token, then ``end()``.
+    """
     from transformers import LogitsProcessorList, PrefixConstrainedLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
 
     processors = LogitsProcessorList()
@@ -164,12 +159,18 @@ def _decode_without_cache(model, prompt: list[int], max_new_tokens: int, eos: in
     if temperature > 0:
         processors += [TemperatureLogitsWarper(temperature), TopPLogitsWarper(top_p)]
     ids = torch.tensor([prompt], device=model_device(model))
+    if streamer is not None:
+        streamer.put(ids.cpu())
     for _ in range(max_new_tokens):
         scores = processors(ids, model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[:, -1].float())
         token = torch.multinomial(scores.softmax(-1), 1) if temperature > 0 else scores.argmax(-1, keepdim=True)
         ids = torch.cat([ids, token], dim=1)
+        if streamer is not None:
+            streamer.put(token[0].cpu())
         if token.item() == eos:
             break
+    if streamer is not None:
+        streamer.end()
     return ids[0, len(prompt):].tolist()
 
 
@@ -233,17 +234,22 @@ def classify(
 
 @torch.no_grad()
 def text_nll(model, tokenizer, texts: Sequence[str], max_length: int = 256, batch_size: int = 8, progress: bool = True) -> list[tuple[float, int]]:
-    """Summed negative log-likelihood and number of predicted tokens of each text (cut into blocks of ``max_length``)."""
+    """Summed negative log-likelihood and number of predicted tokens of each text (cut into blocks of ``max_length``).
+
+    Runs under the device policy's autocast (:mod:`ftcourse.device`: the numerics of training), which is faster for passes
+    over whole blocks of tokens. Generation and label scoring run without it: on a CPU, autocast re-casts every frozen fp32
+    weight to bf16 at every call, which makes token-by-token decoding several times slower than float32.
+    """
     blocks = [(i, b) for i, text in enumerate(texts) for b in tokenize_text(tokenizer, [text], max_length)]
     if not blocks:
         raise CourseError("No text to compute perplexity on.", "pass non-empty texts.")
-    device = model_device(model)
+    device, policy = model_device(model), device_policy()
     model.eval()
     totals = [[0.0, 0] for _ in texts]
     for start in tqdm(range(0, len(blocks), batch_size), desc="Perplexity", disable=not progress, leave=False):
         chunk = blocks[start : start + batch_size]
         batch = collate([b for _, b in chunk], _pad_id(tokenizer))
-        with cpu_autocast(model):
+        with policy.autocast():
             logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device)).logits.float()
         shifted = batch["labels"][:, 1:].to(device)
         nll = torch.nn.functional.cross_entropy(logits[:, :-1].transpose(1, 2), shifted, ignore_index=-100, reduction="none").sum(1)

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ftcourse.device import DevicePolicy, device_policy
 from ftcourse.errors import CourseError
 from ftcourse.generation import Prompt, encode_prompt, generate
 from ftcourse.memory import track_peak
@@ -145,14 +146,21 @@ def sweep_batch_sizes(model, tokenizer, prompts: Sequence[Prompt], batch_sizes: 
             for b in tqdm(batch_sizes, desc="Batch sizes", disable=not kwargs.get("progress", True))]
 
 
-def time_call(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> list[float]:
-    """Seconds taken by ``fn()`` in each of ``repeats`` timed calls, after ``warmup`` untimed ones."""
+def time_call(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1, policy: DevicePolicy | None = None) -> list[float]:
+    """Seconds taken by ``fn()`` in each of ``repeats`` timed calls, after ``warmup`` untimed ones.
+
+    The device is synchronized before each clock read (``policy``, default :func:`ftcourse.device.device_policy`): a GPU
+    runs its kernels after the call that queues them returns, so an unsynchronized clock measures only their launch.
+    """
+    policy = policy or device_policy()
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
+        policy.synchronize()
         start = time.perf_counter()
         fn()
+        policy.synchronize()
         times.append(time.perf_counter() - start)
     return times
 

@@ -11,22 +11,23 @@ import json
 import os
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from ftcourse import paths
-from ftcourse.distributed import local_device_map, requested_sharding
+from ftcourse.device import DevicePolicy, device_policy
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_directory, atomic_write_json, file_lock, sha256_file
-from ftcourse.hardware import detect_environment, hub_offline
+from ftcourse.hardware import hub_offline
 
 __all__ = [
-    "adapter_base_model", "available_local_models", "check_weight_files", "count_parameters", "default_dtype",
-    "disable_progress_bars", "EMBEDDED_DIRNAME", "EMBEDDED_GGUF", "embedded_gguf_path", "embedded_model_dir",
-    "embedded_model_ready", "EMBEDDED_NAMES", "EMBEDDED_PACKAGE", "EMBEDDED_WHEEL", "ensure_embedded_model",
-    "is_adapter_dir", "load_model", "load_tokenizer", "Quantization", "quantization_config", "resolve_model",
+    "adapter_base_model", "available_local_models", "check_adapter_folder", "check_json_files", "check_weight_files",
+    "count_parameters", "disable_progress_bars", "EMBEDDED_DIRNAME", "EMBEDDED_GGUF", "embedded_gguf_path",
+    "embedded_model_dir", "embedded_model_ready", "EMBEDDED_NAMES", "EMBEDDED_PACKAGE", "EMBEDDED_WHEEL",
+    "ensure_embedded_model", "from_pretrained_kwargs", "is_adapter_dir", "load_model", "load_tokenizer", "Quantization",
+    "quantization_config", "resolve_model",
     "SOURCE_RECORD", "weightless_copy",
 ]
 
@@ -188,16 +189,12 @@ def _unknown_model(name: str, why: str) -> CourseError:
     )
 
 
-def default_dtype() -> torch.dtype:
-    """bf16 on GPUs that support it, fp16 on other GPUs, fp32 on CPU/MPS (bf16 there is autocast)."""
-    env = detect_environment()
-    if env.device == "cuda":
-        return torch.bfloat16 if env.bf16 else torch.float16
-    return torch.float32
+def quantization_config(kind: Quantization, settings=None, policy: DevicePolicy | None = None):
+    """A ``BitsAndBytesConfig`` for ``"4bit"`` (NF4, double quant) or ``"8bit"``; ``None`` for ``None``.
 
-
-def quantization_config(kind: Quantization, settings=None):
-    """A ``BitsAndBytesConfig`` for ``"4bit"`` (NF4, double quant) or ``"8bit"``; ``None`` for ``None``."""
+    The 4-bit compute and storage dtypes are the device policy's (:mod:`ftcourse.device`); a ``QuantizationSettings``
+    passed as ``settings`` sets the compute dtype instead.
+    """
     if kind is None:
         return None
     if kind not in ("4bit", "8bit"):
@@ -213,14 +210,15 @@ def quantization_config(kind: Quantization, settings=None):
         return BitsAndBytesConfig(load_in_8bit=True)
     from ftcourse.configs import QuantizationSettings
 
+    policy = policy or device_policy()
+    compute = getattr(torch, settings.bnb_4bit_compute_dtype) if settings else policy.compute_dtype_4bit
     settings = settings or QuantizationSettings()
     return BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type=settings.bnb_4bit_quant_type,
         bnb_4bit_use_double_quant=settings.bnb_4bit_use_double_quant,
-        bnb_4bit_compute_dtype=getattr(torch, settings.bnb_4bit_compute_dtype),
-        # FSDP and ZeRO-3 shard flat tensors of one dtype: store the packed 4-bit weights as the compute dtype (peft's QLoRA recipes)
-        **({"bnb_4bit_quant_storage": getattr(torch, settings.bnb_4bit_compute_dtype)} if requested_sharding() else {}),
+        bnb_4bit_compute_dtype=compute,
+        bnb_4bit_quant_storage=policy.storage_dtype_4bit,
     )
 
 
@@ -228,6 +226,7 @@ def load_tokenizer(name: str = "embedded", trust_remote_code: bool = False) -> P
     """Load the tokenizer for ``name``; sets ``pad_token = eos_token`` when the model has none."""
     source = resolve_model(name)
     if is_adapter_dir(source):
+        check_json_files(source)  # its tokenizer files are the base's: a damaged copy would be ignored
         source = adapter_base_model(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
@@ -240,7 +239,7 @@ def load_tokenizer(name: str = "embedded", trust_remote_code: bool = False) -> P
 
 
 def adapter_base_model(adapter_dir: str | Path) -> str:
-    config = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())
+    config = _read_json_file(Path(adapter_dir) / "adapter_config.json")
     base = config.get("base_model_name_or_path")
     if not base:
         raise CourseError(
@@ -248,6 +247,42 @@ def adapter_base_model(adapter_dir: str | Path) -> str:
             "add the base model's name or folder to that field, e.g. \"embedded\".",
         )
     return resolve_model(base)
+
+
+_DAMAGED_FIX = ("train the run again with overwrite=True (--overwrite on the command line) or resume it from its checkpoints "
+                "with resume=True; for a downloaded model, delete the folder and load it again.")
+
+
+def _read_json_file(file: Path):
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise CourseError(f"{file} is damaged: it is not valid JSON ({exc}).", _DAMAGED_FIX) from None
+
+
+def check_json_files(folder: str | Path) -> None:
+    """Raise a :class:`CourseError` naming a ``*.json`` file in ``folder`` (config, tokenizer, run record) that does not parse."""
+    for file in sorted(Path(folder).glob("*.json")):
+        _read_json_file(file)
+
+
+def check_adapter_folder(folder: str | Path) -> None:
+    """Refuse an adapter folder that would load a broken model: a JSON file that does not parse, a cut-short
+    ``*.safetensors`` file, or a weight holding NaN or infinity (a diverged run), each named in the :class:`CourseError`."""
+    from safetensors import safe_open
+
+    check_json_files(folder)
+    check_weight_files(folder)
+    for file in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(str(file), "pt") as weights:
+            for key in weights.keys():
+                tensor = weights.get_tensor(key)
+                if tensor.is_floating_point() and not (finite := torch.isfinite(tensor)).all():
+                    raise CourseError(
+                        f"{file} holds non-finite weights: {key} has {int((~finite).sum()):,} NaN or infinite values of "
+                        f"{tensor.numel():,} (most likely the run that wrote it diverged); its answers would be garbage.",
+                        "train it again with a lower learning rate (overwrite=True, --overwrite on the command line).",
+                    )
 
 
 def check_weight_files(folder: str | Path) -> None:
@@ -264,8 +299,7 @@ def check_weight_files(folder: str | Path) -> None:
         except Exception as exc:  # SafetensorError (bad header, cut short) or OSError
             raise CourseError(
                 f"{file} is damaged ({exc}): the file was cut short or overwritten (a full disk, an interrupted copy or download).",
-                "train the run again with overwrite=True (--overwrite on the command line) or resume it from its checkpoints "
-                "with resume=True; for a downloaded model, delete the folder and load it again.",
+                _DAMAGED_FIX,
             ) from None
 
 
@@ -280,41 +314,59 @@ def disable_progress_bars() -> None:
     datasets.disable_progress_bars()
 
 
+def from_pretrained_kwargs(quantization: Quantization = None, dtype: str | torch.dtype = "auto", trust_remote_code: bool = False,
+                           device_map: str | dict | None = None, policy: DevicePolicy | None = None) -> dict[str, Any]:
+    """The keyword arguments :func:`load_model` passes to ``from_pretrained``.
+
+    ``dtype="auto"`` is the policy's frozen-weights dtype. A device map is passed only where the weights must be placed
+    while loading: ``device_map`` when given, this rank's GPU under a plain multi-process launch, the policy's device for
+    a quantized model (bitsandbytes quantizes as it places); never under FSDP or ZeRO-3, whose launcher shards the model.
+    """
+    policy = policy or device_policy()
+    torch_dtype = policy.weights_dtype if dtype == "auto" else (getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+    kwargs: dict[str, Any] = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
+    if quantization is not None:
+        kwargs["quantization_config"] = quantization_config(quantization, policy=policy)
+    device_map = device_map or policy.device_map
+    if device_map is None and quantization is not None and not policy.shards_weights:
+        device_map = {"": str(policy.device)}
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    return kwargs
+
+
 def load_model(
     name: str = "embedded",
     quantization: Quantization = None,
     dtype: str | torch.dtype = "auto",
     trust_remote_code: bool = False,
     device_map: str | dict | None = None,
+    policy: DevicePolicy | None = None,
 ) -> PreTrainedModel:
     """Load a causal LM by course name, Hub id, local folder or adapter folder (safetensors only).
 
-    ``quantization`` is ``None``, ``"4bit"`` (NF4 + double quantization) or ``"8bit"``;
-    ``dtype="auto"`` picks :func:`default_dtype`. An adapter folder returns a ``PeftModel``
-    on the base model named in its ``adapter_config.json``.
+    ``quantization`` is ``None``, ``"4bit"`` (NF4 + double quantization) or ``"8bit"``; ``dtype="auto"`` is the frozen-weights
+    dtype of ``policy`` (default: :func:`ftcourse.device.device_policy`). The model is placed where the policy says, explicitly:
+    by ``from_pretrained``'s device map where :func:`from_pretrained_kwargs` passes one, else moved to ``policy.device``
+    after loading (the CPU, the GPU or MPS) — except under FSDP or ZeRO-3, where it stays where it loaded for the launcher
+    to shard. An adapter folder returns a ``PeftModel`` on the base model named in its ``adapter_config.json``.
     """
     source = resolve_model(name)
     adapter = source if is_adapter_dir(source) else None
     if adapter:
-        check_weight_files(adapter)
+        check_adapter_folder(adapter)
         source = adapter_base_model(adapter)
     if Path(source).is_dir():
         check_weight_files(source)
-    torch_dtype = default_dtype() if dtype == "auto" else (getattr(torch, dtype) if isinstance(dtype, str) else dtype)
-    kwargs = dict(dtype=torch_dtype, trust_remote_code=trust_remote_code, use_safetensors=True)
-    device_map = device_map or local_device_map()  # under torchrun / accelerate launch: this rank's GPU
-    if quantization is not None:
-        kwargs["quantization_config"] = quantization_config(quantization)
-        kwargs["device_map"] = device_map or ("auto" if torch.cuda.is_available() else "cpu")
-    elif device_map is not None:
-        kwargs["device_map"] = device_map
+    policy = policy or device_policy()
+    kwargs = from_pretrained_kwargs(quantization, dtype, trust_remote_code, device_map, policy)
     try:
         AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except OSError as exc:
         raise _unknown_model(name, str(exc).splitlines()[0]) from None
-    if quantization is None and device_map is None and torch.cuda.is_available():
-        model = model.to("cuda")
+    if "device_map" not in kwargs and not policy.shards_weights:
+        model.to(policy.device)
     if adapter:
         from peft import PeftModel
 

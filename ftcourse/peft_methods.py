@@ -5,7 +5,8 @@
 ``target_modules`` resolve per architecture: a list of layer names, ``"all-linear"``, or
 ``"auto"``/``None`` for PEFT's default for the model type (``q_proj``/``v_proj`` on Llama, OPT and
 Qwen2, ``c_attn`` on GPT-2, ``query_key_value`` on GPT-NeoX). A name that matches no layer is a
-:class:`~ftcourse.errors.CourseError` listing the model's linear layers.
+:class:`~ftcourse.errors.CourseError` listing the model's linear layers. A LoRA rank above the smallest target
+layer's input or output size is refused before PEFT allocates the adapter.
 """
 
 from __future__ import annotations
@@ -58,6 +59,16 @@ def linear_layer_names(model: torch.nn.Module) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if name and _is_linear(module)})
 
 
+def _adaptable_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """The layers ``target_modules`` may name, by full name: linear layers and embeddings."""
+    return {n: m for n, m in model.named_modules() if n and (_is_linear(m) or isinstance(m, torch.nn.Embedding))}
+
+
+def _matches(name: str, target: str) -> bool:
+    """Whether a layer's full name matches a ``target_modules`` entry by its last path components, as PEFT matches it."""
+    return name == target or name.endswith("." + target)
+
+
 def _model_type(model: torch.nn.Module) -> str:
     return getattr(getattr(model, "config", None), "model_type", "")
 
@@ -80,8 +91,8 @@ def resolve_target_modules(model: torch.nn.Module, requested: Sequence[str] | st
             )
         return list(default)
     requested = [requested] if isinstance(requested, str) else list(requested)
-    adaptable = [n for n, m in model.named_modules() if n and (_is_linear(m) or isinstance(m, torch.nn.Embedding))]
-    missing = [t for t in requested if not any(n == t or n.endswith("." + t) for n in adaptable)]
+    adaptable = _adaptable_layers(model)
+    missing = [t for t in requested if not any(_matches(n, t) for n in adaptable)]
     if missing:
         raise CourseError(
             f"target_modules {missing} match no linear layer of this {_model_type(model) or 'model'}.",
@@ -90,12 +101,45 @@ def resolve_target_modules(model: torch.nn.Module, requested: Sequence[str] | st
     return requested
 
 
+def _layer_sizes(module: torch.nn.Module) -> tuple[int, int]:
+    """(input, output) size of an adaptable layer (GPT-2's ``Conv1D`` stores its weight as input × output)."""
+    if isinstance(module, torch.nn.Embedding):
+        return module.num_embeddings, module.embedding_dim
+    if isinstance(module, Conv1D):
+        return module.weight.shape[0], module.nf
+    return module.in_features, module.out_features
+
+
+def _low_rank_targets(model: torch.nn.Module, settings: LoraSettings) -> list[str] | str:
+    """The resolved ``target_modules``, after checking that ``settings.r`` fits the smallest target layer.
+
+    A rank above a layer's min(input, output) adds parameters but no capacity (the rank of B·A is at most that); refused
+    here, before PEFT allocates r × (input + output) weights per layer.
+    """
+    targets = resolve_target_modules(model, settings.target_modules)
+    layers = _adaptable_layers(model)
+    if targets == "all-linear":  # as PEFT: every linear layer but the output head
+        head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        chosen = {n: m for n, m in layers.items() if _is_linear(m) and m is not head}
+    else:
+        chosen = {n: m for n, m in layers.items() if any(_matches(n, t) for t in targets)}
+    sizes = {n: _layer_sizes(m) for n, m in chosen.items()}
+    name = min(sizes, key=lambda n: min(sizes[n]), default=None)
+    if name is not None and settings.r > min(sizes[name]):
+        inputs, outputs = sizes[name]
+        raise CourseError(
+            f"LoRA rank r={settings.r} is larger than the smallest target layer ({name.rsplit('.', 1)[-1]}: {inputs} inputs, {outputs} outputs).",
+            f"use r <= {min(inputs, outputs)}: a rank above min(inputs, outputs) adds weights but no capacity.",
+        )
+    return targets
+
+
 def _lora(model, settings: LoraSettings, use_dora: bool = False, use_rslora: bool = False, **_) -> LoraConfig:
     return LoraConfig(
         r=settings.r,
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
-        target_modules=resolve_target_modules(model, settings.target_modules),
+        target_modules=_low_rank_targets(model, settings),
         bias=settings.bias,
         fan_in_fan_out=any(isinstance(m, Conv1D) for m in model.modules()),  # GPT-2 stores weights transposed
         use_dora=use_dora,
@@ -112,7 +156,7 @@ def _adalora(model, settings: LoraSettings, total_steps: int = 100, **_) -> AdaL
         target_r=max(1, settings.r // 2),
         lora_alpha=settings.lora_alpha,
         lora_dropout=settings.lora_dropout,
-        target_modules=resolve_target_modules(model, settings.target_modules),
+        target_modules=_low_rank_targets(model, settings),
         tinit=max(1, total_steps // 10),
         tfinal=max(1, total_steps // 5),
         deltaT=max(1, total_steps // 20),

@@ -3,11 +3,12 @@
 Each check returns a :class:`Check`; :func:`run_preflight` prints them and raises a
 :class:`~ftcourse.errors.CourseError` naming the fix when one fails. :func:`training_checks`
 is the list :func:`ftcourse.train.fine_tune` runs; :class:`ParameterChangeCheck` runs after
-the first optimizer steps.
+the first optimizer steps, and :class:`FiniteTrainingCheck` after every step (a diverged run stops, unsaved).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,12 +17,13 @@ import torch
 from transformers import TrainerCallback
 
 from ftcourse.errors import CourseError
-from ftcourse.memory import available_memory, estimate_training_memory
+from ftcourse.memory import available_memory, training_memory
 from ftcourse.tokenization import IGNORE_INDEX, prompt_ids
 
 __all__ = [
     "Check", "check_eos_trained", "check_label_mask", "check_memory", "check_pad_token", "check_sequence_length",
-    "check_template_parity", "MAX_TRUNCATED_SHARE", "ParameterChangeCheck", "run_preflight", "training_checks",
+    "check_template_parity", "FiniteTrainingCheck", "MAX_TRUNCATED_SHARE", "ParameterChangeCheck", "run_preflight",
+    "training_checks",
 ]
 
 MAX_TRUNCATED_SHARE = 0.05
@@ -98,8 +100,9 @@ def check_sequence_length(examples: Sequence[dict[str, Any]], max_length: int) -
 
 
 def check_memory(model: torch.nn.Module, batch_size: int, seq_length: int, available: int | None = None, gradient_checkpointing: bool = False) -> Check:
-    """The estimated training memory fits in 90% of what is available (GPU memory on CUDA, else RAM)."""
-    need = estimate_training_memory(model, batch_size, seq_length, gradient_checkpointing)
+    """The estimated training memory (:func:`~ftcourse.memory.training_memory`) fits in 90% of what is available (GPU memory
+    on CUDA, else RAM)."""
+    need = training_memory(model, batch_size=batch_size, seq_length=seq_length, gradient_checkpointing=gradient_checkpointing).total
     have = available_memory() if available is None else available
     ok = need < 0.9 * have
     return Check("memory", ok, f"estimated {need / 2**30:.2f} GiB needed, {have / 2**30:.2f} GiB available",
@@ -201,3 +204,65 @@ class ParameterChangeCheck(TrainerCallback):
             if not self.result.ok:
                 raise CourseError(f"Check '{self.result.name}' failed: {self.result.message}.", self.result.fix)
         return control
+
+
+def _local(tensor: torch.Tensor) -> torch.Tensor:
+    """This process's part of a sharded (FSDP2) tensor; the tensor itself otherwise."""
+    return tensor.to_local() if hasattr(tensor, "to_local") else tensor
+
+
+def _first_non_finite(named: Iterable[tuple[str, torch.Tensor]]) -> tuple[str, torch.Tensor] | None:
+    """The first (name, tensor) holding a NaN or infinity; one device sync when all are finite."""
+    named = [(n, _local(t).detach()) for n, t in named if t is not None and t.is_floating_point()]
+    if not named or torch.stack([torch.isfinite(t).all() for _, t in named]).all():
+        return None
+    return next((n, t) for n, t in named if not torch.isfinite(t).all())
+
+
+def _on_any_rank(found: bool, device: torch.device) -> bool:
+    """``found`` on any process of a launch (each one then stops, so none waits for the others)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return found
+    flag = torch.tensor([float(found)], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
+class FiniteTrainingCheck(TrainerCallback):
+    """Stop training with a :class:`CourseError` at the first NaN or infinity in a logged loss, a gradient or a weight.
+
+    The Trainer replaces a non-finite loss by the running mean when it logs (``logging_nan_inf_filter``), so a run
+    whose weights turned to NaN would otherwise log plausible losses and be saved as finished. Checked: the gradients
+    before each optimizer step (not under fp16, whose loss scaler skips such steps itself), the trainable weights after
+    it (before any checkpoint of that step is written) and every logged loss. Nothing is saved as a run.
+    """
+
+    def _stop(self, args, step: int, what: str) -> None:
+        raise CourseError(
+            f"Training stopped at step {step}: {what}. The run diverged (learning rate {args.learning_rate:g}); nothing was saved as a run.",
+            "lower the learning rate (each method's default is in ftcourse.peft_methods), or use bf16/fp32 instead of fp16; "
+            f"checkpoints written before this step, if any, are in {args.output_dir}.",
+        )
+
+    def _check(self, args, step: int, named: Iterable[tuple[str, torch.Tensor]], kind: str) -> None:
+        bad = _first_non_finite(named)
+        if _on_any_rank(bad is not None, args.device):
+            if bad is None:
+                self._stop(args, step, f"another process found a NaN or infinite {kind}")
+            name, tensor = bad
+            count = int((~torch.isfinite(tensor)).sum())
+            self._stop(args, step, f"the {kind} of {name} holds {count:,} NaN or infinite values of {tensor.numel():,}")
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if not args.fp16:
+            self._check(args, state.global_step + 1, ((n, p.grad) for n, p in model.named_parameters() if p.requires_grad), "gradient")
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        self._check(args, state.global_step, ((n, p) for n, p in model.named_parameters() if p.requires_grad), "weight")
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        bad = {k: v for k, v in (logs or {}).items() if k.endswith("loss") and isinstance(v, float) and not math.isfinite(v)}
+        if bad:
+            self._stop(args, state.global_step, ", ".join(f"the logged {k} is {v}" for k, v in bad.items()))

@@ -17,6 +17,7 @@ from ftcourse.data import (
     CourseDataset,
     DataError,
     check_label_coverage,
+    check_split_sizes,
     conflicting_duplicates,
     display_path,
     drop_duplicates,
@@ -80,6 +81,7 @@ def prepare_dataset(
     if drop_dupes:
         data = drop_duplicates(data)
     parts = split_dataset(data, validation=validation, test=0.0 if test_file else test, seed=seed)
+    check_split_sizes(data, parts, {"validation": validation, "test": 0.0 if test_file else test})
     if test_file:
         parts["test"] = read_dataset(test_file, fmt=data.fmt, labels=explicit)
     if data.fmt == "classification":
@@ -97,11 +99,12 @@ def prepare_dataset(
         "distribution": {name: dict(sorted(Counter(r.get(key) for r in part.records).items(), key=lambda kv: str(kv[0]))) for name, part in parts.items()} if key else {},
         "duplicates": [list(p) for p in duplicates], "conflicting_duplicates": [list(p) for p in conflicting], "duplicates_dropped": drop_dupes,
         "leakage_lines": leakage, "leakage_dropped": drop_leakage, "splits_dir": display_path(splits_dir),
+        **({"notes": data.notes} if data.notes else {}),  # normalisations applied while reading (labels stripped)
     }
     files = {**{splits_dir / f"{name}.jsonl": jsonl_text(part.records) for name, part in parts.items()},
              **{output_dir / f"{name}.jsonl": jsonl_text(records) for name, records in processed.items()},
              output_dir / "dataset_info.json": json.dumps(info, indent=2, ensure_ascii=False) + "\n"}
-    write_outputs(files, overwrite)
+    write_outputs(files, overwrite, inputs=[input_file, test_file])
     info["written"] = [display_path(p) for p in files]
     if tokenizer is not None:
         info["token_lengths"] = {name: token_lengths(tokenizer, recs, max_seq_length, packing) for name, recs in processed.items()}
@@ -134,6 +137,7 @@ def format_summary(info: dict[str, Any]) -> str:
     ]
     if info.get("labels"):
         lines.append(f"  labels ({len(info['labels'])}): {', '.join(info['labels'])}")
+    lines += [f"  normalised: {note}" for note in info.get("notes", [])]
     if info["distribution"]:
         values = sorted({v for dist in info["distribution"].values() for v in dist}, key=str)
         width = max(len(str(v)) for v in values)

@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, fields, replace
+from functools import cache
 
-from ftcourse.configs import check_fields
+from pydantic import Field
+
+from ftcourse.configs import Count, CourseSettings, Real, Steps
 from ftcourse.errors import CourseError
 from ftcourse.hardware import detect_environment, hub_offline, table
 
-__all__ = ["get_profile", "GPU_ONLINE_MODEL", "Profile", "PROFILES"]
+__all__ = ["get_profile", "GPU_ONLINE_MODEL", "gpu_profile_model", "hub_reachable", "Profile", "PROFILES"]
 
 
-@dataclass(frozen=True)
-class Profile:
+class Profile(CourseSettings):
     """The sizes a notebook runs at. Every field can be overridden: ``get_profile("cpu", max_steps=50)``."""
 
-    name: str
-    model: str
-    max_steps: int  # optimizer steps per training run; -1 means "train num_epochs"
-    num_epochs: float
-    batch_size: int
-    gradient_accumulation_steps: int
-    max_seq_length: int
-    n_train: int | None  # training examples used (None: all)
-    n_eval: int | None  # evaluation examples used (None: all)
-    eval_batch_size: int
-
-    def __post_init__(self):
-        check_fields(self)
+    name: str = Field(strict=True)
+    model: str = Field(strict=True)
+    max_steps: Steps  # optimizer steps per training run; -1 means "train num_epochs"
+    num_epochs: Real = Field(gt=0, description="greater than 0")
+    batch_size: Count
+    gradient_accumulation_steps: Count
+    max_seq_length: Count
+    n_train: Count | None = Field(description="at least 1 (or None: all)")  # training examples used
+    n_eval: Count | None = Field(description="at least 1 (or None: all)")  # evaluation examples used
+    eval_batch_size: Count
 
     def __str__(self) -> str:
-        return table(f"Profile '{self.name}'", dataclasses.asdict(self))
+        return table(f"Profile '{self.name}'", self.model_dump())
 
 
 PROFILES: dict[str, Profile] = {
@@ -49,12 +46,37 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
-#: The larger model the ``gpu`` profile uses when the Hugging Face Hub is reachable.
+#: The larger model the ``gpu`` profile uses when it can be loaded: in the local Hugging Face cache, or the Hub reachable.
 GPU_ONLINE_MODEL = "HuggingFaceTB/SmolLM2-360M-Instruct"
 
 
+@cache
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Whether the Hugging Face Hub answers for :data:`GPU_ONLINE_MODEL` within ``timeout`` seconds (asked once per process)."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+    try:
+        get_hf_file_metadata(hf_hub_url(GPU_ONLINE_MODEL, "config.json"), timeout=timeout)
+    except Exception:  # offline, no route, a timeout, a proxy's error page: not reachable
+        return False
+    return True
+
+
+def gpu_profile_model() -> str:
+    """The ``gpu`` profile's model: :data:`GPU_ONLINE_MODEL` when its weights are in the local Hugging Face cache or the
+    Hub is reachable (never asked under ``HF_HUB_OFFLINE=1``), else ``embedded``."""
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = all(isinstance(try_to_load_from_cache(GPU_ONLINE_MODEL, f), str) for f in ("config.json", "model.safetensors"))
+    return GPU_ONLINE_MODEL if cached or (not hub_offline() and hub_reachable()) else "embedded"
+
+
 def get_profile(name: str = "auto", **overrides) -> Profile:
-    """Return a named profile (``auto`` picks ``gpu`` on CUDA, else ``cpu``), with fields overridden."""
+    """Return a named profile (``auto`` picks ``gpu`` on CUDA, else ``cpu``), with fields overridden.
+
+    An override of ``None`` keeps the profile's value: ``get_profile("gpu", model=None)`` uses the ``gpu`` profile's
+    model (:func:`gpu_profile_model`), as every notebook's ``model_name = None`` does.
+    """
     if isinstance(name, Profile):
         base = name
     else:
@@ -66,14 +88,8 @@ def get_profile(name: str = "auto", **overrides) -> Profile:
                 f"Unknown profile {name!r}.", f"use one of: {', '.join([*PROFILES, 'auto'])}."
             )
         base = PROFILES[key]
-        if key == "gpu" and not hub_offline() and "model" not in overrides:
-            base = replace(base, model=GPU_ONLINE_MODEL)
-    valid = {f.name for f in fields(Profile)}
-    unknown = sorted(set(overrides) - valid)
-    if unknown:
-        raise CourseError(
-            f"Unknown profile field(s): {', '.join(unknown)}.", f"valid fields are: {', '.join(sorted(valid))}."
-        )
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        if key == "gpu" and overrides.get("model") is None:
+            base = base.replace(model=gpu_profile_model())
+    return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 

@@ -16,14 +16,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
 from transformers import AutoTokenizer, PreTrainedModel
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftcourse import paths
 from ftcourse.configs import LoraSettings, TrainingSettings, settings_dict
+from ftcourse.distributed import world_info
 from ftcourse.errors import CourseError
-from ftcourse.fileio import atomic_directory, atomic_write_json, ensure_writable_dir
-from ftcourse.models import check_weight_files, load_model
+from ftcourse.fileio import atomic_directory, atomic_write_json, ensure_writable_dir, lock_holder, release_file_lock, try_file_lock
+from ftcourse.models import check_adapter_folder, check_json_files, check_weight_files, load_model
 from ftcourse.peft_methods import get_method
 from ftcourse.preflight import Check
 
@@ -98,21 +100,55 @@ def plan_run(run_name: str, fingerprint: str, output_root: str | Path | None = N
     ckpt_root = Path(checkpoint_root) if checkpoint_root else (Path(output_root) / "checkpoints" if output_root else paths.checkpoints_dir())
     if ckpt_root.resolve() in (run_dir.parent.resolve(), run_dir.resolve()):
         raise CourseError(f"Checkpoints and saved runs would share the folder {ckpt_root}.", "give checkpoint_root and output_root different folders, or choose another run_name.")
-    if run_dir.exists() and not overwrite and not (run_dir / RUN_RECORD).exists():
-        raise CourseError(f"{run_dir} exists and was not written by ftcourse; not overwriting it.", "choose another run_name, or pass overwrite=True.")
-    if not overwrite and read_json(run_dir / RUN_RECORD).get("fingerprint") not in (None, fingerprint):
-        kept = f"{run_name}-{fingerprint}"
-        if resume and not (ckpt_root / kept).is_dir():
-            raise CourseError(f"The saved run in {run_dir} belongs to a run with different data or settings: nothing of this run to resume.",
-                              f"resume with that run's settings and data, start fresh with resume=False (saved as {kept}), or pass overwrite=True.")
-        if not keep_both:
-            raise CourseError(f"{run_dir} already holds a run trained with other settings or data; not replacing it.",
-                              "choose another run_name to keep both, or pass overwrite=True to replace it.")
-        print(f"{run_dir} holds a run with other settings; keeping it and saving this run as {kept} (overwrite=True would replace it).")
-        run_name, run_dir = kept, run_dir.with_name(kept)
     ensure_writable_dir(run_dir.parent, "output_root")  # before the model loads, not after training
-    ensure_writable_dir(ckpt_root, "checkpoint_root")
+    lock = _lock_run(run_dir) if world_info().is_main else None  # the main process of a launch writes the run
+    try:
+        if run_dir.exists() and not overwrite and not (run_dir / RUN_RECORD).exists():
+            raise CourseError(f"{run_dir} exists and was not written by ftcourse; not overwriting it.", "choose another run_name, or pass overwrite=True.")
+        if not overwrite and read_json(run_dir / RUN_RECORD).get("fingerprint") not in (None, fingerprint):
+            kept = f"{run_name}-{fingerprint}"
+            if resume and not (ckpt_root / kept).is_dir():
+                raise CourseError(f"The saved run in {run_dir} belongs to a run with different data or settings: nothing of this run to resume.",
+                                  f"resume with that run's settings and data, start fresh with resume=False (saved as {kept}), or pass overwrite=True.")
+            if not keep_both:
+                raise CourseError(f"{run_dir} already holds a run trained with other settings or data; not replacing it.",
+                                  "choose another run_name to keep both, or pass overwrite=True to replace it.")
+            print(f"{run_dir} holds a run with other settings; keeping it and saving this run as {kept} (overwrite=True would replace it).")
+            run_name, run_dir = kept, run_dir.with_name(kept)
+        ensure_writable_dir(ckpt_root, "checkpoint_root")
+    except BaseException:
+        if lock:
+            release_file_lock(_RUN_LOCKS.pop(lock)[0])
+        raise
+    if lock:
+        _RUN_LOCKS[lock] = (_RUN_LOCKS[lock][0], run_dir.absolute())  # released when save_run has written run_dir
     return RunPlan(run_name, run_dir, ckpt_root, fingerprint)
+
+
+#: The run-folder locks this process holds: lock file -> (lock, the run folder it will write).
+_RUN_LOCKS: dict[Path, tuple[FileLock, Path]] = {}
+
+
+def _lock_run(run_dir: Path) -> Path:
+    """Hold the lock of ``run_dir`` (``.<name>.lock`` beside it) until :func:`save_run` has written the run.
+
+    A second process that plans a run into the same folder is refused, not made to wait: the first may train for hours,
+    and what it saves decides what the second should do (reuse it, keep both, replace it). The same process may plan
+    again (a run that stopped, started again in the same notebook kernel).
+    """
+    path = (run_dir.parent / f".{run_dir.name}.lock").absolute()
+    if path in _RUN_LOCKS:
+        return path
+    lock = try_file_lock(path)
+    if lock is None:
+        raise CourseError(
+            f"{run_dir} is being trained right now by {lock_holder(path)}; two trainings into one run folder would replace each other.",
+            "wait for that training to finish, then run again (reuse=True picks up its run), or choose another run_name "
+            "(--run_name) or output folder. A notebook kernel whose training stopped holds its run folder until it trains "
+            "again or is restarted.",
+        )
+    _RUN_LOCKS[path] = (lock, run_dir.absolute())
+    return path
 
 
 def reusable_run(run_name: str, fingerprint: str, output_root: str | Path | None = None) -> Path | None:
@@ -176,11 +212,12 @@ def load_run(run_dir: str | Path, model: PreTrainedModel | None = None) -> RunRe
     from peft import PeftModel
 
     run_dir = Path(run_dir)
-    record = read_json(run_dir / RUN_RECORD)
-    if not record:
+    if not is_run_dir(run_dir):
         raise CourseError(f"{run_dir} is not a saved ftcourse run (no {RUN_RECORD}).", "train it first with fine_tune(), or pass the right folder.")
+    check_json_files(run_dir)  # the run record, adapter config and tokenizer files parse, or the damaged one is named
+    record = read_json(run_dir / RUN_RECORD)
     spec = get_method(record["method"])
-    check_weight_files(run_dir)
+    (check_weight_files if spec.name == "full" else check_adapter_folder)(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(str(run_dir))  # the tokenizer the run trained with
     tokenizer.padding_side = "right"
     if spec.name == "full":
@@ -212,4 +249,8 @@ def save_run(run_dir: Path, model, tokenizer, model_name: str, metrics: dict, re
         if get_method(record["method"]).low_rank:
             atomic_write_json(tmp / "lora_config.json", record["lora"])
         atomic_write_json(tmp / RUN_RECORD, record)
+    for path, (lock, guarded) in list(_RUN_LOCKS.items()):
+        if guarded == run_dir.absolute():
+            release_file_lock(lock)
+            del _RUN_LOCKS[path]
     print(f"Saved the run to {run_dir}")

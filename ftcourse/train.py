@@ -5,7 +5,8 @@ Course defaults, each measured on the embedded model (see ``benchmarks/README.md
 * completion-only loss from the label mask (EOS trained even when pad == EOS);
 * dynamic padding, batches grouped by length (less padding);
 * the LM head runs only at positions that have a label (``fast_loss``);
-* bf16 autocast where the hardware supports it (CPUs with AVX512-BF16/AMX included);
+* mixed precision as :mod:`ftcourse.device` decides: bf16 autocast where the hardware supports it (CPUs with
+  AVX512-BF16/AMX included), fp16 with a gradient scaler on older GPUs, trainable weights in fp32;
 * gradient checkpointing only when the memory estimate needs it (it costs a recomputed forward);
 * a learning rate per method; everything seeded.
 
@@ -24,35 +25,33 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 from transformers import PreTrainedModel, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from ftcourse.configs import LoraSettings, TrainingSettings, settings_dict
+from ftcourse.device import DevicePolicy, device_policy
 from ftcourse.distributed import check_launch
 from ftcourse.errors import CourseError
-from ftcourse.generation import cpu_autocast, model_device
-from ftcourse.hardware import detect_environment
-from ftcourse.memory import available_memory, estimate_training_memory, track_peak, unpack_cpu_4bit
-from ftcourse.models import count_parameters, default_dtype, load_model, load_tokenizer, resolve_model
+from ftcourse.generation import model_device
+from ftcourse.memory import available_memory, track_peak, training_memory, unpack_cpu_4bit
+from ftcourse.models import count_parameters, load_model, load_tokenizer
 from ftcourse.peft_methods import Method, build_peft_config, get_method
-from ftcourse.preflight import Check, ParameterChangeCheck, run_preflight, training_checks
+from ftcourse.preflight import Check, FiniteTrainingCheck, ParameterChangeCheck, run_preflight, training_checks
 from ftcourse.profiles import Profile
 from ftcourse.runs import RunPlan, RunResult, checkpoint_folder, load_run, plan_run, reusable_run, run_fingerprint, save_run
 from ftcourse.tokenization import IGNORE_INDEX, collate, tokenize_records
 
 __all__ = [
-    "build_trainer", "completion_loss", "CourseTrainer", "EAGER_ATTENTION_MAX_LENGTH", "example_text", "fine_tune",
-    "head_predict", "prepare_model", "REPORT_TO", "resolve_report_to", "settings_from_profile", "supports_fast_loss",
-    "tokenize_data", "train_classification_head", "training_arguments", "training_attention", "TrainingData",
-    "warmup_steps",
+    "build_trainer", "completion_loss", "CourseTrainer", "EAGER_ATTENTION_MAX_LENGTH", "fine_tune", "prepare_model",
+    "REPORT_TO", "resolve_report_to", "settings_from_profile", "supports_fast_loss", "tokenize_data", "training_arguments",
+    "training_attention", "TrainingData", "warmup_steps",
 ]
 
 
@@ -74,7 +73,7 @@ def settings_from_profile(profile: Profile, **overrides: Any) -> TrainingSetting
         max_seq_length=profile.max_seq_length,
         logging_steps=max(1, min(10, profile.max_steps // 10 if profile.max_steps > 0 else 10)),
     )
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+    return base.replace(**{k: v for k, v in overrides.items() if v is not None})
 
 
 @contextmanager
@@ -193,13 +192,16 @@ def _total_steps(n_examples: int, settings: TrainingSettings) -> int:
 
 
 def prepare_model(model: str | PreTrainedModel, spec: Method, lora: LoraSettings, data: TrainingData, batch_size: int,
-                  init_text: str | None = None, gradient_checkpointing: bool | None = None) -> tuple[PreTrainedModel, bool]:
-    """Load the base (4-bit for QLoRA), wrap it with the method's adapter (every weight trainable for ``full``), and switch
-    gradient checkpointing on when asked or when the memory estimate needs it. Returns the model and that choice."""
+                  init_text: str | None = None, gradient_checkpointing: bool | None = None,
+                  policy: DevicePolicy | None = None) -> tuple[PreTrainedModel, bool]:
+    """Load the base (4-bit for QLoRA), wrap it with the method's adapter (every weight trainable for ``full``), keep the
+    trainable weights in the policy's ``trainable_dtype`` (fp32), and switch gradient checkpointing on when asked or when
+    the memory estimate needs it. Returns the model and that choice."""
     from peft import get_peft_model, prepare_model_for_kbit_training
 
+    policy = policy or device_policy()
     if isinstance(model, str):
-        model = load_model(model, quantization=spec.quantization)
+        model = load_model(model, quantization=spec.quantization, policy=policy)
     if spec.quantization and not getattr(model, "is_quantized", False):
         raise CourseError(f"Method {spec.name!r} needs a {spec.quantization} base model.",
                           f"load it with load_model(name, quantization={spec.quantization!r}), or pass the model name instead of a model.")
@@ -212,6 +214,10 @@ def prepare_model(model: str | PreTrainedModel, spec: Method, lora: LoraSettings
         model.requires_grad_(True)
     else:
         model = get_peft_model(model, config)
+    if not policy.shards_weights:  # FSDP (through accelerate) and DeepSpeed keep fp32 master weights of sharded parameters themselves
+        for p in model.parameters():
+            if p.requires_grad and p.dtype != policy.trainable_dtype:
+                p.data = p.data.to(policy.trainable_dtype)
     checkpointing = _use_gradient_checkpointing(gradient_checkpointing, model, batch_size, data.longest)
     if checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -225,9 +231,9 @@ def _use_gradient_checkpointing(requested: bool | None, model, batch_size: int, 
     if requested is not None:
         return requested
     have = 0.9 * available_memory()
-    if estimate_training_memory(model, batch_size, longest) < have:
+    if training_memory(model, batch_size=batch_size, seq_length=longest).total < have:
         return False
-    if estimate_training_memory(model, batch_size, longest, gradient_checkpointing=True) < have:
+    if training_memory(model, batch_size=batch_size, seq_length=longest, gradient_checkpointing=True).total < have:
         print("Gradient checkpointing on: the memory estimate does not fit without it.")
         return True
     return False
@@ -239,9 +245,14 @@ def warmup_steps(settings: TrainingSettings, total_steps: int) -> int:
 
 
 def training_arguments(plan: RunPlan, settings: TrainingSettings, spec: Method, total_steps: int, has_eval: bool,
-                       report_to: str = "none", progress: bool = True, group_by_length: bool = True) -> TrainingArguments:
-    """The ``TrainingArguments`` of a run: the course's settings, the method's learning rate, the machine's precision."""
-    env = detect_environment()
+                       report_to: str = "none", progress: bool = True, group_by_length: bool = True,
+                       policy: DevicePolicy | None = None) -> TrainingArguments:
+    """The ``TrainingArguments`` of a run: the course's settings, the method's learning rate, the policy's precision
+    (:meth:`ftcourse.device.DevicePolicy.training_flags`).
+
+    Build them before a model is loaded by name: under DeepSpeed ZeRO-3 they register the config that makes
+    ``from_pretrained`` load each rank's shard only."""
+    flags = (policy or device_policy()).training_flags()
     return TrainingArguments(  # under a launcher this joins the process group (gloo on CPU: use_cpu)
         output_dir=str(plan.checkpoint_dir), per_device_train_batch_size=settings.batch_size, per_device_eval_batch_size=settings.batch_size * 2,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
@@ -249,7 +260,7 @@ def training_arguments(plan: RunPlan, settings: TrainingSettings, spec: Method, 
         warmup_steps=warmup_steps(settings, total_steps), weight_decay=settings.weight_decay, num_train_epochs=settings.num_epochs,
         max_steps=settings.max_steps, logging_steps=settings.logging_steps, logging_first_step=True,
         save_strategy="steps", save_steps=settings.save_steps, save_total_limit=2, seed=settings.seed, data_seed=settings.seed,
-        bf16=env.bf16, fp16=env.device == "cuda" and not env.bf16, use_cpu=env.device == "cpu",
+        **flags,
         ddp_find_unused_parameters=False, report_to=report_to, disable_tqdm=not progress, remove_unused_columns=False,
         prediction_loss_only=True, dataloader_num_workers=0,
         eval_strategy="steps" if has_eval else "no", eval_steps=total_steps,  # once, at the last step: trackers log it with the run
@@ -271,7 +282,7 @@ def build_trainer(model, tokenizer, data: TrainingData, args: TrainingArguments,
                                                settings.max_seq_length, checkpointing))
         # the first optimizer step under linear warm-up has learning rate 0: check after the first real one
         extra.append(ParameterChangeCheck(after_steps=min(warmup_steps(settings, data.total_steps) + 1, data.total_steps)))
-    extra += [*callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
+    extra += [FiniteTrainingCheck(), *callbacks] + ([_AdaLoraAllocator()] if spec.name == "adalora" else [])
     trainer = CourseTrainer(
         model=model, args=args, train_dataset=data.train, eval_dataset=data.eval, data_collator=collator, callbacks=extra,
         fast_loss=fast_loss and not spec.prompt_learning and spec.name != "adalora" and supports_fast_loss(model),
@@ -363,6 +374,7 @@ def fine_tune(
     ``report_to``: ``"none"``, ``"tensorboard"``, ``"trackio"`` or ``"wandb"`` (offline unless ``WANDB_MODE`` is set).
     """
     settings, lora, spec, report_to = settings or TrainingSettings(), lora or LoraSettings(), get_method(method), resolve_report_to(report_to)
+    policy = device_policy()  # device and precision, decided once (ftcourse.device)
     set_seed(settings.seed)
     # 1. settings -> the run's fingerprint and folders, or a saved run to reuse
     model_name = model if isinstance(model, str) else getattr(model, "name_or_path", "")
@@ -372,12 +384,12 @@ def fine_tune(
         print(f"Reusing the saved run {saved} (same model, method, settings and data).")
         return load_run(saved, model=None if isinstance(model, str) else model)
     plan = plan_run(run_name, key, output_root, checkpoint_root, overwrite, resume, keep_both)
-    # 2. data and model
+    # 2. data, arguments (before the weights load: ZeRO-3 loads each rank's shard only), model
     tokenizer = tokenizer or _default_tokenizer(model_name)
     data = tokenize_data(tokenizer, train_records, eval_records, settings, packing)
-    model, checkpointing = prepare_model(model, spec, lora, data, settings.batch_size, prompt_init_text, gradient_checkpointing)
+    args = training_arguments(plan, settings, spec, data.total_steps, bool(data.eval), report_to, progress, group_by_length, policy)
+    model, checkpointing = prepare_model(model, spec, lora, data, settings.batch_size, prompt_init_text, gradient_checkpointing, policy)
     # 3. trainer, after the pre-flight checks
-    args = training_arguments(plan, settings, spec, data.total_steps, bool(data.eval), report_to, progress, group_by_length)
     trainer, checks = build_trainer(model, tokenizer, data, args, spec, settings, checkpointing, fast_loss, preflight, callbacks, data_collator)
     # 4. train, measured
     output, seconds, peak, kind = _train(trainer, plan, resume, settings, report_to)
@@ -392,85 +404,3 @@ def _default_tokenizer(model_name: str):
     if not model_name:
         raise CourseError("The model has no name to load its tokenizer from.", "pass tokenizer=... to fine_tune().")
     return load_tokenizer(model_name)
-
-
-# ---------------------------------------------------------------- classification with a head
-
-
-def example_text(record: dict[str, Any]) -> str:
-    """The input text of a raw (``text``) or processed (last user message) classification record."""
-    if "text" in record:
-        return record["text"]
-    return next(m["content"] for m in reversed(record["messages"]) if m["role"] == "user")
-
-
-def _head_batch(tokenizer, texts: Sequence[str], max_length: int, device) -> dict[str, torch.Tensor]:
-    batch = tokenizer(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    return {k: v.to(device) for k, v in batch.items()}
-
-
-def train_classification_head(
-    records: Sequence[dict[str, Any]],
-    labels: Sequence[str],
-    model: str = "embedded",
-    steps: int = 30,
-    batch_size: int = 8,
-    learning_rate: float = 1e-3,
-    lora_r: int = 8,
-    max_length: int = 128,
-    seed: int = 42,
-    progress: bool = True,
-):
-    """Train a classification head (``AutoModelForSequenceClassification`` on the same base) plus LoRA on q/v.
-
-    ``records`` are raw (``text``/``label``) or processed classification records. Returns
-    ``(model, tokenizer, losses)``; predict with :func:`head_predict`.
-    """
-    from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForSequenceClassification, set_seed
-
-
-    unknown = sorted({r["label"] for r in records} - set(labels))
-    if unknown:
-        raise CourseError(f"Training labels {unknown} are not in the label set.", f"use labels from: {', '.join(labels)}.")
-    set_seed(seed)
-    tokenizer = load_tokenizer(model)
-    head = AutoModelForSequenceClassification.from_pretrained(
-        resolve_model(model), num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)}, pad_token_id=tokenizer.pad_token_id, dtype=default_dtype(),
-    )
-    if torch.cuda.is_available():
-        head = head.to("cuda")
-    head = get_peft_model(head, LoraConfig(task_type=TaskType.SEQ_CLS, r=lora_r, lora_alpha=2 * lora_r, target_modules=["q_proj", "v_proj"]))
-    device = model_device(head)
-    optimizer = torch.optim.AdamW([p for p in head.parameters() if p.requires_grad], lr=learning_rate)
-    generator = torch.Generator().manual_seed(seed)
-    texts, targets = [example_text(r) for r in records], [labels.index(r["label"]) for r in records]
-    losses = []
-    head.train()
-    order: list[int] = []
-    for _ in tqdm(range(steps), desc="Training the head", disable=not progress, leave=False):
-        if len(order) < batch_size:
-            order += torch.randperm(len(texts), generator=generator).tolist()
-        batch, order = order[:batch_size], order[batch_size:]
-        inputs = _head_batch(tokenizer, [texts[i] for i in batch], max_length, device)
-        with cpu_autocast(head):
-            loss = head(**inputs, labels=torch.tensor([targets[i] for i in batch], device=device)).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        losses.append(loss.item())
-    head.eval()
-    return head, tokenizer, losses
-
-
-@torch.no_grad()
-def head_predict(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 128) -> list[str]:
-    """Labels a classification head predicts for ``texts`` (the argmax of its logits)."""
-    names = model.config.id2label
-    predictions = []
-    for start in range(0, len(texts), batch_size):
-        with cpu_autocast(model):
-            logits = model(**_head_batch(tokenizer, texts[start : start + batch_size], max_length, model_device(model))).logits
-        predictions += [names[int(i)] for i in logits.argmax(-1)]
-    return predictions

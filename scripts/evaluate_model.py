@@ -166,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
     except CourseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("Interrupted; no report was written (it is written at the end): run the same command again.", file=sys.stderr)
+        return 130
     return 0
 
 

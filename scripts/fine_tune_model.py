@@ -9,7 +9,8 @@ Offline, use ``--model_name_or_path embedded``. ``--dataset_path`` is a folder w
 JSONL/JSON/CSV file. Settings come from ``--profile`` (sizes), then ``--config`` / ``--lora_config``
 (JSON files), then the flags — each overriding the one before. The run is saved to
 ``<output_dir>/<run_name>`` and its folder is printed at the end. Problems are reported as
-``error: ...`` with exit code 2.
+``error: ...`` with exit code 2. Ctrl-C stops it with one line saying at which step and how to resume (exit code 130);
+a run whose loss or weights turn NaN or infinite stops with an error and is not saved.
 
 Across processes (one run, gradients averaged, only rank 0 writes; lesson 09)::
 
@@ -23,9 +24,11 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from transformers import TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 from ftcourse import paths
 from ftcourse.errors import CourseError
@@ -101,14 +104,14 @@ def resolve_settings(args: argparse.Namespace):
     training = settings_from_profile(profile) if profile else TrainingSettings()
     lora = LoraSettings()
     if args.config:
-        training = replace(training, **_file_values(TrainingSettings, args.config))
+        training = training.replace(**_file_values(TrainingSettings, args.config))
     if args.lora_config:
-        lora = replace(lora, **_file_values(LoraSettings, args.lora_config))
-    training = replace(training, **_flag_values(args, TRAINING_FLAGS))
+        lora = lora.replace(**_file_values(LoraSettings, args.lora_config))
+    training = training.replace(**_flag_values(args, TRAINING_FLAGS))
     flags = _flag_values(args, LORA_FLAGS)
     if "target_modules" in flags and len(flags["target_modules"]) == 1 and flags["target_modules"][0] in ("all-linear", "auto"):
         flags["target_modules"] = flags["target_modules"][0]
-    return profile, training, replace(lora, **flags)
+    return profile, training, lora.replace(**flags)
 
 
 def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str, dict]:
@@ -139,9 +142,34 @@ def load_training_data(path: str) -> tuple[list[dict], list[dict] | None, str, d
     return processed_records(data, labels), None, folder.stem, {"source": path, "format": data.fmt, "labels": labels}
 
 
+class StepTracker(TrainerCallback):
+    """Remembers how far training got and where its checkpoints go, for the line printed on Ctrl-C."""
+
+    def __init__(self):
+        self.step, self.total, self.folder = 0, 0, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.step, self.total, self.folder = state.global_step, state.max_steps, args.output_dir
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.step = state.global_step
+
+    def interrupted(self, resumed: bool) -> str:
+        """Where training stopped and how to go on, in one line."""
+        if self.folder is None:
+            return "Interrupted before training started; nothing was saved."
+        again = "the same command" + ("" if resumed else " with --resume")
+        last = get_last_checkpoint(self.folder) if Path(self.folder).is_dir() else None
+        if last is None:
+            return (f"Interrupted at step {self.step} of {self.total}, before the first checkpoint ({self.folder}): nothing to resume "
+                    "from; run the same command again to start over.")
+        return f"Interrupted at step {self.step} of {self.total}; the last checkpoint is {last}: run {again} to continue from it."
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    tracker = StepTracker()
     try:
         if args.no_progress:
             from ftcourse.models import disable_progress_bars
@@ -167,11 +195,17 @@ def main(argv: list[str] | None = None) -> int:
         result = fine_tune(
             train, model=model_name, method=args.peft_method, lora=lora, settings=training, eval_records=validation,
             run_name=run_name, output_root=args.output_dir, checkpoint_root=args.checkpoint_dir, resume=args.resume, overwrite=args.overwrite,
-            keep_both=False, report_to=args.report_to, progress=not args.no_progress,
+            keep_both=False, report_to=args.report_to, progress=not args.no_progress, callbacks=[tracker],
         )
     except CourseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        from ftcourse.distributed import world_info
+
+        if world_info().is_main:
+            print(tracker.interrupted(args.resume), file=sys.stderr)
+        return 130
     if not main_process:
         return 0
     if dataset_info:

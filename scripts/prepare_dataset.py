@@ -5,7 +5,8 @@
 Writes the raw splits to ``data/splits/`` and model-ready chat (or text) records to ``--output_dir``
 (``train/validation/test.jsonl`` + ``dataset_info.json``), and prints a summary: counts, label
 distribution, duplicates, train/test leakage and token lengths. A different existing output is
-never replaced without ``--overwrite``; problems are reported as ``error: ...`` with exit code 2.
+never replaced without ``--overwrite``, and an input file never at all; problems are reported as ``error: ...`` with exit
+code 2, Ctrl-C with one line and exit code 130.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     except CourseError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("Interrupted; the outputs are written together at the end, each file whole or not at all: run the same command again.",
+              file=sys.stderr)
+        return 130
     print(format_summary(info))
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,7 @@ from ftcourse.tokenization import ALPACA_TEMPLATE, IGNORE_INDEX, show_masked, to
 ROOT = paths.project_root()
 INTENTS = ROOT / "data" / "raw" / "support_intents.jsonl"
 GOOD = [{"text": f"where is my order {i}?", "label": "order_status"} for i in range(10)]
+CANCEL = [{"text": f"cancel order {i}, please", "label": "cancel_order"} for i in range(10)]  # a second class to split
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -70,7 +72,7 @@ def test_all_problems_are_reported_together(tmp_path):
 
 def test_labels_in_test_but_not_in_train_are_an_error(tmp_path):
     test_file = write_jsonl(tmp_path / "test.jsonl", [{"text": "charged twice", "label": "billing_issue"}])
-    train = write_jsonl(tmp_path / "train.jsonl", GOOD)
+    train = write_jsonl(tmp_path / "train.jsonl", GOOD + CANCEL)
     with pytest.raises(DataError, match="billing_issue occur in the test data but never in training"):
         prepare_dataset(train, tmp_path / "out", "classification", test_file=test_file, validation=0.0)
 
@@ -79,6 +81,85 @@ def test_hub_id_offline_is_a_clean_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(DataError, match="Hugging Face Hub is off"):
         read_dataset("tatsu-lab/alpaca")
+
+
+# ---------------------------------------------------------------- careless input: a clear error or a stated normalisation (issue 30)
+
+
+def test_labels_differing_in_case_are_an_error_and_spaces_around_labels_are_removed(tmp_path):
+    rows = [{"text": f"message {i}", "label": ["billing", "shipping", "billing", "Billing", " shipping "][i % 5]} for i in range(40)]
+    with pytest.raises(DataError) as err:
+        read_dataset(write_jsonl(tmp_path / "case.jsonl", rows))
+    assert str(err.value).startswith("1 problem(s)")  # the spaced ' shipping ' is not a third class: it is stripped first
+    assert "line 4: field 'label': 'Billing' (8 records) differs from 'billing' (16 records) only in case" in str(err.value)
+    assert len(read_dataset(tmp_path / "case.jsonl", labels=["billing", "Billing", "shipping"]).records) == 40  # named: 3 classes
+    spaced = [{**r, "label": r["label"].replace("Billing", "billing")} for r in rows]
+    info = prepare_dataset(write_jsonl(tmp_path / "spaced.jsonl", spaced), tmp_path / "out", "classification")
+    assert info["labels"] == ["billing", "shipping"] and info["distribution"]["train"] == {"billing": 20, "shipping": 12}
+    assert info["notes"] == ["8 label(s) had spaces around them, removed (lines 5, 10, 15, 20, 25 ...)"]
+    assert "  normalised: 8 label(s) had spaces around them, removed" in format_summary(info)
+    assert {r["label"] for r in read_jsonl(tmp_path / "splits" / "train.jsonl")} == {"billing", "shipping"}
+
+
+@pytest.mark.parametrize(("rows", "sizes", "expected"), [
+    (GOOD[:1], {}, "has a single label, 'order_status', in all its 1 record(s)"),
+    (GOOD, {}, "has a single label, 'order_status', in all its 10 record(s)"),
+    (GOOD[:4] + CANCEL[:4], {}, "The validation split came out empty: 10% of the records of each label (stratified; the largest label has 4)"),
+    (GOOD[:4] + CANCEL[:4], {"validation": 0.0}, "The test split came out empty"),
+    ([{"instruction": "Say hi.", "output": "Hi."}], {"validation": 0.0}, "The test split came out empty: 10% of 1 record(s) rounds to 0"),
+    (GOOD[:2] + CANCEL[:2], {"validation": 0.5, "test": 0.4}, "No record of"),
+])
+def test_one_record_one_label_or_an_empty_split_is_an_error(tmp_path, rows, sizes, expected):
+    task = "instruction" if "instruction" in rows[0] else "classification"
+    with pytest.raises(DataError, match=re.escape(expected)):
+        prepare_dataset(write_jsonl(tmp_path / "d.jsonl", rows), tmp_path / "out", task, **sizes)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "splits").exists()
+
+
+def test_invisible_text_and_nan_fields_are_errors(tmp_path):
+    rows = [GOOD[0], {"text": "\u200b\u200b \u2060", "label": "order_status"}, {**GOOD[1], "score": float("nan")},
+            {**GOOD[2], "meta": {"weights": [1.0, float("-inf")]}}]
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")  # json.dumps writes NaN and -Infinity
+    with pytest.raises(DataError) as err:
+        read_dataset(path)
+    message = str(err.value)
+    assert message.startswith("3 problem(s)")
+    assert "line 2: field 'text': has no visible characters (only U+200B ZERO WIDTH SPACE, U+2060 WORD JOINER)" in message
+    assert "line 3: field 'score': is NaN, which is not a JSON value" in message
+    assert "line 4: field 'meta.weights[1]': is -Infinity, which is not a JSON value" in message
+
+
+def test_a_utf8_bom_is_accepted_and_utf16_is_named(tmp_path):
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(r) + "\n" for r in GOOD[:2]).encode())
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbftext,label\nhello,order_status\n")
+    assert read_dataset(tmp_path / "bom.jsonl").records == GOOD[:2]
+    assert read_dataset(tmp_path / "bom.csv").records == [{"text": "hello", "label": "order_status"}]
+    for encoding in ("utf-16", "utf-16-le"):  # with and without a byte-order mark
+        path = tmp_path / f"{encoding}.jsonl"
+        path.write_text(json.dumps(GOOD[0]) + "\n", encoding=encoding)
+        with pytest.raises(DataError, match=f"{path} is UTF-16 text, not UTF-8") as err:
+            read_dataset(path)
+        assert "iconv -f UTF-16 -t UTF-8" in err.value.fix and "latin" not in err.value.fix
+
+
+def test_a_json_array_in_a_jsonl_file_and_broken_links_are_named(tmp_path):
+    path = tmp_path / "list.jsonl"
+    path.write_text(json.dumps(GOOD[:3], indent=1), encoding="utf-8")
+    with pytest.raises(DataError, match="holds a JSON array, but a .jsonl file is JSON Lines") as err:
+        read_dataset(path)
+    assert "list.json" in err.value.fix
+    (tmp_path / "a.jsonl").symlink_to("b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to("a.jsonl")
+    (tmp_path / "gone.jsonl").symlink_to("missing.jsonl")
+    with pytest.raises(DataError, match="a.jsonl is a symbolic link that loops back on itself"):
+        read_dataset(tmp_path / "a.jsonl")
+    with pytest.raises(DataError, match="gone.jsonl is a symbolic link to missing.jsonl, which does not exist"):
+        read_dataset(tmp_path / "gone.jsonl")
+    (tmp_path / "corpus").mkdir()
+    (tmp_path / "corpus" / "loop.md").symlink_to("loop.md")
+    with pytest.raises(DataError, match="loop.md is a symbolic link that loops back on itself"):
+        read_dataset(tmp_path / "corpus")
 
 
 # ---------------------------------------------------------------- formats and file types
@@ -207,9 +288,9 @@ def test_leakage_between_validation_and_test_is_found_and_can_be_dropped(tmp_pat
 
 
 def test_drop_duplicates_removes_them_before_the_split(tmp_path):
-    rows = [*GOOD, *GOOD[:3]]
+    rows = [*GOOD, *CANCEL, *GOOD[:3]]
     info = prepare_dataset(write_jsonl(tmp_path / "d.jsonl", rows), tmp_path / "out", "classification", drop_dupes=True)
-    assert len(info["duplicates"]) == 3 and sum(info["counts"].values()) == 10
+    assert len(info["duplicates"]) == 3 and sum(info["counts"].values()) == 20
 
 
 # ---------------------------------------------------------------- outputs

@@ -154,6 +154,23 @@ def test_onnx_export_answers_like_pytorch(tmp_path, tokenizer):
         check_onnx(merged, tokenizer, folder, prompts, atol=1e-4)
 
 
+def test_onnx_export_of_a_half_precision_model_is_float32_on_the_cpu(tmp_path, tokenizer):
+    """A bf16 model (as ``load_model`` gives on a GPU) is exported from a float32 CPU copy: the graph answers like the
+    float32 model of the same weights, and the model passed in is left as it was."""
+    from ftcourse.deploy import export_onnx, onnx_logits, onnx_session
+
+    model = tiny_model("llama", vocab_size=len(tokenizer)).to(torch.bfloat16).eval()
+    float32 = tiny_model("llama", vocab_size=len(tokenizer)).to(torch.bfloat16).float().eval()  # the same rounded weights
+    prompts = [[{"role": "user", "content": "Where is my parcel?"}], "The Lumora Home Hub H2 is a"]
+    export_onnx(model, tokenizer, tmp_path / "onnx")
+    exported = onnx_logits(onnx_session(tmp_path / "onnx"), tokenizer, prompts)
+    assert all(t.dtype == torch.float32 for t in exported)
+    expected = logits_on(float32, tokenizer, prompts)
+    assert max_logit_diff(expected, exported) < 1e-4
+    assert all(torch.equal(a.argmax(-1), b.argmax(-1)) for a, b in zip(expected, exported))
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}  # the caller's model is not converted in place
+
+
 def test_onnx_export_keeps_a_foreign_folder(tmp_path, tokenizer):
     from ftcourse.deploy import export_onnx
 

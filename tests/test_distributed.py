@@ -14,7 +14,7 @@ import pytest
 import torch
 from tiny import save_tiny
 
-from ftcourse.distributed import check_launch, launch, per_gpu_memory
+from ftcourse.distributed import check_launch, launch
 from ftcourse.errors import CourseError
 from ftcourse.runs import load_run
 
@@ -101,13 +101,3 @@ def test_check_launch_names_the_silent_failures(monkeypatch):
     assert "FSDP was requested but the run is MULTI_CPU" in check_launch(2, "MULTI_CPU", fsdp_option=["full_shard"])
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     assert "FSDP" in check_launch(2, "MULTI_CPU") and check_launch(2, "FSDP") is None
-
-
-def test_per_gpu_memory_follows_the_zero_stages():
-    base = per_gpu_memory(1000, 10, "bf16", gpus=4, zero_stage=0)
-    assert base == {"weights": 990 * 2 + 40, "gradients": 40, "optimizer": 80, "activations": 0.0}
-    assert per_gpu_memory(1000, 10, "bf16", 4, 1)["optimizer"] == 20 and per_gpu_memory(1000, 10, "bf16", 4, 1)["gradients"] == 40
-    assert per_gpu_memory(1000, 10, "bf16", 4, 2)["gradients"] == 10 and per_gpu_memory(1000, 10, "bf16", 4, 2)["weights"] == 2020
-    assert per_gpu_memory(1000, 10, "bf16", 4, 3)["weights"] == 505
-    with pytest.raises(CourseError, match="weights format"):
-        per_gpu_memory(1000, 10, "int3")

@@ -22,7 +22,6 @@ from ftcourse.metrics import (
 )
 from ftcourse.profiles import get_profile
 from ftcourse.reports import write_report
-from ftcourse.train import head_predict, train_classification_head
 
 SMOKE = get_profile("smoke")
 
@@ -208,16 +207,6 @@ def test_report_is_json_and_markdown_and_never_replaces_a_user_file(base_model, 
     with pytest.raises(CourseError, match="not a report written by ftcourse"):
         write_report(result, tmp_path, name="mine")
     assert (tmp_path / "mine.md").read_text() == "my notes" and not (tmp_path / "mine.json").exists()
-
-
-def test_classification_head_learns_its_training_examples(tokenizer):
-    labels = ["order_status", "damaged_item"]
-    train = [r for r in bundled.intent_splits()["train"].records if r["label"] in labels][:8]
-    model, tok, losses = train_classification_head(train, labels, steps=8, batch_size=4, learning_rate=2e-3, max_length=48, progress=False)
-    assert sum(losses[-2:]) < sum(losses[:2])
-    predictions = head_predict(model, tok, [r["text"] for r in train], max_length=48)
-    assert set(predictions) <= set(labels)
-    assert sum(p == r["label"] for p, r in zip(predictions, train)) >= 6
 
 
 def test_macro_f1_counts_a_label_only_the_model_predicted():

@@ -135,3 +135,21 @@ def test_every_peft_method_wraps_every_tiny_architecture(arch):
         peft_model = get_peft_model(model, build_peft_config(method, model, LoraSettings(r=4, target_modules="auto")))
         counts = count_parameters(peft_model)
         assert 0 < counts["trainable"] < counts["total"], (arch, method)
+
+
+@pytest.mark.parametrize("method", ["lora", "dora", "adalora"])
+def test_a_rank_above_the_smallest_target_layer_is_refused_before_allocation(base_model, method):
+    """``--lora_r 100000`` on the 576-wide embedded model once allocated ~23 GB; v_proj (576 -> 192) caps r at 192."""
+    with pytest.raises(CourseError, match=r"r=100000 is larger than the smallest target layer \(v_proj: 576 inputs, 192 outputs\)") as err:
+        build_peft_config(method, base_model, LoraSettings(r=100000), total_steps=40)
+    assert "r <= 192" in err.value.fix
+    with pytest.raises(CourseError, match=r"r=193 .*\(k_proj: 576 inputs, 192 outputs\)"):
+        build_peft_config(method, base_model, LoraSettings(r=193, target_modules="all-linear"), total_steps=40)
+    assert build_peft_config(method, base_model, LoraSettings(r=192), total_steps=40) is not None
+
+
+def test_the_rank_check_reads_gpt2_conv1d_as_inputs_by_outputs():
+    model = tiny_model("gpt2")  # c_fc: Conv1D with a 64 x 256 weight (inputs x outputs)
+    with pytest.raises(CourseError, match=r"r=65 .*\(c_fc: 64 inputs, 256 outputs\)"):
+        build_peft_config("lora", model, LoraSettings(r=65, target_modules=["c_fc"]))
+    assert build_peft_config("lora", model, LoraSettings(r=64, target_modules=["c_fc"])).r == 64

@@ -13,7 +13,7 @@ import ftcourse.train as train
 from ftcourse.configs import LoraSettings, TrainingSettings
 from ftcourse.course.bundled import intent_records
 from ftcourse.errors import CourseError
-from ftcourse.memory import estimate_training_memory
+from ftcourse.memory import training_memory
 from ftcourse.preflight import (
     ParameterChangeCheck,
     check_eos_trained,
@@ -150,10 +150,10 @@ def test_truncation_is_a_warning_that_does_not_stop_training(tokenizer, records,
 
 
 def test_memory_check_fires_when_memory_is_short(base_model):
-    need = estimate_training_memory(base_model, 8, 128)
+    need = training_memory(base_model, batch_size=8, seq_length=128).total
     assert not check_memory(base_model, 8, 128, available=need).ok
     assert check_memory(base_model, 8, 128, available=2 * need).ok
-    assert estimate_training_memory(base_model, 8, 128, gradient_checkpointing=True) < need
+    assert training_memory(base_model, batch_size=8, seq_length=128, gradient_checkpointing=True).total < need
     with pytest.raises(CourseError, match="(?s)'memory' failed.*lower batch_size"):
         run_preflight([check_memory(base_model, 8, 128, available=2**30)], printer=None)
 
@@ -166,8 +166,8 @@ def test_gradient_checkpointing_turns_on_when_memory_needs_it(tokenizer, records
     probe = tiny_model("llama", vocab_size=len(tokenizer))
     probe = get_peft_model(probe, build_peft_config("lora", probe))
     longest = max(len(e["input_ids"]) for e in examples)
-    low = estimate_training_memory(probe, 2, longest, gradient_checkpointing=True)
-    high = estimate_training_memory(probe, 2, longest)
+    low = training_memory(probe, batch_size=2, seq_length=longest, gradient_checkpointing=True).total
+    high = training_memory(probe, batch_size=2, seq_length=longest).total
     tight = int((low + high) / 2 / 0.9)  # fits with checkpointing only
     monkeypatch.setattr(preflight, "available_memory", lambda: tight)
     monkeypatch.setattr(train, "available_memory", lambda: tight)

@@ -9,7 +9,6 @@ import math
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -136,7 +135,7 @@ def test_cpu_training_uses_eager_attention_for_short_sequences_only(max_seq_leng
     model.set_attn_implementation("sdpa")
     seen = AttentionSeen()
     result = run(records[:4], tmp_path, model=model, tokenizer=tokenizer, callbacks=[seen], preflight=False,
-                 settings=replace(SMALL, max_seq_length=max_seq_length))
+                 settings=SMALL.replace(max_seq_length=max_seq_length))
     assert seen.seen == {expected}
     assert result.model.get_base_model().config._attn_implementation == "sdpa"  # restored after training
 
@@ -396,7 +395,18 @@ def test_a_bad_config_value_names_the_file_and_key(tmp_path, capsys):
     bad = tmp_path / "training.json"
     bad.write_text('{"batch_size": "four"}')
     assert load_script("fine_tune_model").main(["--config", str(bad)]) == 2
-    assert f"{bad}: key 'batch_size' must be int" in capsys.readouterr().err
+    assert f"{bad}: batch_size must be int" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--learning_rate", "inf"], "learning_rate must be a finite number"), (["--lora_dropout", "nan"], "lora_dropout must be a finite number"),
+    (["--lora_r", "0"], "r must be at least 1, got 0"), (["--target_modules", "q_proj", "all-linear"], None),
+])
+def test_a_bad_flag_is_one_clean_error_before_any_loading(capsys, flags, message):
+    assert load_script("fine_tune_model").main(["--model_name_or_path", "no/such-model", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.splitlines()) == 2 and "pydantic" not in err and "Traceback" not in err
+    assert (message or "no/such-model") in err  # a valid flag gets as far as the model
 
 
 def test_dataset_path_can_be_one_raw_file():

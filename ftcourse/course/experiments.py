@@ -9,17 +9,15 @@ import difflib
 import json
 import os
 import re
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from ftcourse import paths
 from ftcourse.errors import CourseError
 from ftcourse.fileio import atomic_write_json
+from ftcourse.memory import track_peak
 
 __all__ = [
     "assigned_names", "CommandLineValue", "KERNEL_NAME", "kernel_name", "load_params_file", "load_yaml", "METRICS_ENV",
@@ -193,34 +191,6 @@ class NotebookRun:
     error: str | None = None
 
 
-class _PeakRss:
-    """Samples the RSS of this process's children (the kernel) in a thread."""
-
-    def __init__(self, interval: float = 0.5):
-        self.interval, self.peak, self._stop = interval, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        me = psutil.Process()
-        while not self._stop.is_set():
-            total = 0
-            for child in me.children(recursive=True):
-                try:
-                    total += child.memory_info().rss
-                except psutil.Error:
-                    pass
-            self.peak = max(self.peak, total)
-            self._stop.wait(self.interval)
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-
-
 def kernel_name() -> str:
     """The course's kernel when registered (``make setup``), else the current Python's."""
     from jupyter_client.kernelspec import KernelSpecManager
@@ -250,7 +220,7 @@ def run_notebook(
     os.environ.update({"FTCOURSE_PROFILE": profile, METRICS_ENV: str(metrics_file)})
     start, error = time.perf_counter(), None
     try:
-        with _PeakRss() as peak:
+        with track_peak(children=True) as peak:  # the kernel and what it launches
             papermill.execute_notebook(
                 str(notebook.resolve()), str(output), parameters=params, kernel_name=kernel_name(), cwd=str(notebook.parent),
                 progress_bar=progress, execution_timeout=timeout,
@@ -266,6 +236,6 @@ def run_notebook(
             else:
                 os.environ[key] = value
     seconds = round(time.perf_counter() - start, 1)
-    return NotebookRun(str(notebook), str(output), "failed" if error else "ok", seconds, round(peak.peak / 2**20, 1), error)
+    return NotebookRun(str(notebook), str(output), "failed" if error else "ok", seconds, peak.peak_mb, error)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -51,9 +52,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         notebooks = find_notebooks(args.notebooks)
     else:
         raise CourseError("No notebook given.", "name notebooks or folders of notebooks, or pass --all.")
-    results = run_many(notebooks, args.profile, args.output_dir, _params(args.param, args.params), args.timeout, jobs=args.jobs)
+    results = run_many(notebooks, args.profile, args.output_dir, _params(args.param, args.params), args.timeout, jobs=args.jobs,
+                       skip_current=args.skip_current)
     failed = [r for r in results if r.status != "ok"]
-    print(f"{len(results) - len(failed)} of {len(results)} notebooks ran; executed copies in {Path(results[0].output).parent}")
+    print(f"{len(results) - len(failed)} of {len(results)} notebooks ok; executed copies in {Path(results[0].output).parent}")
     return 1 if failed else 0
 
 
@@ -91,7 +93,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
     return 1 if faults else 0
 
 
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.1, ::1, localhost)."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost
+        return False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
     import signal
 
     from ftcourse.serving import load_server
@@ -106,9 +117,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if not sep or not name or not folder:
             raise CourseError(f"--adapter {spec!r} is not NAME=FOLDER.", "write e.g. --adapter intent=models/fine_tuned/intent_lora.")
         adapters[name] = folder
+    api_key = args.api_key or os.environ.get("FTCOURSE_API_KEY")
+    if not api_key and not _loopback(args.host):
+        print(f"warning: listening on {args.host} without an API key: anyone who can reach this machine can use the model; "
+              "pass --api-key or set FTCOURSE_API_KEY.", file=sys.stderr)
     server = load_server(args.model, adapters, host=args.host, port=args.port, max_input_tokens=args.max_input_tokens,
-                         max_new_tokens=args.max_new_tokens, log=True)
-    print(f"serving {', '.join(server.models())} on {server.url} (POST /v1/chat/completions); Ctrl-C stops", flush=True)
+                         max_new_tokens=args.max_new_tokens, max_queued=args.max_queued, api_key=api_key, log=True)
+    server.start()
+    print(f"serving {', '.join(server.models())} on {server.url} (POST /v1/chat/completions, docs at /docs); Ctrl-C stops", flush=True)
     server.serve_forever()
     print("stopped")
     return 0
@@ -131,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output-dir", help="where executed copies go (default runs/<profile>/)")
     run.add_argument("--timeout", type=int, default=1800, help="per-cell timeout in seconds")
     run.add_argument("--jobs", type=int, default=1, help="notebooks run at once, each in its own process (times are then measured sharing the CPU)")
+    run.add_argument("--skip-current", action="store_true",
+                     help="skip notebooks whose executed copy in the output folder is current: it finished ok in the last run there, "
+                          "with the same profile and parameters, and is newer than the notebook and the ftcourse package's code")
     run.set_defaults(func=cmd_run)
 
     sweep = sub.add_parser("sweep", help="run a notebook at every point of a parameter grid (resumable) into one table and chart")
@@ -163,10 +182,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve a base model and adapters over HTTP (OpenAI-compatible /v1/chat/completions)")
     serve.add_argument("--model", default="embedded", help="the base model (default: the embedded model)")
     serve.add_argument("--adapter", action="append", metavar="NAME=FOLDER", help="an adapter to serve under NAME (repeatable)")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; elsewhere, set a key)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--max-input-tokens", type=int, default=1024, help="longer prompts are rejected with 400")
     serve.add_argument("--max-new-tokens", type=int, default=256, help="the largest max_tokens a request may ask for")
+    serve.add_argument("--max-queued", type=int, default=32, help="requests that may wait for the model; more get 503 with Retry-After")
+    serve.add_argument("--api-key", help="require 'Authorization: Bearer KEY' on /v1/ routes (default: $FTCOURSE_API_KEY; none: no key)")
     serve.set_defaults(func=cmd_serve)
     return parser
 

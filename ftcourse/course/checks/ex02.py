@@ -120,8 +120,6 @@ def check_ex02_task2(lora_parameter_count, model) -> str:
 @self_check
 def check_ex02_task3(budget_settings, model) -> str:
     """``budget_settings``: LoraSettings on q/k/v/o_proj with the largest r under 1,000,000 trainable parameters."""
-    from dataclasses import replace
-
     from ftcourse.configs import LoraSettings
 
     expect(isinstance(budget_settings, LoraSettings), f"`budget_settings` is a {type(budget_settings).__name__}, not LoraSettings.",
@@ -131,7 +129,7 @@ def check_ex02_task3(budget_settings, model) -> str:
            "target all four attention projections: q_proj, k_proj, v_proj and o_proj.")
     n = peft_trainable(model, "lora", budget_settings)
     expect(n < 1_000_000, f"r={r} gives {n / 1e6:.2f}M trainable parameters; the task asks for under 1M.", "lower r (the count grows linearly with r).")
-    bigger = peft_trainable(model, "lora", replace(budget_settings, r=r + 1))
+    bigger = peft_trainable(model, "lora", budget_settings.replace(r=r + 1))
     expect(bigger >= 1_000_000, f"r={r + 1} still fits the budget ({bigger:,} parameters).",
            "use the largest r under the budget: your lora_parameter_count from task 2 tells you quickly.")
     return f"r={r} on the four attention projections trains {n:,} parameters (r={r + 1} would train {bigger:,})."

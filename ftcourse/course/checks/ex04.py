@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from functools import cache
 from pathlib import Path
 
 from ftcourse.course.checks.core import (
@@ -23,7 +24,7 @@ from ftcourse.course.checks.core import (
 
 __all__ = [
     "check_ex04_task1", "check_ex04_task2", "check_ex04_task3", "check_ex04_task4", "check_ex04_task5", "EX04_ANSWERS",
-    "EX04_BYTES_PER_PARAM", "EX04_QLORA_QUESTIONS", "EX04_TEXT", "EX04_USABLE",
+    "EX04_QLORA_QUESTIONS", "EX04_TEXT", "EX04_USABLE",
 ]
 
 _SIZE_CASES = [((1_000_000, 32), 3.814697265625), ((134_515_008, 16), 256.5670166015625), ((7_000_000_000, 4), 3337.860107421875)]
@@ -263,34 +264,46 @@ def check_ex04_task4(result, predictions, measure) -> str:
             "predictions right, and measure() right on two hidden adapters.")
 
 
-#: Bytes per parameter of the model being trained (exercise 04, task 5): full fine-tuning with mixed-precision AdamW
-#: (16-bit weights and gradients, fp32 master weights and two Adam states: ZeRO paper), LoRA on a 16-bit frozen base,
-#: QLoRA on an NF4 base with double quantization (about 4.127 bits per parameter: QLoRA paper). Adapter states are ignored.
-EX04_BYTES_PER_PARAM = {"full": 16.0, "lora": 2.0, "qlora": 4.127 / 8}
 EX04_USABLE = 0.8  # the share of GPU memory for weights and optimizer states; the rest for activations and the runtime
-_EX04_CASES = [((135e6, 8), "full"), ((1.7e9, 24), "lora"), ((7e9, 24), "lora"), ((7e9, 17), "lora"), ((7e9, 14), "qlora"),
-               ((70e9, 80), "qlora"), ((70e9, 24), "none")]
+#: Task 5's hidden cases: (shape, GPU GiB), the shapes the embedded model's and MODEL_SHAPES'; the memory model says what fits.
+_EX04_CASES = [("embedded", 8), ("SmolLM2-1.7B", 24), ("SmolLM2-1.7B", 33), ("Llama-2-7B", 24), ("Llama-2-7B", 17), ("Llama-2-7B", 14),
+               ("Llama-2-70B", 80), ("Llama-2-70B", 24)]
 
 
-def _ex04_choice(n_params: float, gpu_gib: float) -> str:
-    return next((m for m in ("full", "lora", "qlora") if n_params * EX04_BYTES_PER_PARAM[m] <= EX04_USABLE * gpu_gib * 2**30), "none")
+@cache
+def _ex04_needs(shape: str) -> tuple[int, dict[str, float]]:
+    """(parameters, GiB of weights, gradients and optimizer states per method) of a shape, from the course's memory model:
+    bf16 weights, mixed-precision AdamW for full fine-tuning, fp32 LoRA r=16 on q_proj and v_proj, an NF4 base for QLoRA."""
+    from transformers import AutoConfig, LlamaConfig
+
+    from ftcourse.memory import MODEL_SHAPES, model_shape, training_memory
+    from ftcourse.models import resolve_model
+
+    shell = model_shape(LlamaConfig(**MODEL_SHAPES[shape]) if shape in MODEL_SHAPES else AutoConfig.from_pretrained(resolve_model(shape)))
+    needs = {m: training_memory(shell, m, device="cuda").model_states / 2**30 for m in ("full", "lora", "qlora")}
+    return sum(p.numel() for p in shell.parameters()), needs
+
+
+def _ex04_choice(needs: dict[str, float], gpu_gib: float, usable: float = EX04_USABLE) -> str:
+    return next((m for m in ("full", "lora", "qlora") if needs[m] <= usable * gpu_gib), "none")
 
 
 @self_check
 def check_ex04_task5(choose_method) -> str:
     """``choose_method(n_params, gpu_gib)``: "full", "lora", "qlora" or "none" — the least approximation that fits."""
     expect(callable(choose_method), "`choose_method` is not a function.", "define def choose_method(n_params, gpu_gib): ...")
-    for (n, gib), want in _EX04_CASES:
+    for shape, gib in _EX04_CASES:
+        n, need = _ex04_needs(shape)
+        want = _ex04_choice(need, gib)
         got = call_learner(choose_method, n, gib, name="choose_method")
-        need = {m: n * b / 2**30 for m, b in EX04_BYTES_PER_PARAM.items()}
         hint = ("try each method in order full → lora → qlora and take the first whose weights and optimizer states "
-                "(n_params × EX04_BYTES_PER_PARAM[method] bytes) fit in EX04_USABLE × gpu_gib GiB; 'none' if none fits.")
+                "(about n_params × bytes per parameter) fit in EX04_USABLE × gpu_gib GiB; 'none' if none fits.")
         if got == "full" and want != "full":
             hint = "full fine-tuning needs 16 bytes per parameter (gradients and Adam states too), not just the 2 or 4 of the weights. " + hint
-        elif got != want and _ex04_choice(n, gib / EX04_USABLE) == got:
+        elif got != want and _ex04_choice(need, gib, usable=1.0) == got:
             hint = "keep 20% of the GPU free (EX04_USABLE = 0.8): activations, the CUDA context and fragmentation need it. " + hint
-        elif got != want:
-            hint = "a GiB is 2**30 bytes (GPU memory is quoted in GiB), not 1e9. " + hint if _ex04_choice(n * 2**30 / 1e9, gib) == got else hint
-        expect(got == want, f"choose_method({n:.3g}, {gib}) = {got!r}; want {want!r} (full {need['full']:.1f}, LoRA {need['lora']:.1f}, "
-               f"QLoRA {need['qlora']:.1f} GiB vs {EX04_USABLE * gib:.1f} GiB usable).", hint)
+        elif got != want and _ex04_choice({m: v * 2**30 / 1e9 for m, v in need.items()}, gib) == got:
+            hint = "a GiB is 2**30 bytes (GPU memory is quoted in GiB), not 1e9. " + hint
+        expect(got == want, f"choose_method({n:,}, {gib}) = {got!r} ({shape}); want {want!r}: full {need['full']:.1f}, LoRA {need['lora']:.1f}, "
+               f"QLoRA {need['qlora']:.1f} GiB (ftcourse.memory.training_memory) vs {EX04_USABLE * gib:.1f} GiB usable.", hint)
     return f"right on {len(_EX04_CASES)} hidden (model, GPU) pairs, from a 135M model on 8 GiB to 70B on 24 GiB."

@@ -17,10 +17,9 @@ _EX09_LORA_CASES = [(134_515_008 + 921_600, 921_600, 2, 1, 0), (6_738_415_616 + 
 
 
 def _ex09_lora_gib(total: int, trainable: int, weight_bytes: float, gpus: int, stage: int) -> float:
-    from ftcourse.distributed import per_gpu_memory
+    from ftcourse.memory import MemoryBreakdown
 
-    parts = per_gpu_memory(total, trainable, weight_bytes, gpus, stage)
-    return (parts["weights"] + parts["gradients"] + parts["optimizer"]) / 2**30
+    return MemoryBreakdown.of_counts(total - trainable, trainable, weight_bytes).sharded(gpus, stage).model_states / 2**30
 
 
 @self_check
