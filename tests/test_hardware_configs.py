@@ -123,6 +123,7 @@ BAD_VALUES = [
     (TrainingSettings, "weight_decay", -0.01, "at least 0"), (TrainingSettings, "weight_decay", INF, "finite"),
     (TrainingSettings, "max_seq_length", 0, "at least 1"), (TrainingSettings, "max_seq_length", 256.0, "must be int"),
     (TrainingSettings, "logging_steps", 0, "at least 1"), (TrainingSettings, "save_steps", -1, "at least 1"),
+    (TrainingSettings, "eval_steps", 0, "at least 1 (or None"), (TrainingSettings, "eval_steps", 2.0, "must be int or None"),
     (TrainingSettings, "seed", -1, "at least 0"), (TrainingSettings, "seed", 4.2, "must be int"),
     (QuantizationSettings, "load_in_4bit", 1, "must be bool"), (QuantizationSettings, "load_in_4bit", "true", "must be bool"),
     (QuantizationSettings, "bnb_4bit_quant_type", "int8", "one of: nf4, fp4"),

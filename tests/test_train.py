@@ -326,6 +326,17 @@ def test_training_runs_under_bf16_autocast_and_the_result_does_not(records, toke
     assert seen == [(False, False)]  # the returned model runs as loaded, in full precision
 
 
+def test_eval_steps_gives_a_validation_curve(records, tokenizer, tmp_path):
+    settings = replace_steps(4)
+    once = run(records[:4], tmp_path, "once", model=tiny_model("llama", vocab_size=len(tokenizer)), tokenizer=tokenizer, settings=settings, eval_records=records[4:6])
+    every = run(records[:4], tmp_path, "every", model=tiny_model("llama", vocab_size=len(tokenizer)), tokenizer=tokenizer,
+                settings=settings.replace(eval_steps=2), eval_records=records[4:6])
+    assert [h["step"] for h in once.history if "eval_loss" in h] == [4]
+    assert [h["step"] for h in every.history if "eval_loss" in h] == [2, 4]
+    fingerprints = [run_fingerprint("embedded", "lora", LoraSettings(), s, records, False, None) for s in (settings, settings.replace(eval_steps=2))]
+    assert fingerprints[0] != fingerprints[1]  # a saved run without the curve is not reused for one that asks for it
+
+
 def test_unnamed_model_needs_a_tokenizer(records, tmp_path):
     with pytest.raises(CourseError, match="pass tokenizer="):
         run(records, tmp_path, model=tiny_model("llama"))

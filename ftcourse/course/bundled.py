@@ -17,7 +17,8 @@ from ftcourse.profiles import Profile
 
 __all__ = [
     "domain_texts", "error_code_summaries", "instruction_records", "INTENT_LABELS", "intent_records", "intent_splits",
-    "kb_qa_records", "LABEL_SETS", "preference_records", "raw_path", "SEED", "unseen_intent_records",
+    "kb_qa_records", "LABEL_SETS", "preference_records", "raw_path", "SEED", "shop_database", "text_to_sql_records",
+    "unseen_intent_records",
 ]
 
 SEED = 42
@@ -106,6 +107,19 @@ def domain_texts() -> dict[str, list[str]]:
 def kb_qa_records() -> dict[str, list[dict[str, Any]]]:
     """``kb_qa.jsonl`` (questions about the product manuals, lesson 11) by its ``split`` field: train / test, split by fact."""
     records = read_dataset(raw_path("kb_qa.jsonl"), fmt="alpaca").records
+    return {name: [r for r in records if r["split"] == name] for name in ("train", "test")}
+
+
+def shop_database() -> Path:
+    """The shop's SQLite database (lesson 13): customers, products, orders, order_items, tickets. Run queries on it with
+    :func:`ftcourse.sql.run_readonly`, which never changes it."""
+    return raw_path("shop.sqlite")
+
+
+def text_to_sql_records() -> dict[str, list[dict[str, Any]]]:
+    """``text_to_sql.jsonl`` (questions about :func:`shop_database` with a gold query, lesson 13) by its ``split``: train / test,
+    split by template (phrasing); ``ordered`` says whether the question asks for an order, ``held_out`` why a test template is new."""
+    records = read_dataset(raw_path("text_to_sql.jsonl"), fmt="alpaca").records
     return {name: [r for r in records if r["split"] == name] for name in ("train", "test")}
 
 

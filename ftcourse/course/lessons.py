@@ -38,12 +38,14 @@ DOMAIN_LORA = LoraSettings(r=16, lora_alpha=32, lora_dropout=0.05, target_module
 
 def intent_lora(profile: Profile, progress: bool = True, reuse: bool = True, seed: int | None = None,
                 target_modules: str | list[str] | None = None, **fine_tune_kwargs: Any) -> RunResult:
-    """LoRA on the intent task, sized by ``profile``, at :data:`INTENT_LEARNING_RATE`; saved as ``models/fine_tuned/intent-lora-<profile>``.
+    """LoRA on the intent task, sized by ``profile``, at :data:`INTENT_LEARNING_RATE`, evaluated on validation every tenth of
+    its steps; saved as ``models/fine_tuned/intent-lora-<profile>``.
 
     ``seed`` replaces the training seed and ``target_modules`` :data:`INTENT_LORA`'s (``benchmarks/intent_seeds.py``);
     ``fine_tune_kwargs`` (``run_name``, ``output_root``, ...) go to :func:`~ftcourse.train.fine_tune`.
     """
-    overrides = {"learning_rate": INTENT_LEARNING_RATE, **({"seed": seed} if seed is not None else {})}
+    eval_steps = max(1, profile.max_steps // 10) if profile.max_steps > 0 else None  # a validation curve (lesson 02)
+    overrides = {"learning_rate": INTENT_LEARNING_RATE, "eval_steps": eval_steps, **({"seed": seed} if seed is not None else {})}
     lora = INTENT_LORA if target_modules is None else INTENT_LORA.replace(target_modules=target_modules)
     return _lora_run("intent", intent_records(profile), lora, profile, progress, reuse, overrides, **fine_tune_kwargs)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import matplotlib.pyplot as plt
 
 __all__ = [
-    "bar_chart", "before_after_chart", "comparison_chart", "confusion_heatmap", "label_distribution", "loss_curve",
+    "bar_chart", "before_after_chart", "comparison_chart", "confusion_heatmap", "label_distribution", "lora_diagram", "loss_curve",
     "sweep_chart", "token_length_histogram",
 ]
 
@@ -27,6 +27,36 @@ def bar_chart(values: Mapping[str, float], title: str, ylabel: str, log: bool = 
     if log:
         ax.set_yscale("log")
     ax.tick_params(axis="x", rotation=20)
+    ax.figure.tight_layout()
+    return ax
+
+
+def lora_diagram(d_in: int, d_out: int, r: int, ax=None):
+    """LoRA on one linear layer, drawn to scale: x goes through the frozen W (d_out × d_in) and, beside it, through A
+    (r × d_in) then B (d_out × r); the two results are added. Box sides are proportional to the matrices' shapes."""
+    from matplotlib.patches import Rectangle
+
+    ax = ax or plt.subplots(figsize=(9, 3.8))[1]
+    unit = 3.0 / max(d_in, d_out)  # the larger side is 3 units long
+    thin = max(r * unit, 0.06)  # r is tiny next to d: drawn at least this wide to be visible
+    boxes = [  # (x, y, width, height, colour, label): width ~ columns, height ~ rows
+        (1.0, 1.5 - d_out * unit / 2, d_in * unit, d_out * unit, "#BBBBBB", f"W  {d_out}×{d_in}\nfrozen"),
+        (5.6, 1.5 - thin / 2, d_in * unit, thin, "#DD8452", f"A  {r}×{d_in}"),
+        (10.4, 1.5 - d_out * unit / 2, thin, d_out * unit, "#55A868", f"B  {d_out}×{r}"),
+    ]
+    for x, y, w, h, colour, label in boxes:
+        ax.add_patch(Rectangle((x, y), w, h, facecolor=colour, edgecolor="black"))
+        ax.text(x + w / 2, y + h + 0.15, label, ha="center", fontsize=9)
+    ax.annotate("x", (1.0, 1.5), (0.1, 1.5), arrowprops={"arrowstyle": "->"}, fontsize=12, va="center")
+    ax.annotate("", (5.6, 1.5), (0.3, 1.6), arrowprops={"arrowstyle": "->", "connectionstyle": "arc3,rad=-0.25"})
+    ax.annotate("", (10.4, 1.5), (5.6 + d_in * unit, 1.5), arrowprops={"arrowstyle": "->"})
+    ax.text(7.1, -0.8, f"h = Wx + (α/{r})·B(Ax)      trained: r(d_in + d_out) = {r * (d_in + d_out):,}      "
+            f"frozen: d_in·d_out = {d_in * d_out:,}", ha="center", fontsize=10)
+    ax.set_xlim(0, 12.5)
+    ax.set_ylim(-1.1, 3.6)
+    ax.set_aspect("equal")
+    ax.set_axis_off()
+    ax.set_title("LoRA on one layer, to scale: a thin trainable path (A, B) beside the frozen weight W")
     ax.figure.tight_layout()
     return ax
 

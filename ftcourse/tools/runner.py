@@ -20,8 +20,8 @@ __all__ = ["course_notebooks", "current_runs", "find_notebooks", "run_many"]
 
 
 def course_notebooks(folder: str | Path | None = None) -> list[Path]:
-    """The lessons: ``notebooks/NN_*.ipynb``."""
-    return sorted(Path(folder or paths.notebooks_dir()).glob("[0-9][0-9]_*.ipynb"))
+    """The lessons: ``notebooks/NN_*.ipynb``, and ``NNb_*.ipynb`` (a short lesson after lesson NN)."""
+    return sorted(Path(folder or paths.notebooks_dir()).glob("[0-9][0-9]*_*.ipynb"))
 
 
 def find_notebooks(targets: list[str | Path]) -> list[Path]:

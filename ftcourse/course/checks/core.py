@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
-    "call_learner", "CheckerError", "CheckFailed", "expect", "expect_intent_train", "forbid_helpers", "is_4bit",
+    "call_learner", "CheckerError", "CheckFailed", "expect", "expect_choices", "expect_intent_train", "forbid_helpers", "is_4bit",
     "is_close", "lora_targets", "peft_trainable", "probe_logits", "safetensors_bytes", "self_check", "SelfCheck",
     "trained_adapter", "trained_on", "uses_helper",
 ]
@@ -33,6 +33,19 @@ def expect(condition: object, what: str, hint: str) -> None:
     """Raise :class:`CheckFailed` unless ``condition`` holds."""
     if not condition:
         raise CheckFailed(what, hint)
+
+
+def expect_choices(answers, expected: dict[str, tuple[str, str]], options: tuple[str, ...], name: str = "choices",
+                   unit: str = "scenario") -> None:
+    """Fail unless ``answers`` gives every key of ``expected`` its answer, one of ``options``; ``expected`` maps a key to
+    (answer, hint), and a wrong answer fails with that hint — never with the answer."""
+    expect(isinstance(answers, dict) and set(answers) == set(expected),
+           f"`{name}` must be a dict with the keys {sorted(expected)}.", f"fill in one answer per {unit}.")
+    quoted = [f'"{o}"' for o in options]
+    for key, (want, hint) in expected.items():
+        got = answers[key]
+        expect(got in options, f"{name}[{key!r}] is {got!r}.", f"answer {', '.join(quoted[:-1])} or {quoted[-1]}.")
+        expect(got == want, f"{name}[{key!r}] is {got!r}.", hint)
 
 
 def call_learner(func: Callable, *args, name: str = "your function", **kwargs):

@@ -29,7 +29,7 @@ def _ex08_spec(*rows: tuple[str, str, str, str]) -> dict[str, dict[str, str]]:
 #: The parameters of notebooks/experiments/lora_experiment.ipynb as ftcourse.course.experiments.parameters_of reads them (task 1).
 EX08_SPEC = _ex08_spec(
     ("profile", '"auto"', "str", "smoke | cpu | gpu | auto (gpu when CUDA is present, else cpu)"),
-    ("model_name", "None", "any", 'None: the profile\'s model ("embedded" offline); or any Hub id / local folder'),
+    ("model_name", "None", "any", "None: the profile's model (embedded; gpu: SmolLM2-360M-Instruct when cached or online); or any Hub id / local folder"),
     ("peft_method", '"lora"', "str", "any method of ftcourse.peft_methods: lora, dora, rslora, qlora, ia3, prompt_tuning, ..."),
     ("lora_r", "16", "int", "LoRA rank"),
     ("learning_rate", "None", "any", "None: the method's default"),

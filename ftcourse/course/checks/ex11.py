@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from ftcourse.course.checks.core import expect, is_close, self_check
+from ftcourse.course.checks.core import expect, expect_choices, is_close, self_check
 
 __all__ = ["check_ex11_task1", "check_ex11_task2", "check_ex11_task3", "check_ex11_task4"]
 
@@ -116,10 +116,5 @@ _EX11_SCENARIOS = {
 @self_check
 def check_ex11_task4(choices) -> str:
     """``choices``: for each scenario key, one of "fine-tune", "retrieve", "both"."""
-    expect(isinstance(choices, dict) and set(choices) == set(_EX11_SCENARIOS),
-           f"`choices` must be a dict with the keys {sorted(_EX11_SCENARIOS)}.", "fill in one answer per scenario.")
-    for key, (want, why) in _EX11_SCENARIOS.items():
-        got = choices[key]
-        expect(got in ("fine-tune", "retrieve", "both"), f"choices[{key!r}] is {got!r}.", 'answer "fine-tune", "retrieve" or "both".')
-        expect(got == want, f"choices[{key!r}] is {got!r}.", why)
+    expect_choices(choices, _EX11_SCENARIOS, ("fine-tune", "retrieve", "both"))
     return "retrieval for changing facts, fine-tuning for behaviour, both when you need current facts *and* a trained behaviour."
