@@ -20,7 +20,7 @@ from filelock import FileLock, Timeout
 from ftcourse.errors import CourseError
 
 __all__ = [
-    "atomic_directory", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "ensure_writable_dir",
+    "atomic_directory", "atomic_file", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "ensure_writable_dir",
     "file_lock", "jsonl_text", "lock_holder", "MIN_FREE_BYTES", "release_file_lock", "sha256_file", "slug", "try_file_lock",
     "write_output", "write_outputs",
 ]
@@ -44,8 +44,9 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one.
+@contextlib.contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """A temporary file next to ``path`` to write; on success it replaces ``path``, on error it is removed.
 
     The file gets the permissions a plain ``open(path, "w")`` would give (0666 less the umask),
     not the 0600 of a temporary file.
@@ -55,16 +56,22 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        os.close(fd)
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` so that readers see the old file or the whole new one (see :func:`atomic_file`)."""
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return Path(path)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -2,7 +2,8 @@
 
 Classification (accuracy, per-label and macro precision/recall/F1, confusion matrix), exact match,
 ROUGE, QA scores (SQuAD-style EM and token F1, "not in the manual", recall@k), JSON extraction scores,
-perplexity from summed log-likelihoods, and LLM-free checks of free answers.
+perplexity from summed log-likelihoods, LLM-free checks of free answers, and uncertainty: the t interval of a mean
+over seeds, the Wilson interval of a proportion and McNemar's exact test of two models on the same examples.
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 from ftcourse.errors import CourseError
 
 __all__ = [
-    "accuracy", "classification_metrics", "confusion_matrix", "exact_match", "generation_checks", "json_field_scores",
-    "json_metrics", "label_distribution", "match_label", "mean_interval", "normalize_text", "parse_json_object",
-    "per_label_scores", "pooled_perplexity", "qa_metrics", "recall_at_k", "rouge", "rouge_scores", "says_unanswerable",
-    "squad_normalize", "T95_QUANTILES", "token_f1",
+    "accuracy", "classification_metrics", "cohen_kappa", "confusion_matrix", "exact_match", "generation_checks",
+    "json_field_scores", "json_metrics", "label_distribution", "match_label", "mcnemar_test", "mean_interval", "normalize_text",
+    "parse_json_object", "per_label_scores", "pooled_perplexity", "qa_metrics", "recall_at_k", "rouge", "rouge_scores",
+    "says_unanswerable", "share_interval", "squad_normalize", "T95_QUANTILES", "token_f1", "wilson_interval",
 ]
 
 
@@ -203,6 +204,59 @@ def mean_interval(values: Sequence[float]) -> dict[str, float]:
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     half = (T95_QUANTILES[n - 2] if n - 1 <= len(T95_QUANTILES) else 1.96) * std / math.sqrt(n)
     return {"mean": mean, "std": std, "low": mean - half, "high": mean + half, "n": n}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n`` (95% for the default ``z``; Wilson 1927).
+
+    With p = successes / n: (p + z²/2n ± z·√(p(1-p)/n + z²/4n²)) / (1 + z²/n). Unlike the Wald interval p ± z·√(p(1-p)/n)
+    it stays inside [0, 1] and does not shrink to a point at p = 0 or 1.
+    """
+    if n < 1 or not 0 <= successes <= n:
+        raise CourseError(f"wilson_interval needs 0 <= successes <= n and n >= 1, got {successes} of {n}.",
+                          "pass the number of correct examples and the number of examples.")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def share_interval(successes: int, n: int, z: float = 1.96) -> dict[str, float]:
+    """``successes / n`` as a dict, with its :func:`wilson_interval`: ``rate``, ``low``, ``high``, ``successes``, ``n``."""
+    low, high = wilson_interval(successes, n, z)
+    return {"rate": successes / n, "low": low, "high": high, "successes": successes, "n": n}
+
+
+def mcnemar_test(a_correct: Sequence[bool], b_correct: Sequence[bool]) -> dict:
+    """McNemar's exact test: do models A and B, scored on the same examples, differ in accuracy?
+
+    Only the discordant examples count: ``b_only`` (B right, A wrong) and ``a_only`` (A right, B wrong). If both models
+    were equally good, each discordant example would fall either way with probability 1/2, so with n = b_only + a_only
+    and k = min(b_only, a_only) the two-sided p-value is min(1, 2 · Σ_{i≤k} C(n, i) / 2ⁿ); with no discordant example
+    it is 1.
+    """
+    _same_length(a_correct, b_correct)
+    b_only = sum(bool(b) and not a for a, b in zip(a_correct, b_correct))
+    a_only = sum(bool(a) and not b for a, b in zip(a_correct, b_correct))
+    n, k = b_only + a_only, min(b_only, a_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
+    return {"b_only": b_only, "a_only": a_only, "p_value": min(1.0, 2 * tail)}
+
+
+def cohen_kappa(a: Sequence[Any], b: Sequence[Any]) -> float:
+    """Cohen's kappa of two raters' labels of the same items: (observed agreement - chance agreement) / (1 - chance).
+
+    Chance agreement comes from each rater's own label shares; 1 is perfect agreement, 0 what chance gives.
+    Two raters that each always give one label have no agreement beyond chance: 0 (scikit-learn returns NaN there).
+    """
+    _same_length(a, b)
+    if not a:
+        raise CourseError("cohen_kappa needs at least one item.", "pass two equally long lists of labels.")
+    n = len(a)
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    count_a, count_b = Counter(a), Counter(b)
+    chance = sum(count_a[label] * count_b[label] for label in count_a) / (n * n)
+    return 0.0 if chance == 1 else (observed - chance) / (1 - chance)
 
 
 def parse_json_object(text: str) -> dict[str, Any] | None:

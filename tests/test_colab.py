@@ -40,7 +40,7 @@ MANYLINUX = [f"manylinux_2_{minor}_x86_64" for minor in range(17, 36)]
 #: Never pulled on Colab, so neither are its dependencies: Colab's own CUDA build stays (the last test shows it).
 KEPT = {"torch"}
 #: Pure-Python packages published only as source: pip builds them on Colab in seconds (no compiler needed).
-SOURCE_ONLY = {"rouge-score"}
+SOURCE_ONLY = {"rouge-score", "sqlitedict", "word2number"}  # the last two: lm-eval's
 #: What a stand-in "Colab" torch reports: another version than the course's pin.
 COLAB_TORCH = "2.11.0"
 NETWORK_ERRORS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",

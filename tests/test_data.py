@@ -229,6 +229,13 @@ def test_train_jsonl_is_a_relative_symlink_to_the_intents():
     assert read_dataset(link, labels=INTENT_LABELS).records == read_dataset(INTENTS).records
 
 
+def test_general_knowledge_questions_have_their_answer_among_three_distinct_choices():
+    rows = [json.loads(line) for line in (ROOT / "data" / "raw" / "general_knowledge.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 40 and len({r["question"] for r in rows}) == 40
+    assert all(len(set(r["choices"])) == 3 and r["answer"] in r["choices"] for r in rows)
+    assert {r["choices"].index(r["answer"]) for r in rows} == {0, 1, 2}  # the right answer is not always in one place
+
+
 # ---------------------------------------------------------------- splits, duplicates, leakage
 
 

@@ -18,7 +18,9 @@ from ftcourse.metrics import (
     exact_match,
     generation_checks,
     json_metrics,
+    mcnemar_test,
     rouge,
+    wilson_interval,
 )
 from ftcourse.profiles import get_profile
 from ftcourse.reports import write_report
@@ -83,6 +85,46 @@ def test_json_metrics_valid_rate_and_per_field_accuracy():
     assert m["valid_json"] == pytest.approx(2 / 3)
     assert m["field_accuracy"] == {"intent": pytest.approx(2 / 3), "order_id": pytest.approx(2 / 3), "product": pytest.approx(1 / 3)}
     assert m["all_fields"] == pytest.approx(1 / 3)
+
+
+def test_wilson_interval_by_hand():
+    # 8 of 10, z = 1.96: centre (0.8 + 0.19208) / 1.38416 = 0.71674, half 1.41602 · √(0.016 + 0.009604) = 0.22658
+    assert wilson_interval(8, 10) == (pytest.approx(0.49016, abs=1e-5), pytest.approx(0.94332, abs=1e-5))
+    low, high = wilson_interval(0, 20)
+    assert low == 0.0 and high == pytest.approx(3.8416 / 23.8416, abs=1e-9)  # at p = 0 the upper end is z²/(n + z²)
+    assert wilson_interval(20, 20)[0] == pytest.approx(20 / 23.8416, abs=1e-9) and wilson_interval(20, 20)[1] == 1.0
+    half = (0.25 / 100 + 1 / 40000) ** 0.5 / 1.01  # 50 of 100 at z = 1: centre 0.5, the interval symmetric
+    assert wilson_interval(50, 100, z=1.0) == (pytest.approx(0.5 - half, abs=1e-12), pytest.approx(0.5 + half, abs=1e-12))
+    with pytest.raises(CourseError, match="successes <= n"):
+        wilson_interval(11, 10)
+    with pytest.raises(CourseError):
+        wilson_interval(0, 0)
+
+
+def test_mcnemar_exact_test_by_hand():
+    # A right on 6 examples B gets wrong, B right on 1 that A gets wrong, 3 where they agree: p = 2·(C(7,0)+C(7,1))/2⁷
+    a = [True] * 6 + [False] + [True, True, False]
+    b = [False] * 6 + [True] + [True, True, False]
+    assert mcnemar_test(a, b) == {"b_only": 1, "a_only": 6, "p_value": pytest.approx(16 / 128)}
+    assert mcnemar_test(b, a) == {"b_only": 6, "a_only": 1, "p_value": pytest.approx(16 / 128)}
+    assert mcnemar_test([False] * 5, [True] * 5)["p_value"] == pytest.approx(2 / 32)
+    assert mcnemar_test([True, False, True, False], [False, True, False, True])["p_value"] == 1.0  # 2 vs 2: capped at 1
+    assert mcnemar_test([True, False], [True, False]) == {"b_only": 0, "a_only": 0, "p_value": 1.0}
+    assert mcnemar_test([False] * 2000, [True] * 2000)["p_value"] == 0.0  # 2·2⁻²⁰⁰⁰ underflows, no overflow error
+    with pytest.raises(CourseError):
+        mcnemar_test([True], [True, False])
+
+
+def test_intervals_agree_with_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for successes, n in [(8, 10), (0, 20), (61, 100), (98, 100)]:
+        ci = stats.binomtest(successes, n).proportion_ci(method="wilson")
+        assert wilson_interval(successes, n) == (pytest.approx(ci.low, abs=1e-3), pytest.approx(ci.high, abs=1e-3))
+    for b_only, a_only in [(1, 6), (9, 2), (4, 4), (0, 13)]:
+        a = [True] * a_only + [False] * b_only
+        b = [False] * a_only + [True] * b_only
+        expected = stats.binomtest(b_only, b_only + a_only, 0.5).pvalue
+        assert mcnemar_test(a, b)["p_value"] == pytest.approx(expected, rel=1e-9)
 
 
 def test_unknown_metric_is_an_error_listing_the_valid_ones(intent_test):
