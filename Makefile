@@ -11,7 +11,7 @@ PARALLEL := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false
 # Every notebook CI runs: all of notebooks/ (lessons and experiments/) and solutions/.
 NOTEBOOK_DIRS := $(wildcard notebooks solutions)
 
-.PHONY: setup browser course test test-unit test-notebooks record-outputs lint lab clean-runs
+.PHONY: setup browser sandbox course test test-unit test-notebooks record-outputs lint lab clean-runs
 
 setup: $(STAMP)
 
@@ -28,6 +28,11 @@ $(STAMP): pyproject.toml constraints.txt
 # Without it that test is skipped with the reason. Needs apt-get (and root, as in CI).
 browser:
 	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# Debian's bubblewrap, the sandbox `ftcourse grade` runs each submission in (tests/test_grading.py's sandbox tests are
+# skipped with the reason without it; grading then refuses unless --trusted). Needs apt-get (and root, as in CI).
+sandbox:
+	command -v bwrap >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; }
 
 # Runs every lesson headless on the embedded model; executed copies go to runs/$(PROFILE)/.
 course: setup

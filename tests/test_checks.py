@@ -13,7 +13,7 @@ import torch
 from ftcourse.configs import LoraSettings
 from ftcourse.course import checks
 from ftcourse.course.bundled import INTENT_LABELS, intent_splits, raw_path
-from ftcourse.course.checks import CheckFailed, core, ex01, ex03
+from ftcourse.course.checks import CheckFailed, core, ex03
 from ftcourse.data import read_dataset, split_dataset
 from ftcourse.runs import RunResult
 from tests.saved_runs import write_run_record
@@ -39,7 +39,7 @@ def test_a_check_prints_a_tick_or_the_problem_and_its_hint_and_never_raises(caps
 
 
 def test_verify_returns_the_message_or_raises_an_assertion_error_with_the_hint():
-    assert "hidden cases" in checks.check_ex03_task1.verify(_right_f1)
+    assert "practice cases" in checks.check_ex03_task1.verify(_right_f1)
     with pytest.raises(AssertionError, match="Hint: per label") as info:
         checks.check_ex03_task1.verify(lambda p, r: 0.5)
     assert isinstance(info.value, CheckFailed) and info.value.hint.startswith("per label")
@@ -68,7 +68,7 @@ def _pack(token_lists, block_size, eos_id):
 RIGHT = [
     (checks.check_ex01_task1, lambda: (_data(), dict(Counter(_data().labels())))),
     (checks.check_ex01_task2, lambda: (lambda records: [r for i, r in enumerate(records) if i in ((0, 2, 5, 8) if records[0] == checks.EX01_MESSY_RECORDS[0]
-                                                                                               else ex01._EX01_HIDDEN_CLEAN)],)),
+                                                                                               else (0, 1, 3, 7))],)),
     (checks.check_ex01_task3, lambda: (intent_splits(),)),
     (checks.check_ex03_task1, lambda: (_right_f1,)),
     (checks.check_ex03_task3, lambda: (_confusions,)),
@@ -114,7 +114,7 @@ def _lora_count(model, r, target_modules):
 
 
 def test_lora_size_checks_use_the_models_real_shapes(base_model):
-    assert "3 hidden configurations" in checks.check_ex02_task2.verify(_lora_count, base_model)
+    assert "3 practice configurations" in checks.check_ex02_task2.verify(_lora_count, base_model)
     with pytest.raises(CheckFailed, match=r"r \* \(in_features \+ out_features\)"):
         checks.check_ex02_task2.verify(lambda m, r, t: r * 576 * 2 * len(t), base_model)
     attention = ["q_proj", "k_proj", "v_proj", "o_proj"]

@@ -3,7 +3,8 @@
 Each case plants one wrong answer a learner is likely to write — the course's helper called instead of the code
 the task asks for, another formula, an off-by-one mask, training or keeping evaluation data, the wrong label set,
 a value that only fits the printed example — and asserts the check raises CheckFailed naming the mistake.
-The checks are called directly (no notebook runs); the right answers pass in the same tests.
+The checks are called directly (no notebook runs); the right answers pass in the same tests. A check of the grading
+protocol (exercises 01 and 03) is run on its practice case and on the grader's hidden case: both must reject the answer.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ftcourse.profiles import get_profile
 from ftcourse.runs import RUN_RECORD, RunResult, run_fingerprint
 from ftcourse.tokenization import IGNORE_INDEX, prompt_ids, tokenize_messages
 from ftcourse.tokenization import collate as course_collate
+from ftcourse.tools.grading import grading_case
 from ftcourse.train import settings_from_profile
 from tests.saved_runs import write_run_record
 
@@ -36,7 +38,17 @@ def _fails(check, *args, hint: str) -> str:
     with pytest.raises(CheckFailed) as info:
         check.verify(*args)
     assert hint in str(info.value), str(info.value)
+    if isinstance(check, checks.GradedCheck):  # the grader's case rejects it as well, with the same hint
+        with pytest.raises(CheckFailed) as hidden:
+            check.verify_case(grading_case(check), *args, hidden=True)
+        assert hint in str(hidden.value), str(hidden.value)
     return str(info.value)
+
+
+def _passes(check, *args) -> str:
+    """A right answer passes the practice case and the grader's case; the practice message."""
+    assert check.verify_case(grading_case(check), *args, hidden=True)
+    return check.verify(*args)
 
 
 # ---------------------------------------------------------------- the two kinds of failure
@@ -80,6 +92,26 @@ def test_helper_detection_sees_direct_aliased_and_attribute_calls():
     assert checks.uses_helper(_completion_only, helpers) is None
 
 
+def test_the_graders_helper_detection_reads_the_submitted_source():
+    helpers = {"split_dataset": "ftcourse.data.split_dataset", "collate": "ftcourse.tokenization.collate"}
+    setup = "from ftcourse.data import read_dataset, split_dataset\nimport ftcourse.tokenization as tok\n"
+    cases = {
+        "def f(r, t, s):\n    return split_dataset(r, test=t, seed=s)": "split_dataset",
+        "from ftcourse.data import split_dataset as sd\ndef f(r, t, s):\n    return sd(r)": "split_dataset",
+        "def f(r, t, s):\n    return getattr(__import__('ftcourse.data'), 'split_dataset')(r)": "split_dataset",
+        "def helper(r):\n    return split_dataset(r)\ndef f(r, t, s):\n    return helper(r)": "split_dataset",  # through the learner's own function
+        "def f(r, t, s):\n    return tok.collate(r, 0)": "collate",
+        "g = lambda r: split_dataset(r)\nf = g": "split_dataset",
+        "def f(r, t, s):\n    split = sorted(r)\n    return split, []": None,
+        "def f(r, t, s):\n    return read_dataset(r)": None,
+    }
+    for cell, want in cases.items():
+        assert core.source_helper((setup, "%pip list", cell), "f", helpers) == want, cell
+    own = "def collate(examples, pad_id):\n    return collate(examples[1:], pad_id) if len(examples) > 1 else examples"  # its own name
+    assert core.source_helper((own,), "collate", helpers) is None
+    assert core.source_helper(("x = 1",), "f", helpers) is None  # not defined in the source: nothing to reject
+
+
 # ---------------------------------------------------------------- ex01
 
 
@@ -89,7 +121,7 @@ def _data():
 
 def test_ex01_task1_counts_of_one_split_or_a_changed_count_fail():
     data = _data()
-    assert "1000 records" in checks.check_ex01_task1.verify(data, dict(Counter(data.labels())))
+    assert "1000 records" in _passes(checks.check_ex01_task1, data, dict(Counter(data.labels())))
     from ftcourse.course.bundled import intent_splits
 
     train = intent_splits()["train"]
@@ -109,7 +141,7 @@ def _clean_records(records):
 
 
 def test_ex01_task2_wrong_cleaning_rules_and_a_hard_coded_answer_fail():
-    assert "hidden set" in checks.check_ex01_task2.verify(_clean_records)
+    assert "4 of 8 records of a second messy set" in _passes(checks.check_ex01_task2, _clean_records)
 
     def exact_duplicates_only(records):
         kept = []
@@ -136,7 +168,7 @@ def test_ex01_task2_wrong_cleaning_rules_and_a_hard_coded_answer_fail():
     _fails(checks.check_ex01_task2, exact_duplicates_only, hint="normalize_text")
     _fails(checks.check_ex01_task2, no_validation, hint="validate_record")
     _fails(checks.check_ex01_task2, keep_last, hint="")
-    _fails(checks.check_ex01_task2, hard_coded, hint="hidden")
+    _fails(checks.check_ex01_task2, hard_coded, hint="copied from the printout")
 
 
 def _stratified(records, test, seed, *, cut=round, shuffle=True, rng=None):
@@ -160,7 +192,7 @@ def test_ex01_task3_another_seed_or_fractions_fail():
 
     _fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.1, test=0.1, seed=1), hint="seed=42")
     _fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.2, test=0.1, seed=42), hint="validation=0.1")
-    assert "hidden unbalanced dataset" in checks.check_ex01_task3.verify(intent_splits(), _stratified)
+    assert "practice unbalanced dataset" in _passes(checks.check_ex01_task3, intent_splits(), _stratified)
 
 
 def test_ex01_task3_a_split_that_is_not_stratified_rounded_seeded_or_disjoint_fails():
@@ -198,7 +230,7 @@ def _completion_only(tokenizer, messages):
 
 
 def test_ex01_task4_the_helper_off_by_one_masks_and_a_missing_eos_fail(tokenizer):
-    assert "prompt masked" in checks.check_ex01_task4.verify(_completion_only, tokenizer)
+    assert "prompt masked" in _passes(checks.check_ex01_task4, _completion_only, tokenizer)
 
     def helper(tokenizer, messages):
         return tokenize_messages(tokenizer, messages)
@@ -233,7 +265,7 @@ def test_ex01_task5_a_truncating_or_wasteful_length_fails(tokenizer):
 
     longest = max(len(tokenize_messages(tokenizer, to_messages(r, "classification", INTENT_LABELS))["input_ids"]) for r in intent_splits()["train"].records)
     right = -(-longest // 32) * 32
-    assert f"max_seq_length={right}" in checks.check_ex01_task5.verify(tokenizer, right)
+    assert f"max_seq_length={right}" in _passes(checks.check_ex01_task5, tokenizer, right)
     _fails(checks.check_ex01_task5, tokenizer, right - 32, hint="take the longest")
     _fails(checks.check_ex01_task5, tokenizer, right + 32, hint="padding costs compute")
     _fails(checks.check_ex01_task5, tokenizer, float(right), hint="compute an int")
@@ -249,7 +281,7 @@ def _collate(examples, pad_id):
 
 
 def test_ex01_task6_the_pad_eq_eos_bug_and_its_cousins_fail(tokenizer):
-    assert "EOS stays trained" in checks.check_ex01_task6.verify(_collate, tokenizer)
+    assert "EOS stays trained" in _passes(checks.check_ex01_task6, _collate, tokenizer)
 
     def labels_padded_with_pad(examples, pad_id):
         batch = _collate(examples, pad_id)
@@ -290,10 +322,11 @@ def test_ex02_task2_peft_counting_and_wrong_formulas_fail(base_model):
     from ftcourse.models import count_parameters
     from ftcourse.peft_methods import build_peft_config
 
-    assert "3 hidden configurations" in checks.check_ex02_task2.verify(_lora_count, base_model)
+    assert "3 practice configurations" in _passes(checks.check_ex02_task2, _lora_count, base_model)
 
     def with_peft(model, r, target_modules):
-        return count_parameters(get_peft_model(model, build_peft_config("lora", model, LoraSettings(r=r, target_modules=target_modules))))["trainable"]
+        adapted = get_peft_model(model, build_peft_config("lora", model, LoraSettings(r=r, target_modules=target_modules)))
+        return sum(p.numel() for p in adapted.parameters() if p.requires_grad)
 
     def square_layers(model, r, target_modules):  # assumes d_out = d_in = hidden size (k_proj/v_proj are smaller here: GQA)
         return sum(2 * r * m.in_features for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.split(".")[-1] in target_modules)
@@ -304,7 +337,11 @@ def test_ex02_task2_peft_counting_and_wrong_formulas_fail(base_model):
     def r_squared(model, r, target_modules):
         return _lora_count(model, r * r, target_modules)
 
+    def with_count(model, r, target_modules):
+        return count_parameters(get_peft_model(model, build_peft_config("lora", model, LoraSettings(r=r, target_modules=target_modules))))["trainable"]
+
     _fails(checks.check_ex02_task2, with_peft, base_model, hint="calls `get_peft_model`")
+    _fails(checks.check_ex02_task2, with_count, base_model, hint="calls `count_parameters`")
     for wrong in (square_layers, one_block, r_squared):
         _fails(checks.check_ex02_task2, wrong, base_model, hint="r * (in_features + out_features)")
 
@@ -324,7 +361,7 @@ def _fixed():
 def test_ex02_task6_each_fault_left_in_or_misdiagnosed_fails(base_model, tokenizer):
     P = get_profile("smoke")
     causes, lora, training = _fixed()
-    assert "all three faults" in checks.check_ex02_task6.verify(causes, lora, training, base_model, tokenizer, P)
+    assert "all three faults" in _passes(checks.check_ex02_task6, causes, lora, training, base_model, tokenizer, P)
     _fails(checks.check_ex02_task6, {"learning_rate"}, lora, training, base_model, tokenizer, P, hint="did not name")
     _fails(checks.check_ex02_task6, causes | {"r"}, lora, training, base_model, tokenizer, P, hint="'r' is fine")
     _fails(checks.check_ex02_task6, "learning rate", lora, training, base_model, tokenizer, P, hint="EX02_SETTINGS")
@@ -355,7 +392,7 @@ def test_ex02_task1_the_classmates_model_a_frozen_adapter_and_wrong_optimizer_me
             p.requires_grad = "lora_" in name
         return model
 
-    assert "AdamW's states" in checks.check_ex02_task1.verify(fixed(), _adam_mib)
+    assert "AdamW's states" in _passes(checks.check_ex02_task1, fixed(), _adam_mib)
     _fails(checks.check_ex02_task1, checks.ex02_classmate_lora(_tiny(tokenizer)), _adam_mib, hint="base-model tensors still train")
     _fails(checks.check_ex02_task1, fixed().requires_grad_(False), _adam_mib, hint="keep every lora_A and lora_B")
     wrong = get_peft_model(_tiny(tokenizer), build_peft_config("lora", _tiny(tokenizer), LoraSettings(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"])))
@@ -402,7 +439,7 @@ def _macro_f1(predictions, references):
 
 
 def test_ex03_task1_the_helper_the_reference_only_label_set_accuracy_and_none_as_a_label_fail():
-    assert "scikit-learn" in checks.check_ex03_task1.verify(_macro_f1)
+    assert "scikit-learn" in _passes(checks.check_ex03_task1, _macro_f1)
 
     def helper(predictions, references):
         return classification_metrics(predictions, references, sorted(set(references)))["f1"]
@@ -465,7 +502,7 @@ def test_ex03_task2_free_text_missing_or_guessed_predictions_and_wrong_metrics_f
 
 
 def test_ex03_task3_unordered_ties_swapped_pairs_and_counted_hits_fail():
-    assert "hidden cases" in checks.check_ex03_task3.verify(_confusions)
+    assert "practice cases" in _passes(checks.check_ex03_task3, _confusions)
     _fails(checks.check_ex03_task3, lambda p, r, k=3: Counter((t, q) for q, t in zip(p, r) if q != t).most_common(k), hint="'(none)'")
     _fails(checks.check_ex03_task3, lambda p, r, k=3: [((b, a), n) for (a, b), n in _confusions(p, r, k)], hint="(true, predicted)")
     _fails(checks.check_ex03_task3, lambda p, r, k=3: sorted(Counter((t, "(none)" if q is None else q) for q, t in zip(p, r)).items(),
@@ -479,7 +516,7 @@ def _my_ppl(model, tokenizer, text):
 
 
 def test_ex03_task4_the_helper_a_double_shift_and_no_exp_fail(base_model, tokenizer):
-    assert "within 2%" in checks.check_ex03_task4.verify(_my_ppl, base_model, tokenizer)
+    assert "within 2%" in _passes(checks.check_ex03_task4, _my_ppl, base_model, tokenizer)
 
     def helper(model, tokenizer, text):
         return perplexity(model, tokenizer, [text])
@@ -504,7 +541,7 @@ def _bootstrap(correct, n_boot=2000, seed=0):
 
 
 def test_ex03_task5_wald_a_fixed_size_resample_no_seed_and_wrong_percentiles_fail():
-    assert "halves the width" in checks.check_ex03_task5.verify(_bootstrap)
+    assert "halves the width" in _passes(checks.check_ex03_task5, _bootstrap)
 
     def wald(correct, n_boot=2000, seed=0):
         p, n = sum(correct) / len(correct), len(correct)
@@ -538,7 +575,7 @@ def _compare(correct_a, correct_b, n_boot=2000, seed=0):
 
 
 def test_ex03_task6_unpaired_intervals_and_raw_accuracies_fail():
-    assert "separate intervals overlap" in checks.check_ex03_task6.verify(_compare)
+    assert "separate intervals overlap" in _passes(checks.check_ex03_task6, _compare)
 
     def overlapping_intervals(correct_a, correct_b, n_boot=2000, seed=0):
         (la, ha), (lb, hb) = _bootstrap(correct_a, n_boot, seed), _bootstrap(correct_b, n_boot, seed)

@@ -60,8 +60,8 @@ def _cell(text: str, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + " …"
 
 
-def summary_markdown(assignment: str, grades: Sequence[Any], rows: Sequence[TaskSummary]) -> str:
-    """The summary as Markdown: class totals, then one row per task."""
+def summary_markdown(assignment: str, grades: Sequence[Any], rows: Sequence[TaskSummary], notes: Sequence[str] = ()) -> str:
+    """The summary as Markdown: class totals, then one row per task, then the grader's ``notes`` (how tasks were graded, ...)."""
     total = sum(g.percent for g in grades) / max(len(grades), 1)
     statuses = Counter(g.status for g in grades)
     lines = [f"# {assignment} — class summary", "",
@@ -72,6 +72,7 @@ def summary_markdown(assignment: str, grades: Sequence[Any], rows: Sequence[Task
         lines.append(f"| {r.task} | {r.max_points:g} | {r.mean_points:.2f} | {100 * r.passed:.0f}% | {failure} | {r.checker_faults} |")
     if any(r.checker_faults for r in rows):
         lines += ["", "A checker fault is an error in the check itself, not in the answers: look at it before you publish the grades."]
+    lines += [line for note in notes for line in ("", note)]
     return "\n".join(lines) + "\n"
 
 
@@ -99,9 +100,10 @@ def summary_paths(out: str | Path) -> tuple[Path, Path]:
     return out.with_name(out.stem + "_summary.md"), out.with_name(out.stem + "_summary.png")
 
 
-def write_class_summary(out: str | Path, assignment: str, grades: Sequence[Any], tasks: Sequence[Any]) -> tuple[Path, Path]:
-    """Write the Markdown summary and its chart next to the grades CSV ``out`` (replacing an earlier summary)."""
+def write_class_summary(out: str | Path, assignment: str, grades: Sequence[Any], tasks: Sequence[Any],
+                        notes: Sequence[str] = ()) -> tuple[Path, Path]:
+    """Write the Markdown summary (with ``notes`` at its end) and its chart next to the grades CSV ``out`` (replacing an earlier summary)."""
     rows = summarize(grades, tasks)
     markdown, chart = summary_paths(out)
-    write_outputs({markdown: summary_markdown(assignment, grades, rows), chart: summary_chart(assignment, rows)}, overwrite=True)
+    write_outputs({markdown: summary_markdown(assignment, grades, rows, notes), chart: summary_chart(assignment, rows)}, overwrite=True)
     return markdown, chart

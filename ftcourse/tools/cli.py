@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ftcourse.errors import CourseError
 
-__all__ = ["build_parser", "cmd_build", "cmd_doctor", "cmd_grade", "cmd_run", "cmd_serve", "cmd_sweep", "main"]
+__all__ = ["build_parser", "cmd_build", "cmd_course_table", "cmd_doctor", "cmd_grade", "cmd_run", "cmd_serve", "cmd_sweep", "main"]
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -79,13 +79,30 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_course_table(args: argparse.Namespace) -> int:
+    from ftcourse.tools.course_table import course_table, update_readme
+
+    table = course_table(args.run_dir)
+    print(table)
+    changed = update_readme(table, args.readme, check=args.check)
+    if args.check:
+        print("the README's course table is " + ("out of date" if changed else "up to date"), file=sys.stderr if changed else sys.stdout)
+        return 1 if changed else 0
+    print("README course table " + ("rewritten" if changed else "unchanged"))
+    return 0
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from ftcourse.tools.class_report import summary_paths
-    from ftcourse.tools.grading import feedback_dir, grade_folder
+    from ftcourse.tools.grading import GradingStopped, feedback_dir, grade_folder
 
     out = Path(args.out or f"grades/{Path(args.assignment).stem.split('_')[0]}.csv")
-    grades = grade_folder(args.submissions, args.assignment, out, args.profile, args.timeout, args.overwrite,
-                          _params(args.param, args.params))
+    try:
+        grades = grade_folder(args.submissions, args.assignment, out, args.profile, args.timeout, args.overwrite,
+                              _params(args.param, args.params), trusted=args.trusted)
+    except GradingStopped as stopped:
+        print(f"grading {stopped}: {len(stopped.grades)} submission(s) graded, in {out} (the rest not graded)", file=sys.stderr)
+        return 128 + stopped.signum
     print(f"graded {len(grades)} submission(s): {out}; feedback in {feedback_dir(out)}/; class summary in {summary_paths(out)[0]} (+ .png)")
     faults = [g.student for g in grades if g.grader_fault]
     if faults:
@@ -168,7 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--overwrite", action="store_true", help="also replace exercises that were edited by hand")
     build.set_defaults(func=cmd_build)
 
-    grade = sub.add_parser("grade", help="grade submitted notebooks with the master's hidden tests into a CSV and feedback files")
+    table = sub.add_parser("course-table", help="write the README's course table from a course run (summary.json and recorded metrics)")
+    table.add_argument("run_dir", help="a course run's folder, e.g. runs/cpu (make course PROFILE=cpu)")
+    table.add_argument("--readme", help="the file whose course-table markers to fill (default the project's README.md)")
+    table.add_argument("--check", action="store_true", help="change nothing; fail when the README's table differs")
+    table.set_defaults(func=cmd_course_table)
+
+    grade = sub.add_parser("grade", help="grade submitted notebooks, each in a sandbox, with the master's hidden tests into a CSV and feedback files")
     grade.add_argument("submissions", help="folder of NAME.ipynb files (or NAME/exNN*.ipynb folders)")
     grade.add_argument("--assignment", required=True, help="exercise id (ex02) or the path of a master notebook")
     grade.add_argument("--out", help="the grades CSV (default grades/<assignment>.csv); feedback goes next to it")
@@ -177,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--params", help="YAML file of parameters")
     grade.add_argument("--timeout", type=int, default=900, help="time limit per submission in seconds")
     grade.add_argument("--overwrite", action="store_true", help="replace an existing grades CSV and feedback files")
+    grade.add_argument("--trusted", action="store_true",
+                       help="run the notebooks WITHOUT the sandbox (where bubblewrap is missing): only for submissions you trust")
     grade.set_defaults(func=cmd_grade)
 
     serve = sub.add_parser("serve", help="serve a base model and adapters over HTTP (OpenAI-compatible /v1/chat/completions)")

@@ -1,21 +1,74 @@
 """What every exercise's checks share: the failure types, ``expect``, calling the learner's code, spotting a course
-helper the learner should not call, the :class:`SelfCheck` wrapper, and small helpers several exercises use (trained
-runs, saved adapters, probe logits, PEFT parameter counts)."""
+helper the learner should not call, the :class:`SelfCheck` wrapper, the grading protocol (:class:`GradedCheck`), and small
+helpers several exercises use (trained runs, saved adapters, probe logits, PEFT parameter counts).
+
+The grading protocol: verdicts are decided outside the learner's kernel
+-------------------------------------------------------------------------
+``ftcourse grade`` runs a submission in a sandbox, and everything that runs there — the checks' code included — is the
+student's to change. So a converted task's check is split in two, and only plain data crosses from one to the other:
+
+* **collect** runs where the learner's code lives (their kernel; under ``ftcourse grade``, the sandbox after the
+  student's cells). It turns what the task defined into JSON data: values (:func:`describe`), the outputs of the learner's
+  functions on the task's inputs (:func:`run_learner`), names of files written into the workspace. It decides nothing and
+  holds no expected answer. Write it as ``@graded_check(practice) def check_exNN_taskK(inputs, <the task's arguments>) -> dict``.
+* **judge** runs in the grader's own process on that data and a :class:`Case`: the inputs, the expected answers, the
+  learner's source cells (rules such as "write it yourself" read their syntax tree, :func:`forbid_source_helpers`, never
+  live objects), the grading profile, reference objects (the model, the tokenizer) that the grader loads itself, and the
+  files the learner's code wrote, which the collect step names by their path in the workspace and the judge reads with
+  ``case.file(path)`` (no link followed out of the workspace, size capped).
+  It returns the success message or raises :class:`CheckFailed` with the hint. Write it as
+  ``@check_exNN_taskK.judge def _(data, case) -> str``; read a collected value or call with :func:`output_of`, and treat
+  every collected value as untrusted (check its type before using it).
+
+The master's hidden-test cell of a converted task is the single line ``check_exNN_taskK.collect(<the task's arguments>)``.
+Under the grader (``$FTCOURSE_GRADING_DIR`` set) it reads the task's inputs from ``inputs.json`` there and writes
+``collected/check_exNN_taskK.json``; elsewhere (the master run by papermill) it judges the practice case at once and
+raises on a wrong answer. In the learner's notebook the check, ``check_exNN_taskK(...)``, collects and judges the practice
+case in one process (their own kernel), with their own model and tokenizer as the reference objects.
+
+Inputs come in two cases: the *practice* case, in the package, which the learner's self-check uses; and the *hidden*
+case, ``solutions/hidden/exNN.json`` (``{check name: {"inputs": ..., "expected": ...}}``), which only the grader reads.
+The grader copies a task's ``inputs`` into the sandbox — the learner's code must run on them — but never ``expected``,
+and never mounts ``solutions/``. A tampered collect step can therefore only report data the student could have computed
+anyway: it cannot change a verdict or read an expected answer. A task without an entry in the hidden file is graded on its
+practice case.
+
+To convert an exercise: turn each check into a collect step and a judge (as ``ex01.py`` and ``ex03.py`` do), move its
+hidden inputs and expected answers into ``solutions/hidden/exNN.json``, write the master's hidden-test cells as
+``.collect(...)`` calls and run ``ftcourse build``. Checks not yet converted (``@self_check``, hidden-test cells calling
+``.verify(...)``) keep running inside the submission's kernel, where a hostile notebook can fake their verdict; the grader
+names the path that graded each task.
+"""
 
 from __future__ import annotations
 
+import ast
 import functools
 import inspect
 import json
+import os
 import re
-from collections.abc import Callable
+import stat
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
-    "call_learner", "CheckerError", "CheckFailed", "expect", "expect_choices", "expect_intent_train", "forbid_helpers", "is_4bit",
-    "is_close", "lora_targets", "peft_trainable", "probe_logits", "safetensors_bytes", "self_check", "SelfCheck",
+    "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "describe", "expect", "expect_choices",
+    "expect_intent_train", "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE",
+    "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "peft_trainable", "probe_logits", "read_inside",
+    "reference_model", "reference_tokenizer", "run_learner", "safetensors_bytes", "self_check", "SelfCheck", "source_helper",
     "trained_adapter", "trained_on", "uses_helper",
 ]
+
+#: Set by ``ftcourse grade`` inside the sandbox: the folder with ``inputs.json`` and ``collected/``.
+GRADING_DIR_ENV = "FTCOURSE_GRADING_DIR"
+INPUTS_FILE = "inputs.json"
+#: Characters of a learner's exception message kept in the collected data.
+MESSAGE_KEEP = 300
+
 
 class CheckFailed(AssertionError):
     """A result is wrong: ``what`` is wrong and ``hint`` says how to get it right."""
@@ -68,7 +121,11 @@ def _code_names(code) -> set[str]:
 
 
 def uses_helper(func: Callable, helpers: dict[str, object]) -> str | None:
-    """The name of a helper (name -> object) that ``func`` calls, directly, under another name or as an attribute."""
+    """The name of a helper (name -> object) that ``func`` calls, directly, under another name or as an attribute.
+
+    Live objects: for the checks not yet converted to the grading protocol, which run in the learner's kernel; a converted
+    check reads the submitted source instead (:func:`source_helper`).
+    """
     code = getattr(func, "__code__", None)
     if code is None:
         return None
@@ -93,26 +150,34 @@ class SelfCheck:
     :class:`CheckerError` means the check itself failed and says nothing about the answer.
     """
 
-    def __init__(self, func: Callable[..., str]):
+    def __init__(self, func: Callable[..., Any], signature: inspect.Signature | None = None):
         functools.update_wrapper(self, func)
         self.func = func
         exercise, task = re.fullmatch(r"check_ex(\d+)_task(\d+)", func.__name__).groups()
         self.label = f"Exercise {exercise}, task {task}"
-        self.signature = inspect.signature(func).replace(return_annotation=inspect.Signature.empty)
+        self.signature = (signature or inspect.signature(func)).replace(return_annotation=inspect.Signature.empty)
 
-    def verify(self, *args, **kwargs) -> str:
+    def bind(self, args: tuple, kwargs: dict) -> inspect.BoundArguments:
+        """The check's arguments by name; the wrong arguments are the learner's mistake (:class:`CheckFailed`)."""
         try:
-            self.signature.bind(*args, **kwargs)
+            return self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise CheckFailed(f"the check was called with the wrong arguments ({exc}).",
                               f"pass what the task asks for: {self.func.__name__}{self.signature}") from None
+
+    def guarded(self, step: Callable[[], Any]) -> Any:
+        """Run a step of the check: a failure that is not a verdict becomes a :class:`CheckerError`."""
         try:
-            return self.func(*args, **kwargs)
+            return step()
         except (CheckFailed, NotImplementedError):
             raise
         except Exception as exc:
             raise CheckerError(f"{self.label}: the checker itself failed ({type(exc).__name__}: {exc}). "
                                "This says nothing about your answer; please tell your instructor.") from exc
+
+    def verify(self, *args, **kwargs) -> str:
+        self.bind(args, kwargs)
+        return self.guarded(lambda: self.func(*args, **kwargs))
 
     def __call__(self, *args, **kwargs) -> None:
         try:
@@ -130,6 +195,348 @@ class SelfCheck:
 def self_check(func: Callable[..., str]) -> SelfCheck:
     """Decorator: a function ``check_exNN_taskK(...) -> str`` that raises :class:`CheckFailed` becomes a :class:`SelfCheck`."""
     return SelfCheck(func)
+
+
+# ---------------------------------------------------------------- the grading protocol (see the module's docstring)
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a judge knows besides the collected data.
+
+    ``inputs`` and ``expected`` are the practice case's or the hidden case's; ``source`` is the learner's code cells;
+    ``profile`` is the grading profile (``P``). ``objects`` holds, in the learner's own kernel, the live arguments of the
+    check (``model``, ``tokenizer``, ``P``), which then serve as the reference objects; the grader leaves it empty and
+    loads its own. ``workspace`` is the folder the learner's notebook ran in (the course folder in their own kernel).
+    """
+
+    inputs: Mapping[str, Any]
+    expected: Mapping[str, Any] = field(default_factory=dict)
+    source: tuple[str, ...] = ()
+    hidden: bool = False
+    profile: Any = None
+    objects: Mapping[str, Any] = field(default_factory=dict)
+    workspace: Path | None = None
+
+    def file(self, relative: str, cap: int = 2**30) -> bytes | None:
+        """A file the learner's code wrote, by its path relative to the workspace (a collect step names it): read
+        without following a link, None when missing or over ``cap`` bytes."""
+        return read_inside(self.workspace, relative, cap) if self.workspace is not None else None
+
+    @property
+    def kind(self) -> str:
+        """``"hidden"`` or ``"practice"``: which inputs the learner's code ran on (for messages)."""
+        return "hidden" if self.hidden else "practice"
+
+    def reference(self, name: str) -> Any:
+        """The ``"P"``, ``"model"`` or ``"tokenizer"`` a judge compares with: the learner's own in their kernel, else the grader's."""
+        if name in self.objects:
+            return self.objects[name]
+        if self.profile is None:
+            raise CheckerError(f"the judge needs the {name}, and neither the check's arguments nor the grader gave one.")
+        if name == "P":
+            return self.profile
+        return {"model": reference_model, "tokenizer": reference_tokenizer}[name](self.profile.model)
+
+
+@functools.cache
+def reference_model(name: str):
+    """The grader's own copy of a base model (loaded once per process), for judges that recompute a value."""
+    from ftcourse.models import load_model
+
+    return load_model(name)
+
+
+@functools.cache
+def reference_tokenizer(name: str):
+    from ftcourse.models import load_tokenizer
+
+    return load_tokenizer(name)
+
+
+def read_inside(root: Path, relative: str, cap: int) -> bytes | None:
+    """A regular file under ``root`` written by the learner's code, or None: missing, a link anywhere on the way, not a
+    regular file, or over ``cap`` bytes. Each component is opened relative to the last, never following a link."""
+    parts = Path(relative).parts
+    if not parts or any(part in ("..", "/") for part in parts):
+        return None
+    fds = []
+    try:
+        fds.append(os.open(root, os.O_RDONLY | os.O_DIRECTORY))
+        for part in parts[:-1]:
+            fds.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fds[-1]))
+        fds.append(os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=fds[-1]))
+        if not stat.S_ISREG(os.fstat(fds[-1]).st_mode):
+            return None
+        with os.fdopen(os.dup(fds[-1]), "rb") as fh:
+            data = fh.read(cap + 1)
+        return data if len(data) <= cap else None
+    except OSError:
+        return None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def describe(value: Any) -> dict:
+    """A value as plain data: ``{"type": its type's name, "value": JSON}``, or ``{"type": ..., "opaque": True}``.
+
+    Tensors and arrays become lists, tuples become lists; the type's name keeps what JSON loses.
+    """
+    try:
+        return {"type": type(value).__name__, "value": _plain(value, 0)}
+    except (TypeError, ValueError, RecursionError):
+        return {"type": type(value).__name__, "opaque": True}
+
+
+def _plain(value: Any, depth: int) -> Any:
+    if depth > 32:
+        raise ValueError("nested too deeply")
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if callable(getattr(value, "tolist", None)):  # tensors, arrays, numpy scalars
+        return _plain(value.tolist(), depth + 1)
+    if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, depth + 1) for v in value]
+    raise TypeError(f"a {type(value).__name__} is not plain data")
+
+
+def run_learner(func: Any, *args, **kwargs) -> dict:
+    """The learner's ``func`` called on ``args``, as plain data: :func:`describe` of its result,
+    ``{"raised": name, "message": ...}`` when it raised, or ``{"not_callable": type}``."""
+    if not callable(func):
+        return {"not_callable": type(func).__name__}
+    try:
+        result = func(*args, **kwargs)
+    except Exception as exc:
+        return {"raised": type(exc).__name__, "message": str(exc)[:MESSAGE_KEEP]}
+    return describe(result)
+
+
+def _malformed() -> CheckFailed:
+    return CheckFailed("the data collected for this task is malformed: the check was changed or bypassed.",
+                       "run the task's cell and its check as given.")
+
+
+def output_of(entry: Any, name: str, define: str = "") -> tuple[Any, str]:
+    """``(value, type name)`` of a collected value or call of the learner's ``name``.
+
+    A call that raised becomes a :class:`CheckFailed` naming the exception (``NotImplementedError``: not answered);
+    ``define`` is the hint when ``name`` is not a function.
+    """
+    if not isinstance(entry, dict):
+        raise _malformed()
+    if "not_callable" in entry:
+        raise CheckFailed(f"`{name}` is not a function (it is a {str(entry['not_callable'])[:80]}).",
+                          define or f"define it with `def {name}(...)`.")
+    if "raised" in entry:
+        if entry["raised"] == "NotImplementedError":
+            raise NotImplementedError()
+        raise CheckFailed(f"`{name}` raised {str(entry['raised'])[:80]}: {str(entry.get('message', ''))[:MESSAGE_KEEP]}",
+                          "run it on the small example of the task yourself; the task gives its arguments and what it returns.")
+    if not isinstance(entry.get("type"), str) or not (entry.get("opaque") or "value" in entry):
+        raise _malformed()
+    if entry.get("opaque"):
+        raise CheckFailed(f"`{name}` gives a {entry['type'][:80]}, which is not plain data.",
+                          "return lists, tuples, dicts, numbers and strings (tensors are fine), as the task asks.")
+    return entry["value"], entry["type"]
+
+
+def collected_path(folder: str | Path, check: str) -> Path:
+    """Where the collect step of ``check`` writes its data under the grading folder."""
+    return Path(folder) / "collected" / f"{check}.json"
+
+
+def learner_source(arguments: Mapping[str, Any]) -> tuple[str, ...]:
+    """The learner's code as cells, for a check called in the learner's own process with ``arguments`` (name -> value):
+    the kernel's input history in IPython, elsewhere the source of each function argument after the imports of its
+    module; then ``name = function`` for an argument whose function has another name, so that the task's name finds it."""
+    functions = {name: value for name, value in arguments.items() if inspect.isfunction(value)}
+    try:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    except ImportError:
+        shell = None
+    cells: list[str] = list(shell.user_ns["In"]) if shell is not None and shell.user_ns.get("In") else []
+    for func in functions.values() if not cells else ():
+        try:
+            module = inspect.getmodule(func)
+            tree = ast.parse(inspect.getsource(module)) if module else None
+            cells += [ast.unparse(n) for n in (tree.body if tree else []) if isinstance(n, (ast.Import, ast.ImportFrom))]
+            cells.append(textwrap.dedent(inspect.getsource(func)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+    return (*cells, *(f"{name} = {func.__name__}" for name, func in functions.items() if func.__name__ not in (name, "<lambda>")))
+
+
+def _parsed(cells: tuple[str, ...] | list[str]) -> list[ast.Module]:
+    """The cells that parse (IPython magics turned into Python first); the others are skipped."""
+    trees = []
+    for cell in cells:
+        try:
+            trees.append(ast.parse(cell))
+            continue
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
+            pass
+        try:
+            from IPython.core.inputtransformer2 import TransformerManager
+
+            trees.append(ast.parse(TransformerManager().transform_cell(cell)))
+        except Exception:  # not Python even after IPython's transforms (or nested too deeply to parse)
+            continue
+    return trees
+
+
+def _in_order(tree: ast.AST):
+    """Every node of ``tree`` in source order (depth first, without recursion)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        stack.extend(reversed(list(ast.iter_child_nodes(node))))
+
+
+def _bindings(trees: list[ast.Module]) -> dict[str, Any]:
+    """Name -> what the source last bound it to (in cell order): a def or lambda (its node), an import (its qualified
+    name) or an assigned expression (its node)."""
+    bound: dict[str, Any] = {}
+    for tree in trees:
+        for node in _in_order(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                bound[node.name] = node
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    bound[alias.asname or alias.name.split(".")[0]] = alias.name if alias.asname else alias.name.split(".")[0]
+            elif isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    bound[alias.asname or alias.name] = f"{node.module or ''}.{alias.name}"
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+                    if isinstance(target, ast.Name):
+                        bound[target.id] = node.value
+    return bound
+
+
+def source_helper(cells: tuple[str, ...] | list[str], name: str, helpers: Mapping[str, str]) -> str | None:
+    """The helper (bare name -> qualified name, e.g. ``{"split_dataset": "ftcourse.data.split_dataset"}``) that the
+    learner's ``name`` uses, read from the source ``cells``: called directly, under an alias, as an attribute, through a
+    getattr string, or through another function of the learner's. None when it uses none.
+
+    Source text, not live objects: what the grader judges is the notebook the student submitted.
+    """
+    bound = _bindings(_parsed(cells))
+    seen: set[int] = set()
+
+    def helper_of(qualified: str) -> str | None:
+        bare = qualified.rsplit(".", 1)[-1]
+        if bare in helpers and (qualified == helpers[bare] or qualified.split(".")[0] == helpers[bare].split(".")[0]):
+            return bare
+        return None
+
+    def visit_name(ident: str) -> str | None:
+        target = bound.get(ident)
+        if target is None:
+            return ident if ident in helpers else None  # never bound in the source: a star import, a builtin, a global
+        if isinstance(target, str):
+            return helper_of(target)
+        if id(target) in seen:
+            return None
+        seen.add(id(target))
+        return visit_node(target)
+
+    def visit_node(node: ast.AST) -> str | None:
+        for sub in ast.walk(node):
+            found = None
+            if isinstance(sub, ast.Name):
+                found = visit_name(sub.id)
+            elif isinstance(sub, ast.Attribute) or (isinstance(sub, ast.Constant) and isinstance(sub.value, str)):
+                text = sub.attr if isinstance(sub, ast.Attribute) else sub.value
+                found = text if text in helpers else None
+            elif isinstance(sub, ast.ImportFrom):
+                found = next((h for a in sub.names if (h := helper_of(f"{sub.module or ''}.{a.name}"))), None)
+            if found:
+                return found
+        return None
+
+    return visit_name(name) if name in bound else None
+
+
+def forbid_source_helpers(case: Case, name: str, helpers: Mapping[str, str], why: str) -> None:
+    """Fail when the learner's ``name`` (in ``case.source``) hands the task to one of the course's ``helpers``."""
+    used = source_helper(case.source, name, helpers)
+    expect(used is None, f"`{name}` calls `{used}`, the course's helper for this very task.", why)
+
+
+class GradedCheck(SelfCheck):
+    """A check of the grading protocol: a collect step (the decorated function) and a judge (see the module's docstring).
+
+    ``practice`` is the learner's case, ``{"inputs": ..., "expected": ...}``, or a function that returns it (built on
+    first use). ``check(...)`` prints a line, ``verify(...)`` judges the practice case, ``verify_case(case, ...)`` another
+    case (tests use the hidden one), and ``collect(...)`` is the master's hidden-test cell.
+    """
+
+    def __init__(self, collect: Callable[..., dict], practice: Mapping[str, Any] | Callable[[], Mapping[str, Any]]):
+        parameters = list(inspect.signature(collect).parameters.values())[1:]  # the first is the inputs
+        super().__init__(collect, inspect.Signature(parameters))
+        self._practice = practice
+        self.decide: Callable[[dict, Case], str] | None = None
+
+    def judge(self, func: Callable[[dict, Case], str]) -> Callable[[dict, Case], str]:
+        """Decorator: the judge of this check, ``(data, case) -> message``."""
+        self.decide = func
+        return func
+
+    @property
+    def practice(self) -> Mapping[str, Any]:
+        if callable(self._practice):
+            self._practice = self._practice()
+        return self._practice
+
+    def collected(self, inputs: Mapping[str, Any], *args, **kwargs) -> dict:
+        """The collect step on ``inputs``: plain data, after a JSON round trip (exactly what the grader reads)."""
+        self.bind(args, kwargs)
+        return self.guarded(lambda: json.loads(json.dumps(self.func(inputs, *args, **kwargs), allow_nan=True)))
+
+    def judged(self, data: Any, case: Case) -> str:
+        """The judge's verdict on collected ``data``: the message, :class:`CheckFailed`, or :class:`CheckerError`."""
+        if not isinstance(data, dict):
+            raise _malformed()
+        return self.guarded(lambda: self.decide(data, case))
+
+    def verify_case(self, case: Mapping[str, Any], *args, hidden: bool = False, **kwargs) -> str:
+        """Collect and judge ``case`` (``{"inputs", "expected"}``) in this process, the arguments as the reference objects."""
+        arguments = self.bind(args, kwargs).arguments
+        inputs = json.loads(json.dumps(case["inputs"]))  # as the sandbox reads them
+        data = self.collected(inputs, *args, **kwargs)
+        source = learner_source(arguments)
+        from ftcourse import paths
+
+        return self.judged(data, Case(inputs, case.get("expected", {}), source, hidden, objects=arguments, workspace=paths.project_root()))
+
+    def verify(self, *args, **kwargs) -> str:
+        return self.verify_case(self.practice, *args, **kwargs)
+
+    def collect(self, *args, **kwargs) -> None:
+        """The master's hidden-test cell: under ``ftcourse grade`` write the collected data for the grader to judge;
+        elsewhere (a master run by papermill) judge the practice case and raise on a wrong answer."""
+        folder = os.environ.get(GRADING_DIR_ENV)
+        if not folder:
+            self.verify(*args, **kwargs)
+            return
+        inputs = json.loads((Path(folder) / INPUTS_FILE).read_text(encoding="utf-8")).get(self.__name__)
+        if inputs is None:
+            raise CheckerError(f"{self.label}: the grader gave no inputs for {self.__name__}.")
+        path = collected_path(folder, self.__name__)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.collected(inputs, *args, **kwargs)), encoding="utf-8")
+
+
+def graded_check(practice: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) -> Callable[[Callable[..., dict]], GradedCheck]:
+    """Decorator: a collect step ``check_exNN_taskK(inputs, ...) -> dict`` becomes a :class:`GradedCheck` with that practice case."""
+    return lambda collect: GradedCheck(collect, practice)
 
 
 def is_close(a: float, b: float, rel: float) -> bool:

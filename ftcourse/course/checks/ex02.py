@@ -1,10 +1,36 @@
-"""Checks of exercise 02, LoRA configuration and training (``solutions/ex02_lora_training.ipynb``)."""
+"""Checks of exercise 02, LoRA configuration and training (``solutions/ex02_lora_training.ipynb``).
+
+Tasks 1, 2, 3 and 6 follow the grading protocol (``core``'s docstring): a collect step that turns the learner's values and
+the outputs of their functions into plain data, and a judge that decides; the hidden inputs the grader uses are in
+``solutions/hidden/ex02.json``. Tasks 4 and 5 (a trained run, a reloaded adapter) are not converted yet: their checks
+still run in the learner's kernel (``@self_check``).
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from ftcourse.course.checks.core import call_learner, expect, expect_intent_train, forbid_helpers, is_close, lora_targets, peft_trainable, probe_logits, safetensors_bytes, self_check, trained_adapter
+from ftcourse.course.checks.core import (
+    Case,
+    CheckFailed,
+    call_learner,
+    describe,
+    expect,
+    expect_intent_train,
+    forbid_helpers,
+    forbid_source_helpers,
+    graded_check,
+    is_close,
+    lora_targets,
+    output_of,
+    peft_trainable,
+    probe_logits,
+    run_learner,
+    safetensors_bytes,
+    self_check,
+    trained_adapter,
+)
 
 __all__ = [
     "check_ex02_task1", "check_ex02_task2", "check_ex02_task3", "check_ex02_task4", "check_ex02_task5",
@@ -28,28 +54,67 @@ def ex02_classmate_lora(model):
     return lora_model
 
 
-def _ex02_adam_cases(lora_model):
-    """Models to run ``adam_state_mib`` on: the learner's, the classmate's (weightless) and a small one with a frozen embedding."""
+def _small_model(dims: dict):
+    """A small model with a frozen embedding, built from ``dims`` (``{"embedding": [n, d], "linears": [[in, out], ...]}``)."""
     import torch
 
+    small = torch.nn.Sequential(torch.nn.Embedding(*dims["embedding"]), *(torch.nn.Linear(i, o) for i, o in dims["linears"]))
+    small[0].requires_grad_(False)
+    return small
+
+
+def _counts(model: Any) -> dict:
+    """A model's trainable and total parameter counts (an empty dict when it has no parameters to count)."""
+    try:
+        params = list(model.parameters())
+        return {"trainable": sum(p.numel() for p in params if p.requires_grad), "total": sum(p.numel() for p in params)}
+    except Exception:  # not a model: the judge names its type
+        return {}
+
+
+def _peft_lora(model: Any) -> dict:
+    """A PEFT model's first adapter as plain data: its type, r, lora_alpha, targets, counts and the base tensors that train."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return {"type": type(model).__name__}
+    config = model.peft_config["default"]
+    extra = [n for n, p in model.named_parameters() if p.requires_grad and "lora_" not in n]
+    return {"type": "PeftModel", "peft_type": str(config.peft_type.value), "r": config.r, "lora_alpha": config.lora_alpha,
+            "target_modules": sorted(lora_targets(config)), "extra": extra[:1], "n_extra": len(extra), **_counts(model)}
+
+
+@graded_check({"inputs": {"small": {"embedding": [1000, 24], "linears": [[24, 48], [48, 10]]}}, "expected": {}})
+def check_ex02_task1(inputs, lora_model, adam_state_mib) -> dict:
+    """``lora_model``: the classmate's LoRA model (r=8, alpha=16 on q_proj and v_proj) fixed so that only the adapter trains;
+    ``adam_state_mib(model)``: MiB of AdamW's states for a model's trainable parameters."""
     from ftcourse.models import weightless_copy
 
-    small = torch.nn.Sequential(torch.nn.Embedding(1000, 24), torch.nn.Linear(24, 48), torch.nn.Linear(48, 10))
-    small[0].requires_grad_(False)
-    return [("your fixed lora_model", lora_model), ("the classmate's model", ex02_classmate_lora(weightless_copy(lora_model))),
-            ("a hidden model with a frozen embedding", small)]
+    model = _peft_lora(lora_model)
+    models = [lora_model, _small_model(inputs["small"])]
+    if model["type"] == "PeftModel":
+        models.insert(1, ex02_classmate_lora(weightless_copy(lora_model)))
+    return {"lora_model": model, "models": [_counts(m) for m in models], "adam_state_mib": [run_learner(adam_state_mib, m) for m in models]}
 
 
-def _ex02_check_adam(adam_state_mib, lora_model) -> float:
-    expect(callable(adam_state_mib), "`adam_state_mib` is not a function.", "define def adam_state_mib(model): ...")
-    for name, m in _ex02_adam_cases(lora_model):
-        trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
-        want = 8 * trainable / 2**20
-        got = call_learner(adam_state_mib, m, name="adam_state_mib")
-        if isinstance(got, (int, float)) and is_close(float(got), want, 1e-6):
+def _judge_adam(data: dict, case: Case) -> float:
+    """AdamW's MiB for each collected model (the learner's, the classmate's, the small one built from the case's dims)."""
+    dims = case.inputs["small"]
+    small = {"trainable": sum(i * o + o for i, o in dims["linears"]), "total": dims["embedding"][0] * dims["embedding"][1]}
+    small["total"] += small["trainable"]
+    counts, outputs = data.get("models"), data.get("adam_state_mib")
+    expect(isinstance(counts, list) and isinstance(outputs, list) and len(counts) == len(outputs) == 3,
+           "no output of `adam_state_mib` was collected.", "define def adam_state_mib(model): ... and run the task's cell.")
+    names = ("your fixed lora_model", "the classmate's model", f"a {case.kind} model with a frozen embedding")
+    for name, count, entry in zip(names, [*counts[:2], small], outputs):
+        expect(isinstance(count, dict) and all(isinstance(count.get(k), int) for k in ("trainable", "total")),
+               "the data collected for this task is malformed: the check was changed or bypassed.", "run the task's cell and its check as given.")
+        got, _ = output_of(entry, "adam_state_mib", "define def adam_state_mib(model): ...")
+        trainable, want = count["trainable"], 8 * count["trainable"] / 2**20
+        if isinstance(got, (int, float)) and not isinstance(got, bool) and is_close(float(got), want, 1e-6):
             continue
         wrongs = {"only the trainable parameters have optimizer states (p.requires_grad): frozen weights get no gradient and no AdamW state.":
-                  8 * sum(p.numel() for p in m.parameters()) / 2**20,
+                  8 * count["total"] / 2**20,
                   "AdamW keeps two states per trainable parameter (the running means of the gradient and of its square), each fp32 "
                   "(4 bytes) like the trainable weights here: 8 bytes per parameter.": 4 * trainable / 2**20,
                   "count AdamW's states only: the weights and gradients are not optimizer states.": 16 * trainable / 2**20,
@@ -57,76 +122,118 @@ def _ex02_check_adam(adam_state_mib, lora_model) -> float:
         hint = next((h for h, v in wrongs.items() if isinstance(got, (int, float)) and is_close(float(got), v, 1e-6)),
                     "2 states × 4 bytes (fp32) × the number of trainable parameters, in MiB (2**20 bytes).")
         expect(False, f"adam_state_mib({name}) = {got!r}; AdamW's states for its {trainable:,} trainable parameters take {want:.2f} MiB.", hint)
-    return 8 * sum(p.numel() for p in lora_model.parameters() if p.requires_grad) / 2**20
+    return 8 * counts[0]["trainable"] / 2**20
 
 
-@self_check
-def check_ex02_task1(lora_model, adam_state_mib) -> str:
-    """``lora_model``: the classmate's LoRA model (r=8, alpha=16 on q_proj and v_proj) fixed so that only the adapter trains;
-    ``adam_state_mib(model)``: MiB of AdamW's states for a model's trainable parameters."""
-    from peft import PeftModel
+def _model_of(case: Case, argument: str):
+    """The model a judge counts on: the check's own argument in the learner's kernel, else the grader's reference model."""
+    return case.objects[argument] if argument in case.objects else case.reference("model")
 
+
+@check_ex02_task1.judge
+def _judge_task1(data: dict, case: Case) -> str:
     from ftcourse.configs import LoraSettings
-    from ftcourse.models import count_parameters
 
-    expect(isinstance(lora_model, PeftModel), f"`lora_model` is a {type(lora_model).__name__}, not a PeftModel.",
+    got = data.get("lora_model") if isinstance(data.get("lora_model"), dict) else {}
+    expect(got.get("type") == "PeftModel", f"`lora_model` is a {got.get('type')}, not a PeftModel.",
            "keep the classmate's PEFT model (or build the same one again with get_peft_model).")
-    config = lora_model.peft_config["default"]
-    expect(str(config.peft_type.value) == "LORA", f"the adapter is {config.peft_type.value}, not LoRA.", "build the config with method 'lora'.")
-    expect((config.r, config.lora_alpha, lora_targets(config)) == (8, 16, {"q_proj", "v_proj"}),
-           f"the adapter has r={config.r}, lora_alpha={config.lora_alpha} on {sorted(lora_targets(config))}; the task asks for r=8, lora_alpha=16 on q_proj and v_proj.",
+    expect(got.get("peft_type") == "LORA", f"the adapter is {got.get('peft_type')}, not LoRA.", "build the config with method 'lora'.")
+    targets = set(got["target_modules"]) if isinstance(got.get("target_modules"), list) else None
+    expect((got.get("r"), got.get("lora_alpha"), targets) == (8, 16, {"q_proj", "v_proj"}),
+           f"the adapter has r={got.get('r')}, lora_alpha={got.get('lora_alpha')} on {sorted(targets or [])}; the task asks for r=8, lora_alpha=16 on q_proj and v_proj.",
            "LoraSettings(r=8, lora_alpha=16, target_modules=['q_proj', 'v_proj']): the settings were right, the trainable weights were not.")
-    counts = count_parameters(lora_model)
-    want = peft_trainable(lora_model, "lora", LoraSettings(**_EX02_LORA))
-    extra = [n for n, p in lora_model.named_parameters() if p.requires_grad and "lora_" not in n]
-    expect(not extra, f"{len(extra)} base-model tensors still train (e.g. {extra[0]}): {counts['trainable']:,} trainable parameters "
-           f"where the adapter has {want:,}." if extra else "",
+    trainable, total = got.get("trainable"), got.get("total")
+    expect(all(isinstance(v, int) for v in (trainable, total, got.get("n_extra"))),
+           "the data collected for this task is malformed: the check was changed or bypassed.", "run the task's cell and its check as given.")
+    want = peft_trainable(_model_of(case, "lora_model"), "lora", LoraSettings(**_EX02_LORA))
+    expect(not got["n_extra"], f"{got['n_extra']} base-model tensors still train (e.g. {str((got.get('extra') or ['?'])[0])[:120]}): "
+           f"{trainable:,} trainable parameters where the adapter has {want:,}." if got["n_extra"] else "",
            "LoRA freezes the base model: set requires_grad = False on every parameter that is not a lora_A / lora_B matrix. "
            "(The classmate's base weights changed during training, and PEFT's save_pretrained saves only the adapter: "
            "what the base learned was lost.)")
-    expect(counts["trainable"] == want, f"{counts['trainable']:,} parameters are trainable; LoRA r=8 on q_proj/v_proj trains {want:,}.",
+    expect(trainable == want, f"{trainable:,} parameters are trainable; LoRA r=8 on q_proj/v_proj trains {want:,}.",
            "keep every lora_A and lora_B matrix trainable: without them nothing learns.")
-    fixed = _ex02_check_adam(adam_state_mib, lora_model)
-    return (f"{want:,} trainable of {counts['total']:,} parameters ({counts['trainable_percent']:.2f}%); AdamW's states: "
-            f"{fixed:.1f} MiB instead of {8 * counts['total'] / 2**20:,.0f} MiB.")
+    fixed = _judge_adam(data, case)
+    return (f"{want:,} trainable of {total:,} parameters ({100 * want / total:.2f}%); AdamW's states: "
+            f"{fixed:.1f} MiB instead of {8 * total / 2**20:,.0f} MiB.")
 
 
-@self_check
-def check_ex02_task2(lora_parameter_count, model) -> str:
+#: The course's helpers that would do task 2's job (bare name -> qualified name).
+_EX02_COUNT_HELPERS = {"get_peft_model": "peft.get_peft_model", "inject_adapter_in_model": "peft.inject_adapter_in_model",
+                       "LoraConfig": "peft.LoraConfig", "build_peft_config": "ftcourse.peft_methods.build_peft_config",
+                       "count_parameters": "ftcourse.models.count_parameters"}
+
+
+@graded_check({"inputs": {"cases": [[8, ["q_proj", "v_proj"]], [4, ["q_proj", "k_proj", "v_proj", "o_proj"]],
+                                    [2, ["gate_proj", "up_proj", "down_proj"]]]}, "expected": {}})
+def check_ex02_task2(inputs, lora_parameter_count, model) -> dict:
     """``lora_parameter_count(model, r, target_modules)``: LoRA's trainable parameters, computed from the layer shapes."""
-    from peft import LoraConfig, get_peft_model, inject_adapter_in_model
+    from ftcourse.models import weightless_copy
 
+    return {"outputs": [run_learner(lora_parameter_count, weightless_copy(model), r, list(targets)) for r, targets in inputs["cases"]]}
+
+
+@check_ex02_task2.judge
+def _judge_task2(data: dict, case: Case) -> str:
     from ftcourse.configs import LoraSettings
-    from ftcourse.models import count_parameters, weightless_copy
-    from ftcourse.peft_methods import build_peft_config, linear_layer_names
+    from ftcourse.models import weightless_copy
+    from ftcourse.peft_methods import linear_layer_names
 
-    expect(callable(lora_parameter_count), "`lora_parameter_count` is not a function.",
-           "define def lora_parameter_count(model, r, target_modules): ...")
-    forbid_helpers(lora_parameter_count, "lora_parameter_count",
-                   {"get_peft_model": get_peft_model, "inject_adapter_in_model": inject_adapter_in_model, "LoraConfig": LoraConfig,
-                    "build_peft_config": build_peft_config, "count_parameters": count_parameters},
-                   "predict the count from the layer shapes alone (in_features, out_features, r): building the adapter and counting is what the check does.")
-    cases = [(8, ["q_proj", "v_proj"]), (4, ["q_proj", "k_proj", "v_proj", "o_proj"]), (2, ["gate_proj", "up_proj", "down_proj"])]
-    cases = [c for c in cases if set(c[1]) <= set(linear_layer_names(weightless_copy(model)))]
-    for r, targets in cases:
+    forbid_source_helpers(case, "lora_parameter_count", _EX02_COUNT_HELPERS,
+                          "predict the count from the layer shapes alone (in_features, out_features, r): building the adapter and counting is what the check does.")
+    cases, outputs = case.inputs["cases"], data.get("outputs")
+    expect(isinstance(outputs, list) and len(outputs) == len(cases), "no output of `lora_parameter_count` was collected.",
+           "define def lora_parameter_count(model, r, target_modules): ... and run the task's cell.")
+    model = _model_of(case, "model")
+    layers, checked = set(linear_layer_names(weightless_copy(model))), 0
+    for (r, targets), entry in zip(cases, outputs):
+        if not set(targets) <= layers:  # a model without these layers (a tiny test model)
+            continue
         want = peft_trainable(model, "lora", LoraSettings(r=r, target_modules=targets))
-        got = call_learner(lora_parameter_count, weightless_copy(model), r, list(targets), name="lora_parameter_count")
-        expect(got == want, f"lora_parameter_count(model, r={r}, {targets}) = {got}; PEFT trains {want:,}.",
+        got, _ = output_of(entry, "lora_parameter_count", "define def lora_parameter_count(model, r, target_modules): ...")
+        expect(got == want, f"lora_parameter_count(model, r={r}, {targets}) = {got!r}; PEFT trains {want:,}.",
                "for every nn.Linear whose name ends with a target: A is r x in_features and B is out_features x r, "
                "so it adds r * (in_features + out_features); sum over all layers (every block has its own).")
-    return f"matches PEFT on {len(cases)} hidden configurations."
+        checked += 1
+    return f"matches PEFT on {checked} {case.kind} configurations."
 
 
-@self_check
-def check_ex02_task3(budget_settings, model) -> str:
-    """``budget_settings``: LoraSettings on q/k/v/o_proj with the largest r under 1,000,000 trainable parameters."""
+def _lora_settings(value: Any) -> dict:
+    """LoraSettings as plain data: its type, r, lora_alpha and target modules."""
+    try:
+        return {"type": type(value).__name__, "r": describe(value.r), "lora_alpha": describe(value.lora_alpha),
+                "target_modules": describe(sorted(lora_targets(value)))}
+    except Exception:  # not settings: the judge names its type
+        return {"type": type(value).__name__}
+
+
+def _rebuilt(got: dict, name: str, hint: str):
+    """The LoraSettings a collected ``_lora_settings`` describes, validated again here."""
     from ftcourse.configs import LoraSettings
+    from ftcourse.errors import CourseError
 
-    expect(isinstance(budget_settings, LoraSettings), f"`budget_settings` is a {type(budget_settings).__name__}, not LoraSettings.",
-           "budget_settings = LoraSettings(r=..., lora_alpha=2 * r, target_modules=[...]).")
+    expect(got.get("type") == "LoraSettings", f"`{name}` is a {got.get('type')}, not LoraSettings.", hint)
+    try:
+        return LoraSettings(r=output_of(got.get("r"), "r")[0], lora_alpha=output_of(got.get("lora_alpha"), "lora_alpha")[0],
+                            target_modules=output_of(got.get("target_modules"), "target_modules")[0])
+    except (CourseError, ValueError, TypeError) as exc:
+        raise CheckFailed(f"`{name}` is not valid LoraSettings: {exc}", hint) from None
+
+
+@graded_check({"inputs": {}, "expected": {}})
+def check_ex02_task3(inputs, budget_settings, model) -> dict:
+    """``budget_settings``: LoraSettings on q/k/v/o_proj with the largest r under 1,000,000 trainable parameters."""
+    return {"budget_settings": _lora_settings(budget_settings)}
+
+
+@check_ex02_task3.judge
+def _judge_task3(data: dict, case: Case) -> str:
+    budget_settings = _rebuilt(data.get("budget_settings") if isinstance(data.get("budget_settings"), dict) else {}, "budget_settings",
+                               "budget_settings = LoraSettings(r=..., lora_alpha=2 * r, target_modules=[...]).")
     targets, r = lora_targets(budget_settings), budget_settings.r
     expect(targets == {"q_proj", "k_proj", "v_proj", "o_proj"}, f"the adapter targets {sorted(targets)}.",
            "target all four attention projections: q_proj, k_proj, v_proj and o_proj.")
+    model = _model_of(case, "model")
     n = peft_trainable(model, "lora", budget_settings)
     expect(n < 1_000_000, f"r={r} gives {n / 1e6:.2f}M trainable parameters; the task asks for under 1M.", "lower r (the count grows linearly with r).")
     bigger = peft_trainable(model, "lora", budget_settings.replace(r=r + 1))
@@ -262,33 +369,47 @@ _EX02_WHY = {
 }
 
 
-@self_check
-def check_ex02_task6(causes, fixed_lora, fixed_training, model, tokenizer, P) -> str:
+@graded_check({"inputs": {}, "expected": {}})
+def check_ex02_task6(inputs, causes, fixed_lora, fixed_training, model, tokenizer, P) -> dict:
     """``causes``: the settings that broke the run; ``fixed_lora``/``fixed_training``: LoraSettings/TrainingSettings that learn."""
-    from ftcourse.configs import LoraSettings, TrainingSettings
+    training = {"type": type(fixed_training).__name__}
+    if training["type"] == "TrainingSettings":
+        training.update(learning_rate=describe(fixed_training.learning_rate), max_seq_length=describe(fixed_training.max_seq_length))
+    named = sorted(causes, key=str) if isinstance(causes, (set, frozenset)) else causes
+    return {"causes": describe(named), "fixed_lora": _lora_settings(fixed_lora), "fixed_training": training}
+
+
+@check_ex02_task6.judge
+def _judge_task6(data: dict, case: Case) -> str:
     from ftcourse.course.bundled import intent_records
     from ftcourse.models import weightless_copy
     from ftcourse.peft_methods import get_method, linear_layer_names
     from ftcourse.tokenization import tokenize_messages
 
-    expect(isinstance(causes, (set, list, tuple)) and set(causes) <= set(EX02_SETTINGS),
-           f"`causes` should be a set of names from EX02_SETTINGS; got {causes!r}.", f"pick from {list(EX02_SETTINGS)}.")
+    causes, kind = output_of(data.get("causes"), "causes")
+    expect(kind in ("set", "frozenset", "list", "tuple") and all(isinstance(c, str) and c in EX02_SETTINGS for c in causes),
+           f"`causes` should be a set of names from EX02_SETTINGS; got a {kind}.", f"pick from {list(EX02_SETTINGS)}.")
     missed, blamed = _EX02_CAUSES - set(causes), set(causes) - _EX02_CAUSES
     expect(not missed, f"the run has {len(_EX02_CAUSES)} faults; you did not name {sorted(missed)[0]!r}." if missed else "",
            _EX02_WHY[sorted(missed)[0]] if missed else "")
     expect(not blamed, f"{sorted(blamed)[0]!r} is fine in this run." if blamed else "", "change only what breaks it: the other settings are the lesson's defaults.")
-    expect(isinstance(fixed_lora, LoraSettings) and isinstance(fixed_training, TrainingSettings),
-           "`fixed_lora` must be a LoraSettings and `fixed_training` a TrainingSettings.",
-           "fixed_lora = LoraSettings(...); fixed_training = settings_from_profile(P, learning_rate=..., max_seq_length=...).")
+    hint = "fixed_lora = LoraSettings(...); fixed_training = settings_from_profile(P, learning_rate=..., max_seq_length=...)."
+    training = data.get("fixed_training") if isinstance(data.get("fixed_training"), dict) else {}
+    expect(training.get("type") == "TrainingSettings", "`fixed_training` must be a TrainingSettings.", hint)
+    rate, max_seq_length = output_of(training.get("learning_rate"), "learning_rate")[0], output_of(training.get("max_seq_length"), "max_seq_length")[0]
+    expect((rate is None or isinstance(rate, (int, float))) and isinstance(max_seq_length, int),
+           "the data collected for this task is malformed: the check was changed or bypassed.", "run the task's cell and its check as given.")
+    fixed_lora = _rebuilt(data.get("fixed_lora") if isinstance(data.get("fixed_lora"), dict) else {}, "fixed_lora", hint)
     targets = lora_targets(fixed_lora)
-    blocks = {n for n in linear_layer_names(weightless_copy(model)) if n != "lm_head"}
+    blocks = {n for n in linear_layer_names(weightless_copy(_model_of(case, "model"))) if n != "lm_head"}
     expect(targets == {"all-linear"} or (targets and targets <= blocks),
            f"fixed_lora targets {sorted(targets)}.", _EX02_WHY["target_modules"] + f" Names here: {sorted(blocks)}.")
     expect((fixed_lora.r, fixed_lora.lora_alpha) == (EX02_BROKEN_LORA["r"], EX02_BROKEN_LORA["lora_alpha"]),
            f"fixed_lora changed r/lora_alpha to {fixed_lora.r}/{fixed_lora.lora_alpha}.", "keep r=8, lora_alpha=16: they were not the problem.")
-    rate = get_method("lora").learning_rate if fixed_training.learning_rate is None else fixed_training.learning_rate
+    rate = get_method("lora").learning_rate if rate is None else rate
     expect(1e-4 <= rate <= 5e-3, f"learning rate {rate:g} is outside the range where LoRA learns in a short run (1e-4 to 5e-3).", _EX02_WHY["learning_rate"])
-    longest = max(len(tokenize_messages(tokenizer, r["messages"])["input_ids"]) for r in intent_records(P)["train"])
-    expect(fixed_training.max_seq_length >= longest, f"max_seq_length={fixed_training.max_seq_length} still cuts the longest training example "
+    tokenizer = case.reference("tokenizer")
+    longest = max(len(tokenize_messages(tokenizer, r["messages"])["input_ids"]) for r in intent_records(case.reference("P"))["train"])
+    expect(max_seq_length >= longest, f"max_seq_length={max_seq_length} still cuts the longest training example "
            f"({longest} tokens) — and with it the answer.", _EX02_WHY["max_seq_length"] + " Measure the longest example (exercise 01, task 5).")
-    return f"all three faults named and fixed: LoRA on {sorted(targets)}, learning rate {rate:g}, max_seq_length {fixed_training.max_seq_length} ≥ {longest}."
+    return f"all three faults named and fixed: LoRA on {sorted(targets)}, learning rate {rate:g}, max_seq_length {max_seq_length} ≥ {longest}."
