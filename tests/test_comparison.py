@@ -7,7 +7,7 @@ import torch
 from peft import get_peft_model
 
 from ftcourse.course.bundled import INTENT_LABELS, intent_records
-from ftcourse.course.comparison import classification_accuracy, compare_methods, config_summary, lora_parameter_table, peft_parameter_count
+from ftcourse.course.comparison import accuracy_with_interval, classification_accuracy, classification_correct, compare_methods, config_summary, lora_parameter_table, peft_parameter_count
 from ftcourse.generation import classify
 from ftcourse.memory import MB, footprint_bytes
 from ftcourse.models import count_parameters
@@ -54,19 +54,27 @@ def test_classification_accuracy_matches_the_predictions(base_model, tokenizer):
     predictions = classify(base_model, tokenizer, [r["messages"][:-1] for r in records], INTENT_LABELS, progress=False)
     expected = sum(p == r["label"] for p, r in zip(predictions, records)) / len(records)
     assert classification_accuracy(base_model, tokenizer, records, progress=False) == pytest.approx(expected)
+    assert classification_correct(base_model, tokenizer, records, progress=False) == [p == r["label"] for p, r in zip(predictions, records)]
+
+
+def test_accuracy_with_interval_reads_the_wilson_interval():
+    assert accuracy_with_interval([True] * 8 + [False] * 2) == "0.80 (95% CI 0.49–0.94)"  # Wilson (8 of 10): 0.4902–0.9433
+    assert accuracy_with_interval([False] * 20) == "0.00 (95% CI 0.00–0.16)"
 
 
 def test_compare_methods_trains_each_on_the_same_budget(tmp_path, base_model):
     profile = get_profile("smoke", max_steps=1, n_train=4, n_eval=2, batch_size=2)
     data = intent_records(profile)
     rows = compare_methods(["lora", "prompt_tuning"], data["train"], data["test"], profile,
-                           run_prefix="test-compare", output_root=tmp_path, progress=False)
+                           run_prefix="test-compare", output_root=tmp_path, progress=False, gradient_checkpointing=False)
     by_name = {r["name"]: r for r in rows}
     assert list(by_name) == ["lora", "prompt_tuning"]
     assert by_name["lora"]["trainable_parameters"] == peft_parameter_count(base_model, "lora")["trainable"] == 921_600
     assert by_name["prompt_tuning"]["trainable_parameters"] == NUM_VIRTUAL_TOKENS * 576
     for row in rows:
         assert 0 <= row["accuracy"] <= 1 and row["train_seconds"] > 0 and row["train_loss"] > 0
+        assert row["gradient_checkpointing"] is False  # as asked
+        assert len(row["correct"]) == len(data["test"]) and row["accuracy"] == round(sum(row["correct"]) / len(data["test"]), 4)
         assert row["weights_mb"] == pytest.approx(footprint_bytes(base_model) / MB, abs=0.1)
         # mostly activations: one forward + backward at 4 × 100 tokens adds ~600 MB on this model
         assert 100 < row["training_mb"] < 3000

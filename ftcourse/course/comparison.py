@@ -22,13 +22,14 @@ from ftcourse.evaluation import evaluate_model
 from ftcourse.fileio import slug
 from ftcourse.generation import perplexity
 from ftcourse.memory import MB, footprint_breakdown, footprint_bytes, make_resident, quiet_bitsandbytes, release_memory, track_peak
+from ftcourse.metrics import wilson_interval
 from ftcourse.models import count_parameters, load_model, load_tokenizer, resolve_model, weightless_copy
 from ftcourse.peft_methods import build_peft_config, get_method
 from ftcourse.profiles import Profile
 from ftcourse.train import fine_tune, settings_from_profile
 
 __all__ = [
-    "classification_accuracy", "compare_methods", "config_summary", "load_variant", "lora_parameter_table",
+    "accuracy_with_interval", "classification_accuracy", "classification_correct", "compare_methods", "config_summary", "load_variant", "lora_parameter_table",
     "peft_parameter_count", "run_and_score", "TARGET_SETS", "VariantLoad", "VARIANTS",
 ]
 
@@ -93,11 +94,28 @@ def load_variant(name: str, variant: str, texts: Sequence[str] = (), tokenizer=N
     return result
 
 
+def classification_correct(model, tokenizer, records: Sequence[dict[str, Any]], labels: Sequence[str] = INTENT_LABELS,
+                           progress: bool = True) -> list[bool]:
+    """Per record: is the label-constrained answer (:func:`ftcourse.evaluation.evaluate_model`) its reference label?
+
+    What a paired test of two models on the same records needs (:func:`ftcourse.metrics.mcnemar_test`).
+    """
+    result = evaluate_model(model, tokenizer, records, metrics=["accuracy"], labels=labels, progress=progress)
+    task = next(iter(result.tasks.values()))
+    return [p == r for p, r in zip(task.predictions, task.references)]
+
+
 def classification_accuracy(model, tokenizer, records: Sequence[dict[str, Any]], labels: Sequence[str] = INTENT_LABELS,
                             progress: bool = True) -> float:
-    """Accuracy on processed classification records, by label-constrained generation (:func:`ftcourse.evaluation.evaluate_model`)."""
-    result = evaluate_model(model, tokenizer, records, metrics=["accuracy"], labels=labels, progress=progress)
-    return next(task.metrics["accuracy"] for task in result.tasks.values())
+    """Accuracy on processed classification records: the share of :func:`classification_correct`."""
+    correct = classification_correct(model, tokenizer, records, labels, progress)
+    return sum(correct) / len(correct) if correct else 0.0
+
+
+def accuracy_with_interval(correct: Sequence[bool]) -> str:
+    """An accuracy and its 95% Wilson interval (:func:`ftcourse.metrics.wilson_interval`) as text: ``0.80 (95% CI 0.49–0.94)``."""
+    low, high = wilson_interval(sum(correct), len(correct))
+    return f"{sum(correct) / len(correct):.2f} (95% CI {low:.2f}–{high:.2f})"
 
 
 def peft_parameter_count(model: torch.nn.Module, method: str, lora: LoraSettings | None = None) -> dict[str, float]:
@@ -142,7 +160,7 @@ def run_and_score(name: str, train_records: Sequence[dict[str, Any]], test_recor
     The base is ``model`` (modified in place) or a fresh ``profile.model``. Memory is split in two:
     ``weights_mb``, the base model's tensors, and ``training_mb``, what training added on top at its
     peak (adapter, gradients, optimizer states, activations). ``accuracy`` is on ``test_records``
-    (skipped when None). The run is saved as ``models/fine_tuned/<run_prefix>-<name>-<profile>``
+    (skipped when None), and ``correct`` says for each test record whether it was answered right. The run is saved as ``models/fine_tuned/<run_prefix>-<name>-<profile>``
     (lower case; spaces and signs become ``-``).
     """
     method = get_method(fine_tune_kwargs.pop("method", "lora"))
@@ -166,9 +184,11 @@ def run_and_score(name: str, train_records: Sequence[dict[str, Any]], test_recor
         "train_seconds": run.metrics["train_seconds"],
         "seconds_per_step": round(run.metrics["train_seconds"] / max(1, run.metrics["steps"]), 2),
         "train_loss": run.metrics["train_loss"],
+        "gradient_checkpointing": run.metrics["gradient_checkpointing"],  # on when asked, or when memory needed it
     }
     if test_records:
-        row["accuracy"] = round(classification_accuracy(run.model, tokenizer, test_records, labels, progress), 4)
+        row["correct"] = classification_correct(run.model, tokenizer, test_records, labels, progress)
+        row["accuracy"] = round(sum(row["correct"]) / len(row["correct"]), 4)
     del run, model
     release_memory()
     return row
