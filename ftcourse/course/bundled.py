@@ -6,6 +6,7 @@ scripts and exercises all see the same test set.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ from ftcourse.profiles import Profile
 
 __all__ = [
     "domain_texts", "error_code_summaries", "instruction_records", "INTENT_LABELS", "intent_records", "intent_splits",
-    "kb_qa_records", "LABEL_SETS", "raw_path", "SEED", "shop_database", "text_to_sql_records", "unseen_intent_records",
+    "kb_qa_records", "LABEL_SETS", "preference_records", "raw_path", "SEED", "shop_database", "text_to_sql_records",
+    "unseen_intent_records",
 ]
 
 SEED = 42
@@ -72,6 +74,23 @@ def instruction_records(profile: Profile, tasks: tuple[str, ...] = ("classify", 
     for name, part in splits.items():
         records = [r for r in processed_records(part) if r["task"] in tasks]
         out[name] = _sized(records, profile.n_train if name == "train" else profile.n_eval)
+    return out
+
+
+def preference_records(profile: Profile | None = None) -> dict[str, list[dict[str, Any]]]:
+    """``ticket_preferences.jsonl`` (lesson 12) per split, in TRL's conversational preference format.
+
+    Each pair has ``prompt`` (the extraction instruction as the system message, the customer message as the user
+    message: the prompt lesson 02's instruction adapter was trained on), ``chosen`` and ``rejected`` (one assistant
+    message each), plus ``defect`` and ``source_line``. Train is cut to the profile's ``n_train``, the others to ``n_eval``.
+    """
+    rows = [json.loads(line) for line in raw_path("ticket_preferences.jsonl").read_text(encoding="utf-8").splitlines()]
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name in ("train", "validation", "test"):
+        pairs = [{"prompt": [{"role": "system", "content": r["instruction"]}, {"role": "user", "content": r["input"]}],
+                  "chosen": [{"role": "assistant", "content": r["chosen"]}], "rejected": [{"role": "assistant", "content": r["rejected"]}],
+                  "defect": r["defect"], "source_line": r["source_line"]} for r in rows if r["split"] == name]
+        out[name] = _sized(pairs, None if profile is None else profile.n_train if name == "train" else profile.n_eval)
     return out
 
 
