@@ -31,7 +31,7 @@ from ftcourse.peft_methods import get_method
 from ftcourse.preflight import Check
 
 __all__ = [
-    "checkpoint_folder", "CHECKPOINT_RECORD", "is_run_dir", "latest_run", "load_run", "plan_run", "read_json",
+    "ADDED_LATER", "checkpoint_folder", "CHECKPOINT_RECORD", "is_run_dir", "latest_run", "load_run", "plan_run", "read_json",
     "reusable_run", "run_fingerprint", "RUN_RECORD", "RunPlan", "RunResult", "save_run",
 ]
 
@@ -72,11 +72,17 @@ class RunPlan:
         return self.checkpoint_root / self.name
 
 
+#: Training settings added after runs were first saved, with their defaults: left out of the fingerprint at that
+#: default, so that a run saved before the setting existed keeps its fingerprint (and is still reused).
+ADDED_LATER = {"eval_steps": None}
+
+
 def run_fingerprint(model_name: str, method: str, lora: LoraSettings, settings: TrainingSettings, records: Sequence[dict],
                     packing: bool, init_text: str | None, fast_loss: bool = True, group_by_length: bool = True) -> str:
-    """A hash of everything that determines a run's result."""
+    """A hash of everything that determines a run's result (and its logged history)."""
+    training = {k: v for k, v in settings_dict(settings).items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
     payload = json.dumps(
-        [model_name, method, settings_dict(lora), settings_dict(settings), list(records), packing, init_text, fast_loss, group_by_length],
+        [model_name, method, settings_dict(lora), training, list(records), packing, init_text, fast_loss, group_by_length],
         sort_keys=True, ensure_ascii=False,
     )
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -204,7 +204,7 @@ def test_settings_dicts_and_fingerprints_are_unchanged():
                                              "bias": "none", "task_type": "CAUSAL_LM"}
     training = settings_dict(TrainingSettings())
     assert training == {"num_epochs": 3, "max_steps": -1, "batch_size": 4, "gradient_accumulation_steps": 4, "learning_rate": None,
-                        "warmup_ratio": 0.05, "weight_decay": 0.0, "max_seq_length": 256, "logging_steps": 5, "save_steps": 50, "seed": 42}
+                        "warmup_ratio": 0.05, "weight_decay": 0.0, "max_seq_length": 256, "logging_steps": 5, "save_steps": 50, "eval_steps": None, "seed": 42}
     assert type(training["num_epochs"]) is int and type(training["weight_decay"]) is float
     records = [{"text": "hi"}]
     found = {
