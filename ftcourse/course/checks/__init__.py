@@ -3,8 +3,8 @@
 In a notebook, call the check with your result: it prints one friendly line and never
 raises. ``check_exNN_taskK.verify(...)`` returns the success message or raises
 :class:`CheckFailed` (an ``AssertionError``) with the same explanation. Under ``ftcourse grade``
-the checks that follow the grading protocol (exercises 01 and 03, tasks 1, 2, 3 and 6 of 02; ``core`` describes it) only
-``collect(...)`` data in the submission's sandbox, and the grader judges it; the others still
+the checks that follow the grading protocol (``core`` describes it; the grader's feedback names the
+path of each task) only ``collect(...)`` data in the submission's sandbox, and the grader judges it; the others still
 ``verify`` inside the submission's kernel. Checks recompute what they test from the course's own
 data and model (shapes, parameter counts, metrics, files written) instead of trusting numbers a
 notebook printed.

@@ -1,0 +1,105 @@
+"""Planted wrong answers of exercise 12: each tempting mistake fails its check with a hint that says why
+(the rules: ``tests/test_wrong_answers.py``'s docstring; ``tests/planted.py`` runs a check on both cases)."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from ftcourse.course import checks
+from tests.planted import fails
+
+# ---------------------------------------------------------------- ex12
+
+
+def _ex12_answer_logps(logits, input_ids, mask):
+    token = logits[:, :-1].float().log_softmax(-1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+    return (token * mask[:, 1:]).sum(-1)
+
+
+def _ex12_token_logps(logits, input_ids):
+    return logits[:, :-1].log_softmax(-1).gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+
+
+def test_ex12_task1_a_mean_no_shift_an_unshifted_mask_every_token_probabilities_and_one_number_fail():
+    assert "summed log-probability" in checks.check_ex12_task1.verify(_ex12_answer_logps)
+    fails(checks.check_ex12_task1, lambda lg, ids, m: _ex12_answer_logps(lg, ids, m) / m[:, 1:].sum(-1), hint="the SUM of its tokens")
+    fails(checks.check_ex12_task1, lambda lg, ids, m: (lg.log_softmax(-1).gather(-1, ids.unsqueeze(-1)).squeeze(-1) * m).sum(-1),
+           hint="predict token t+1")
+    fails(checks.check_ex12_task1, lambda lg, ids, m: (_ex12_token_logps(lg, ids) * m[:, :-1]).sum(-1), hint="shift the completion mask")
+    fails(checks.check_ex12_task1, lambda lg, ids, m: _ex12_token_logps(lg, ids).sum(-1), hint="only the answer's tokens count")
+    fails(checks.check_ex12_task1, lambda lg, ids, m: (_ex12_token_logps(lg, ids).exp() * m[:, 1:]).sum(-1), hint="not probabilities")
+    fails(checks.check_ex12_task1, lambda lg, ids, m: _ex12_answer_logps(lg, ids, m).sum(), hint="one number per row")
+
+
+def _ex12_dpo(pc, pr, rc, rr, beta):
+    return -torch.nn.functional.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
+
+
+def test_ex12_task2_a_swapped_sign_no_reference_the_chosen_likelihood_no_beta_and_a_sum_fail():
+    logsigmoid = torch.nn.functional.logsigmoid
+    assert "log 2 where the policy is the reference" in checks.check_ex12_task2.verify(_ex12_dpo)
+    fails(checks.check_ex12_task2, lambda pc, pr, rc, rr, b: -logsigmoid(b * ((pr - rr) - (pc - rc))).mean(), hint="sign is swapped")
+    fails(checks.check_ex12_task2, lambda pc, pr, rc, rr, b: -logsigmoid(b * (pc - pr)).mean(), hint="the reference is missing")
+    fails(checks.check_ex12_task2, lambda pc, pr, rc, rr, b: -pc.mean(), hint="plain likelihood of the chosen answer")
+    fails(checks.check_ex12_task2, lambda pc, pr, rc, rr, b: -logsigmoid((pc - rc) - (pr - rr)).mean(), hint="multiply the margin by beta")
+    fails(checks.check_ex12_task2, lambda pc, pr, rc, rr, b: -logsigmoid(b * ((pc - rc) - (pr - rr))).sum(), hint="average over the pairs")
+    fails(checks.check_ex12_task2, lambda pc, pr, rc, rr, b: -logsigmoid(b * ((pc - rc) - (pr - rr))), hint="one value per pair")
+
+
+def _ex12_groups(rewards, size, std=lambda g: g.std(1, keepdim=True), eps=1e-4):
+    g = rewards.view(-1, size)
+    return ((g - g.mean(1, keepdim=True)) / (std(g) + eps)).flatten()
+
+
+def test_ex12_task3_whole_batch_population_std_no_epsilon_no_scaling_and_interleaved_groups_fail():
+    assert "zero for a group" in checks.check_ex12_task3.verify(_ex12_groups)
+    fails(checks.check_ex12_task3, lambda r, size: (r - r.mean()) / (r.std() + 1e-4), hint="within each GROUP")
+    fails(checks.check_ex12_task3, lambda r, size: _ex12_groups(r, size, std=lambda g: g.std(1, keepdim=True, unbiased=False)), hint="Bessel")
+    fails(checks.check_ex12_task3, lambda r, size: _ex12_groups(r, size, eps=0.0), hint="add 1e-4")
+    fails(checks.check_ex12_task3, lambda r, size: _ex12_groups(r, size, std=lambda g: torch.zeros(1), eps=1.0), hint="Dr. GRPO")
+    fails(checks.check_ex12_task3, lambda r, size: _ex12_groups(r, r.numel() // size), hint="consecutive")  # view(size, -1)
+    fails(checks.check_ex12_task3, lambda r, size: _ex12_groups(r, size)[: size], hint="one advantage per reward")
+
+
+def _ex12_fields_right(completion, reference):
+    try:
+        answer = json.loads(completion)
+    except json.JSONDecodeError:
+        return 0.0
+    expected = json.loads(reference)
+    return sum(answer.get(k) == v for k, v in expected.items()) / len(expected) if isinstance(answer, dict) else 0.0
+
+
+def test_ex12_task4_rewards_for_length_valid_json_strings_braces_in_prose_and_all_or_nothing_fail():
+    import re
+
+    def parses(text):
+        try:
+            return isinstance(json.loads(text), dict)
+        except json.JSONDecodeError:
+            return False
+
+    def braces(completion, reference):
+        found = re.search(r"\{.*?\}", completion)
+        return _ex12_fields_right(found.group(0), reference) if found else 0.0
+
+    assert "only right fields earn reward" in checks.check_ex12_task4.verify(_ex12_fields_right)
+    fails(checks.check_ex12_task4, lambda c, r: min(1.0, len(c) / len(r)), hint="must not grow with the answer's length")
+    fails(checks.check_ex12_task4, lambda c, r: float(parses(c)), hint="valid JSON alone must earn nothing")
+    fails(checks.check_ex12_task4, lambda c, r: float(c == r), hint="key order and spaces")
+    fails(checks.check_ex12_task4, braces, hint="do not search the text for braces")
+    fails(checks.check_ex12_task4, lambda c, r: float(_ex12_fields_right(c, r) == 1.0), hint="give partial credit")
+    fails(checks.check_ex12_task4, lambda c, r: 3 * _ex12_fields_right(c, r), hint="between 0 and 1")
+
+
+def test_ex12_task5_each_wrong_diagnosis_names_its_own_signs_not_the_answer():
+    right = {"run_a": "reward_hacking", "run_b": "learning_rate_too_low", "run_c": "cold_start", "run_d": "both_rewards_fall"}
+    assert "four runs" in checks.check_ex12_task5.verify(right)
+    message = fails(checks.check_ex12_task5, {**right, "run_a": "both_rewards_fall"}, hint="`both_rewards_fall` would show")
+    assert "reward_hacking" not in message
+    fails(checks.check_ex12_task5, {**right, "run_c": "learning_rate_too_low"}, hint="`learning_rate_too_low` would show")
+    fails(checks.check_ex12_task5, {**right, "run_d": "reward_hacking"}, hint="`reward_hacking` would show")
+    fails(checks.check_ex12_task5, {**right, "run_b": "bad luck"}, hint="answer one of")
+    fails(checks.check_ex12_task5, {"run_a": "reward_hacking"}, hint="one diagnosis per run")
