@@ -3,23 +3,27 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
+from ftcourse import paths
 from ftcourse.configs import LoraSettings
 from ftcourse.course import checks
 from ftcourse.course.checks import core
+from ftcourse.memory import footprint_bytes
 from ftcourse.runs import RunResult
-from tests.planted import fails
+from tests.planted import fails, passes
 from tests.saved_runs import write_run_record
 
 # ---------------------------------------------------------------- ex04
 
 
 def test_ex04_task1_bits_as_bytes_and_decimal_megabytes_fail():
-    assert "hidden cases" in checks.check_ex04_task1.verify(lambda n, bits: n * bits / 8 / 2**20)
+    assert "3 practice cases" in passes(checks.check_ex04_task1, lambda n, bits: n * bits / 8 / 2**20)
+    assert "13 GiB" not in fails(checks.check_ex04_task1, lambda n, bits: n * bits / 2**20, hint="bits / 8")  # no expected value
     fails(checks.check_ex04_task1, lambda n, bits: n * bits / 2**20, hint="bits / 8")
     fails(checks.check_ex04_task1, lambda n, bits: n * bits / 8 / 1e6, hint="2**20")
 
@@ -57,22 +61,36 @@ def test_ex04_task2_quantized_embeddings_a_quantized_head_16_bit_rest_loading_an
     fails(checks.check_ex04_task2, qmodel, base_model, lambda m: _predict_4bit(m, everything=True), hint="embeddings and norms keep their dtype")
     fails(checks.check_ex04_task2, qmodel, base_model, lambda m: _predict_4bit(m, quantize_head=True), hint="leaves the output layer")
     fails(checks.check_ex04_task2, qmodel, base_model, lambda m: _predict_4bit(m, other_bytes=2), hint="not 2 bytes")
-    fails(checks.check_ex04_task2, qmodel, base_model, lambda m: load_model("embedded", quantization="4bit").get_memory_footprint(), hint="calls `load_model`")
+
+    def by_loading(m):
+        return load_model("embedded", quantization="4bit").get_memory_footprint()
+
+    def by_the_memory_helper(m):
+        return footprint_bytes(m) / 3
+
+    fails(checks.check_ex04_task2, qmodel, base_model, by_loading, hint="loading (or measuring) the 4-bit model is the measurement")
+    fails(checks.check_ex04_task2, qmodel, base_model, by_the_memory_helper, hint="calls `footprint_bytes`")
     printed = qmodel.get_memory_footprint()
-    fails(checks.check_ex04_task2, qmodel, base_model, lambda m: printed, hint="hidden model with its own output layer")
+    fails(checks.check_ex04_task2, qmodel, base_model, lambda m: printed, hint="model with its own output layer")
     fails(checks.check_ex04_task2, base_model, base_model, _predict_4bit, hint="no 4-bit linear layers")
 
 
 @pytest.fixture(scope="module")
-def qlora_run(tmp_path_factory, tokenizer):
-    """A QLoRA RunResult on a tiny Llama loaded in 4-bit NF4: its adapter saved with trained (non-zero) lora_B."""
+def qlora_run(tokenizer):
+    """A QLoRA RunResult on a tiny Llama loaded in 4-bit NF4: its adapter saved with trained (non-zero) lora_B, in a folder
+    under models/fine_tuned (the judge reads the run's files from the course folder, as the grader from the workspace)."""
+    paths.fine_tuned_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="test-ex04-", dir=paths.fine_tuned_dir()) as name:
+        yield _qlora_run(Path(name), tokenizer)
+
+
+def _qlora_run(folder: Path, tokenizer) -> RunResult:
     from peft import get_peft_model
 
     from ftcourse.models import load_model
     from ftcourse.peft_methods import build_peft_config
     from tests.tiny import save_tiny
 
-    folder = tmp_path_factory.mktemp("qlora")
     base = load_model(str(save_tiny("llama", folder / "base", tokenizer, vocab_size=len(tokenizer))), quantization="4bit")
     settings = LoraSettings(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     model = get_peft_model(base, build_peft_config("lora", base, settings))
@@ -105,7 +123,7 @@ _EX04_RIGHT = {"trainable_parameters": "same", "adapter_file": "same", "base_mem
 
 
 def test_ex04_task4_each_wrong_prediction_fails_with_a_reason_not_the_answer(qlora_run):
-    assert "all three predictions" in checks.check_ex04_task4.verify(qlora_run, _EX04_RIGHT, _measure)
+    assert "all three predictions" in passes(checks.check_ex04_task4, qlora_run, _EX04_RIGHT, _measure)
     for key, wrong, hint in (("trainable_parameters", "smaller", "Ask whether storing the frozen weight W in 4 bits"),
                              ("adapter_file", "smaller", "the dtype of the matmuls, not of the LoRA weights"),
                              ("base_memory", "same", "packs the linear weights of the blocks two per byte")):
@@ -139,10 +157,10 @@ def test_ex04_task4_measuring_by_assumption_or_a_copied_printoutfails(qlora_run)
     for measure, hint in cases:
         fails(checks.check_ex04_task4, qlora_run, _EX04_RIGHT, measure, hint=hint)
     printed = _measure(qlora_run.model, qlora_run.run_dir)  # numbers copied from the printout: right on the run only
-    assert "on a hidden" in fails(checks.check_ex04_task4, qlora_run, _EX04_RIGHT, lambda m, d: printed, hint="copying numbers from a printout")
+    assert "on a practice" in fails(checks.check_ex04_task4, qlora_run, _EX04_RIGHT, lambda m, d: printed, hint="copying numbers from a printout")
 
 
-def test_ex04_task5_weights_only_full_precision_no_headroom_and_gigabytes_fail():
+def test_ex04_task5_weights_only_14_or_20_bytes_no_headroom_and_gigabytes_fail():
     """The rule of thumb of the exercise's text passes: its choices match the course's memory model on every hidden case."""
     rule_of_thumb = {"full": 16.0, "lora": 2.0, "qlora": 4.127 / 8}
 
@@ -151,8 +169,11 @@ def test_ex04_task5_weights_only_full_precision_no_headroom_and_gigabytes_fail()
             return next((m for m in ("full", "lora", "qlora") if n_params * bytes_per_param[m] <= usable * gpu_gib * gib), "none")
         return choose
 
-    assert "hidden (model, GPU) pairs" in checks.check_ex04_task5.verify(rule(rule_of_thumb))
+    assert "practice (model, GPU) pairs" in passes(checks.check_ex04_task5, rule(rule_of_thumb))
     weights_only = rule({"full": 2.0, "lora": 2.0, "qlora": 0.5})
+    for full in (14.0, 20.0):  # issue 31: full fine-tuning at 14 or 20 bytes per parameter passed
+        message = fails(checks.check_ex04_task5, rule({**rule_of_thumb, "full": full}), hint=f"not {full:.0f}")
+        assert "want" not in message
     fails(checks.check_ex04_task5, weights_only, hint="16 bytes per parameter")
     fails(checks.check_ex04_task5, rule(rule_of_thumb, usable=1.0), hint="keep 20%")
     fails(checks.check_ex04_task5, rule(rule_of_thumb, gib=1e9), hint="2**30")

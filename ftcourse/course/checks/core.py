@@ -56,10 +56,10 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "describe", "expect", "expect_choices",
-    "expect_intent_train", "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE",
+    "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "describe", "describe_run", "expect", "expect_choices",
+    "expect_intent_record", "expect_intent_train", "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE",
     "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "peft_trainable", "probe_logits", "read_inside",
-    "reference_model", "reference_tokenizer", "run_learner", "safetensors_bytes", "self_check", "SelfCheck", "source_helper",
+    "reference_model", "reference_tokenizer", "run_learner", "record_trained_on", "safetensors_bytes", "saved_run", "self_check", "SelfCheck", "source_helper",
     "trained_adapter", "trained_on", "uses_helper",
 ]
 
@@ -543,6 +543,55 @@ def is_close(a: float, b: float, rel: float) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
 
 
+def describe_run(result: Any) -> dict:
+    """What ``fine_tune`` returned, as plain data: its type, method, metrics and losses, and its folder relative to the
+    project root (the grader's workspace; None outside it), whose files a judge reads with :func:`saved_run`."""
+    from ftcourse import paths
+
+    try:
+        folder = Path(result.run_dir).resolve().relative_to(paths.project_root().resolve()).as_posix()
+    except (AttributeError, TypeError, ValueError, OSError):
+        folder = None
+    try:
+        losses = [loss for _, loss in result.losses]
+    except Exception:  # not a RunResult: the judge names its type
+        losses = None
+    return {"type": type(result).__name__, "method": describe(getattr(result, "method", None)), "folder": folder,
+            "metrics": describe(getattr(result, "metrics", None)), "losses": describe(losses)}
+
+
+def saved_run(run: Any, case: Case, method: str, loss_must_drop: bool = True) -> tuple[dict, dict, list[float], dict]:
+    """Judge a run collected by :func:`describe_run` as :func:`trained_adapter` does, from the files in its folder:
+    returns (adapter config, saved tensors, losses, run record)."""
+    from safetensors.torch import load as load_tensors
+
+    from ftcourse.runs import RUN_RECORD
+
+    run = run if isinstance(run, dict) else {}
+    expect(run.get("type") == "RunResult", f"`result` is a {str(run.get('type'))[:80]}, not what fine_tune returns.",
+           f"result = fine_tune(records, model=P.model, method={method!r}, settings=settings_from_profile(P), run_name=...).")
+    used = output_of(run.get("method"), "result.method")[0]
+    expect(used == method, f"the run used method {str(used)[:40]!r}; the task asks for {method!r}.", f"pass method={method!r}.")
+    folder = run.get("folder")
+    expect(isinstance(folder, str), "the run's folder is outside the course folder.", "let fine_tune save it where it does (models/fine_tuned/<run_name>).")
+    config, weights, record = (case.file(f"{folder}/{name}") for name in ("adapter_config.json", "adapter_model.safetensors", RUN_RECORD))
+    expect(config is not None and weights is not None, f"{folder} holds no saved adapter.", "fine_tune saves the adapter when training ends; let it finish.")
+    expect(record is not None, f"{folder} holds no {RUN_RECORD}: it was not saved by fine_tune.", "train with ftcourse.train.fine_tune and pass its RunResult.")
+    try:
+        config, tensors, record = json.loads(config), load_tensors(weights), json.loads(record)
+    except (ValueError, RecursionError, RuntimeError) as exc:
+        raise CheckFailed(f"the files in {folder} are not a saved adapter and run record ({type(exc).__name__}).", "do not edit the run's folder.") from None
+    losses = output_of(run.get("losses"), "result.losses")[0]
+    expect(isinstance(losses, list) and all(isinstance(v, (int, float)) for v in losses), "the run's losses were not collected.",
+           "pass the RunResult fine_tune returned.")
+    expect(not loss_must_drop or (len(losses) >= 2 and losses[-1] < losses[0]), f"the training loss did not go down: {[round(v, 3) for v in losses][:20]}.",
+           "train at least two logged steps with the method's default learning rate (settings_from_profile(P)).")
+    frozen = [n for n, t in tensors.items() if "lora_B" in n and not t.abs().sum()]
+    expect(not frozen, f"{len(frozen)} of the saved lora_B matrices are still all zero: those layers never learned.",
+           "check that the optimizer updates the adapter (learning rate > 0, steps > 0).")
+    return config, tensors, losses, record
+
+
 # ---------------------------------------------------------------- helpers several exercises' checks share
 
 
@@ -587,23 +636,39 @@ def trained_adapter(result, method: str, loss_must_drop: bool = True) -> tuple[d
 
 def trained_on(result, records, packing: bool = False, init_text: str | None = None) -> bool:
     """True when ``result``'s saved run was trained on exactly ``records`` (with fine_tune's other defaults): its fingerprint says so."""
-    from ftcourse.configs import LoraSettings, TrainingSettings
-    from ftcourse.runs import RUN_RECORD, run_fingerprint
+    from ftcourse.runs import RUN_RECORD
 
-    record = json.loads((Path(result.run_dir) / RUN_RECORD).read_text())
+    return record_trained_on(json.loads((Path(result.run_dir) / RUN_RECORD).read_text()), records, packing, init_text)
+
+
+def record_trained_on(record: dict, records, packing: bool = False, init_text: str | None = None) -> bool:
+    """True when the run ``record`` (its ``ftcourse_run.json``) says it was trained on exactly ``records``."""
+    from ftcourse.configs import LoraSettings, TrainingSettings
+    from ftcourse.runs import run_fingerprint
+
     return record.get("fingerprint") == run_fingerprint(record["base_model"], record["method"], LoraSettings(**record["lora"]),
                                                          TrainingSettings(**record["training"]), list(records), packing, init_text)
 
 
 def expect_intent_train(result, init_text: str | None = None) -> None:
     """Fail unless ``result`` was trained on the intent task's training split (of some profile), naming an evaluation split it used."""
-    from ftcourse.course.bundled import intent_records
-    from ftcourse.profiles import PROFILES, get_profile
     from ftcourse.runs import RUN_RECORD
 
     expect((Path(result.run_dir) / RUN_RECORD).is_file(), f"{result.run_dir} holds no {RUN_RECORD}: it was not saved by fine_tune.",
            "train with ftcourse.train.fine_tune and pass its RunResult.")
-    splits = {split for name in PROFILES for split, records in intent_records(get_profile(name)).items() if trained_on(result, records, init_text=init_text)}
+    expect_intent_record(json.loads((Path(result.run_dir) / RUN_RECORD).read_text()), init_text)
+
+
+def expect_intent_record(record: Any, init_text: str | None = None) -> None:
+    """:func:`expect_intent_train` on a run's record (the judge reads it from the run's folder)."""
+    from ftcourse.course.bundled import intent_records
+    from ftcourse.profiles import PROFILES, get_profile
+
+    try:
+        splits = {split for name in PROFILES for split, records in intent_records(get_profile(name)).items()
+                  if record_trained_on(record, records, init_text=init_text)}
+    except (AttributeError, KeyError, TypeError, ValueError):
+        raise CheckFailed("the run's record is not one fine_tune wrote.", "do not edit the run's folder.") from None
     evaluation = sorted(splits - {"train"})
     expect("train" in splits, f"the run was trained on the {evaluation[0]} split." if evaluation else
            "the run was not trained on the intent training split (its fingerprint matches none of the course's intent splits).",
