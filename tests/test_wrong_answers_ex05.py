@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
+import pytest
 import torch
 
+from ftcourse import paths
 from ftcourse.course import checks
 from ftcourse.course.checks import ex05
 from ftcourse.runs import RunResult
-from tests.planted import fails, tiny_llama
+from tests.planted import fails, passes, tiny_llama
 from tests.saved_runs import write_run_record
 
 # ---------------------------------------------------------------- ex05
@@ -33,13 +38,22 @@ def _init_ids(tokenizer, text, n, fill=None, from_end=False):
 
 def test_ex05_task1_padding_cutting_the_end_and_peft_itself_fail(tokenizer):
     from peft import get_peft_model
+    from peft.tuners.prompt_tuning.model import PromptEmbedding
 
     pt_model = _pt_model(tokenizer)
-    assert "hidden texts" in checks.check_ex05_task1.verify(pt_model, _init_ids, tokenizer)
+    assert "3 practice texts" in passes(checks.check_ex05_task1, pt_model, _init_ids, tokenizer)
     fails(checks.check_ex05_task1, pt_model, lambda t, text, n: _init_ids(t, text, n, fill=t.eos_token_id), tokenizer, hint="is repeated")
     fails(checks.check_ex05_task1, pt_model, lambda t, text, n: _init_ids(t, text, n, from_end=True), tokenizer, hint="keeps its first n")
     fails(checks.check_ex05_task1, pt_model, lambda t, text, n: t(text)["input_ids"], tokenizer, hint="exactly n ids")
-    fails(checks.check_ex05_task1, pt_model, lambda t, text, n: get_peft_model(None, None), tokenizer, hint="calls `get_peft_model`")
+
+    def by_peft(tokenizer, text, n):
+        return get_peft_model(None, None)
+
+    def by_the_embedding(tokenizer, text, n):
+        return PromptEmbedding(None, None)
+
+    fails(checks.check_ex05_task1, pt_model, by_peft, tokenizer, hint="calls `get_peft_model`")
+    fails(checks.check_ex05_task1, pt_model, by_the_embedding, tokenizer, hint="calls `PromptEmbedding`")
     printed = _init_ids(tokenizer, checks.EX05_INIT_TEXT, 16)
     fails(checks.check_ex05_task1, pt_model, lambda t, text, n: printed, tokenizer, hint="")  # the printed ids, whatever the text
     fails(checks.check_ex05_task1, tiny_llama(tokenizer), _init_ids, tokenizer, hint="not a PeftModel")
@@ -56,10 +70,20 @@ def _prompt_run(folder, tokenizer, moved: float, learning_rate: float, losses=(2
                      [{"step": i + 1, "loss": v} for i, v in enumerate(losses)])
 
 
-def test_ex05_task3_another_diagnosis_a_low_rate_or_tokens_that_did_not_move_fail(tmp_path, tokenizer):
+@pytest.fixture()
+def run_folder():
+    """A folder under models/fine_tuned for saved runs (the judge reads a run's files from the course folder, as the grader from the workspace)."""
+    paths.fine_tuned_dir().mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="test-ex05-", dir=paths.fine_tuned_dir()) as name:
+        yield Path(name)
+
+
+def test_ex05_task3_another_diagnosis_a_low_rate_or_tokens_that_did_not_move_fail(run_folder, tokenizer):
+    tmp_path = run_folder
     fixed = _prompt_run(tmp_path / "fixed", tokenizer, moved=0.05, learning_rate=0.03)
-    assert "learning rate 0.03" in checks.check_ex05_task3.verify({"learning_rate"}, fixed, tokenizer)
-    fails(checks.check_ex05_task3, {"num_virtual_tokens"}, fixed, tokenizer, hint="full fine-tuning rate")
+    assert "learning rate 0.03" in passes(checks.check_ex05_task3, {"learning_rate"}, fixed, tokenizer)
+    message = fails(checks.check_ex05_task3, {"num_virtual_tokens"}, fixed, tokenizer, hint="which setting decides that amount")
+    assert "learning" not in message and "2e-5" not in message  # issue 31: the hint named the answer
     fails(checks.check_ex05_task3, {"learning_rate", "max_steps"}, fixed, tokenizer, hint="did not break the run")
     fails(checks.check_ex05_task3, {"lr"}, fixed, tokenizer, hint="pick from")
     classmates = _prompt_run(tmp_path / "theirs", tokenizer, moved=6e-5, learning_rate=2e-5)
@@ -85,7 +109,7 @@ def test_ex05_task4_dot_products_and_ids_fail(base_model, tokenizer):
     def euclidean(prompt_embeddings, matrix, tokenizer):
         return [tokenizer.decode([i]) for i in torch.cdist(prompt_embeddings, matrix).argmin(-1).tolist()]
 
-    assert "recovers" in checks.check_ex05_task4.verify(right, base_model, tokenizer)
+    assert "recovers" in passes(checks.check_ex05_task4, right, base_model, tokenizer)
     for wrong in (dot_product, euclidean):
         fails(checks.check_ex05_task4, wrong, base_model, tokenizer, hint="normalise both sides")
 
@@ -95,7 +119,7 @@ TABLE = {"lora": {"trainable": 921_600, "accuracy": 0.96}, "ia3": {"trainable": 
 
 
 def test_ex05_task5_ignoring_the_budget_the_smallest_method_and_ties_fail():
-    assert "budgets" in checks.check_ex05_task5.verify(ex05._ex05_choice, TABLE)
+    assert "budgets" in passes(checks.check_ex05_task5, ex05._ex05_choice, TABLE)
     fails(checks.check_ex05_task5, lambda t, b: max(t, key=lambda m: t[m]["accuracy"]), TABLE, hint="over the budget")
     fails(checks.check_ex05_task5, lambda t, b: min(t, key=lambda m: t[m]["trainable"]), TABLE, hint="smallest method is not the best")
 
@@ -104,3 +128,13 @@ def test_ex05_task5_ignoring_the_budget_the_smallest_method_and_ties_fail():
         return max(fits, key=lambda m: table[m]["accuracy"]) if fits else None
 
     fails(checks.check_ex05_task5, first_on_ties, TABLE, hint="fewer trainable parameters")
+
+
+def test_ex05_task2_counting_every_parameter_fails_without_showing_the_count(base_model):
+    from ftcourse.course.checks import core
+
+    right = {m: core.peft_trainable(base_model, m) for m in checks.EX05_METHODS}
+    assert "prompt_tuning 9,216" in passes(checks.check_ex05_task2, right, base_model)
+    total = sum(p.numel() for p in base_model.parameters())
+    message = fails(checks.check_ex05_task2, {**right, "ia3": right["ia3"] + total}, base_model, hint="count_parameters(...)['trainable']")
+    assert f"{right['ia3']:,}" not in message and str(right["ia3"]) not in message
