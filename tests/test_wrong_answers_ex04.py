@@ -178,3 +178,11 @@ def test_ex04_task5_weights_only_14_or_20_bytes_no_headroom_and_gigabytes_fail()
     fails(checks.check_ex04_task5, rule(rule_of_thumb, usable=1.0), hint="keep 20%")
     fails(checks.check_ex04_task5, rule(rule_of_thumb, gib=1e9), hint="2**30")
     fails(checks.check_ex04_task5, lambda n, g: "qlora", hint="full → lora → qlora")
+
+
+def test_a_functions_parameter_is_not_the_global_of_that_name():
+    """``predict_4bit_bytes(model)`` beside a notebook's ``model = load_model(...)``: the parameter is not the loaded model."""
+    setup = "from ftcourse.models import load_model\nmodel = load_model('embedded')"
+    helpers = {"load_model": "ftcourse.models.load_model"}
+    assert core.source_helper((setup, "def f(model):\n    return sum(p.numel() for p in model.parameters())"), "f", helpers) is None
+    assert core.source_helper((setup, "def f(m):\n    return model.get_memory_footprint()"), "f", helpers) == "load_model"

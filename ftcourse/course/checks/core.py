@@ -420,6 +420,16 @@ def _bindings(trees: list[ast.Module]) -> dict[str, Any]:
     return bound
 
 
+def _parameters(node: ast.AST) -> set[str]:
+    """The parameter names of every function and lambda inside ``node``."""
+    names = set()
+    for sub in ast.walk(node):
+        if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            a = sub.args
+            names |= {arg.arg for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if arg is not None}
+    return names
+
+
 def source_helper(cells: tuple[str, ...] | list[str], name: str, helpers: Mapping[str, str]) -> str | None:
     """The helper (bare name -> qualified name, e.g. ``{"split_dataset": "ftcourse.data.split_dataset"}``) that the
     learner's ``name`` uses, read from the source ``cells``: called directly, under an alias, as an attribute, through a
@@ -448,10 +458,11 @@ def source_helper(cells: tuple[str, ...] | list[str], name: str, helpers: Mappin
         return visit_node(target)
 
     def visit_node(node: ast.AST) -> str | None:
+        arguments = _parameters(node)  # a function's parameter shadows the global of that name
         for sub in ast.walk(node):
             found = None
             if isinstance(sub, ast.Name):
-                found = visit_name(sub.id)
+                found = None if sub.id in arguments else visit_name(sub.id)
             elif isinstance(sub, ast.Attribute) or (isinstance(sub, ast.Constant) and isinstance(sub.value, str)):
                 text = sub.attr if isinstance(sub, ast.Attribute) else sub.value
                 found = text if text in helpers else None
