@@ -111,7 +111,8 @@ def test_ex05_task4_dot_products_and_ids_fail(base_model, tokenizer):
 
     assert "recovers" in passes(checks.check_ex05_task4, right, base_model, tokenizer)
     for wrong in (dot_product, euclidean):
-        fails(checks.check_ex05_task4, wrong, base_model, tokenizer, hint="normalise both sides")
+        message = fails(checks.check_ex05_task4, wrong, base_model, tokenizer, hint="Compare directions only")
+        assert "cosine" not in message.lower() and "['" not in message  # neither the method's name nor the expected tokens
 
 
 TABLE = {"lora": {"trainable": 921_600, "accuracy": 0.96}, "ia3": {"trainable": 46_080, "accuracy": 0.96},

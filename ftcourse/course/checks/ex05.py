@@ -234,8 +234,9 @@ def _judge_task4(data: dict, case: Case) -> str:
         wrong = sum(g != w for g, w in zip(got, want)) + abs(len(want) - len(got)) if isinstance(got, list) else len(want)
         expect(wrong == 0, f"for {len(want)} embeddings of a {case.kind} text's tokens ({name}) your tokens are not the text's tokens at "
                f"{wrong} of {len(want)} rows.",
-               "normalise both sides to unit length (cosine similarity: direction only — a dot product favours long vectors and a "
-               "distance favours short ones), take the argmax over the vocabulary per row, and decode each id with tokenizer.decode([id]).")
+               ("your measure favours short vectors: rows scaled down land next to the shortest vocabulary vectors. " if name == "scaled down" else
+                "your measure favours long vectors: scaling a row or lengthening one vocabulary vector changes the winner. ")
+               + "Compare directions only — divide each vector by its length first — and decode each best id with tokenizer.decode([id]).")
     return f"recovers a {case.kind} text's tokens from their embeddings (scaled up, scaled down, next to a very long vector)."
 
 
