@@ -180,9 +180,12 @@ def test_ex04_task5_weights_only_14_or_20_bytes_no_headroom_and_gigabytes_fail()
     fails(checks.check_ex04_task5, lambda n, g: "qlora", hint="full → lora → qlora")
 
 
-def test_a_functions_parameter_is_not_the_global_of_that_name():
+def test_a_functions_parameters_and_variables_are_not_the_globals_of_those_names():
     """``predict_4bit_bytes(model)`` beside a notebook's ``model = load_model(...)``: the parameter is not the loaded model."""
     setup = "from ftcourse.models import load_model\nmodel = load_model('embedded')"
     helpers = {"load_model": "ftcourse.models.load_model"}
     assert core.source_helper((setup, "def f(model):\n    return sum(p.numel() for p in model.parameters())"), "f", helpers) is None
     assert core.source_helper((setup, "def f(m):\n    return model.get_memory_footprint()"), "f", helpers) == "load_model"
+    local = "def f(model):\n    head = model.lm_head\n    return sum(p.numel() for p in model.parameters() if p is not head)"
+    assert core.source_helper((setup, local), "f", helpers) is None  # nor is a variable of the function
+    assert core.source_helper((setup, "def f(m):\n    q = load_model('x')\n    return q.get_memory_footprint()"), "f", helpers) == "load_model"

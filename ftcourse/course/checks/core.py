@@ -420,13 +420,16 @@ def _bindings(trees: list[ast.Module]) -> dict[str, Any]:
     return bound
 
 
-def _parameters(node: ast.AST) -> set[str]:
-    """The parameter names of every function and lambda inside ``node``."""
+def _local_names(node: ast.AST) -> set[str]:
+    """The names local to the functions, lambdas and comprehensions inside ``node``: their parameters and what they assign."""
     names = set()
     for sub in ast.walk(node):
         if isinstance(sub, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
             a = sub.args
             names |= {arg.arg for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs, a.vararg, a.kwarg] if arg is not None}
+            names |= {n.id for n in ast.walk(sub) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        elif isinstance(sub, ast.comprehension):
+            names |= {n.id for n in ast.walk(sub.target) if isinstance(n, ast.Name)}
     return names
 
 
@@ -458,11 +461,11 @@ def source_helper(cells: tuple[str, ...] | list[str], name: str, helpers: Mappin
         return visit_node(target)
 
     def visit_node(node: ast.AST) -> str | None:
-        arguments = _parameters(node)  # a function's parameter shadows the global of that name
+        local = _local_names(node)  # a function's parameters and variables shadow the globals of those names
         for sub in ast.walk(node):
             found = None
             if isinstance(sub, ast.Name):
-                found = None if sub.id in arguments else visit_name(sub.id)
+                found = None if sub.id in local else visit_name(sub.id)
             elif isinstance(sub, ast.Attribute) or (isinstance(sub, ast.Constant) and isinstance(sub.value, str)):
                 text = sub.attr if isinstance(sub, ast.Attribute) else sub.value
                 found = text if text in helpers else None
