@@ -146,7 +146,8 @@ def _judge_task2(data: dict, case: Case) -> str:
                 "n": "the standard error of a mean is s / sqrt(n), not s / n.",
                 None: "mean ± t · s / sqrt(n), with s the sample standard deviation (n - 1) and t = EX08_T95[n - 1]."}[which]
         expect(False, f"mean_ci({values}) = ({got[0]:.4f}, {got[1]:.4f}) on a {case.kind} case: not the 95% t interval of the mean.", hint)
-    return f"equals the t interval on {len(cases)} {case.kind} cases ({min(map(len, cases))} to {max(map(len, cases))} runs): with 3 seeds t = {_t95(2)}, not 1.96."
+    return f"equals the t interval on {len(cases)} {case.kind} cases ({min(map(len, cases))} to {max(map(len, cases))} runs): with 3 seeds t = {_t95(2)}, not 1.96" + (
+        "." if case.hidden else "; the grader runs more cases.")
 
 
 def _ex08_seeds(std: float, half_width: float, quantile=lambda n: _t95(n - 1)) -> int:
@@ -179,7 +180,7 @@ def _judge_task3(data: dict, case: Case) -> str:
             hint = "try n = 2, 3, … and return the first n with EX08_T95[n - 1] · std / sqrt(n) <= half_width (1.96 beyond 30 df)."
         expect(False, f"seeds_needed(std={std}, half_width={half}) = {got!r} on a {case.kind} case: not the fewest runs.", hint)
     return (f"right on {len(cases)} {case.kind} cases: seeds with a spread of 0.02 pin the mean to ±0.02 with "
-            f"{_ex08_seeds(0.02, 0.02)} runs, not the {math.ceil(1.96 ** 2)} the normal approximation promises.")
+            f"{_ex08_seeds(0.02, 0.02)} runs, not the {math.ceil(1.96 ** 2)} the normal approximation promises" + ("." if case.hidden else "; the grader runs more cases."))
 
 
 def _ex08_table(settings: dict[str, tuple[list[float], list[float]]]) -> list[dict]:
@@ -460,4 +461,4 @@ def _judge_task5(data: dict, case: Case) -> str:
            "the sweep should vary lora_r over at least 3 values, every point ok.", "grid = {'lora_r': [4, 8, 16]}.")
     bad = [(r, m.get("lora_alpha")) for r, _, m in points if m.get("lora_alpha") != 2 * r or m.get("scale") != 2.0]
     expect(not bad, f"the sweep's point lora_r={bad[0][0]} recorded lora_alpha={bad[0][1]}." if bad else "", _EX08_DERIVED)
-    return f"both faults named and fixed: {len(points)} points with lora_alpha = 2 · lora_r (scale 2), and at lora_r={rank} too."
+    return f"both faults named and fixed: {len(points)} points with lora_alpha = 2 · lora_r (scale 2), and at lora_r={rank} too" + ("." if case.hidden else " (the grader runs it at another rank).")
