@@ -32,6 +32,8 @@ def test_ex12_task1_a_mean_no_shift_an_unshifted_mask_every_token_probabilities_
            hint="predict token t+1")
     fails(checks.check_ex12_task1, lambda lg, ids, m: (_ex12_token_logps(lg, ids) * m[:, :-1]).sum(-1), hint="shift the completion mask")
     fails(checks.check_ex12_task1, lambda lg, ids, m: _ex12_token_logps(lg, ids).sum(-1), hint="only the answer's tokens count")
+    upto_answer_end = lambda m: (m.flip(-1).cumsum(-1).flip(-1) > 0).long()  # noqa: E731 (the prompt and the answer, not the padding)
+    fails(checks.check_ex12_task1, lambda lg, ids, m: _ex12_answer_logps(lg, ids, upto_answer_end(m)), hint="the prompt's tokens are not the answer")
     fails(checks.check_ex12_task1, lambda lg, ids, m: (_ex12_token_logps(lg, ids).exp() * m[:, 1:]).sum(-1), hint="not probabilities")
     fails(checks.check_ex12_task1, lambda lg, ids, m: _ex12_answer_logps(lg, ids, m).sum(), hint="one number per row")
 

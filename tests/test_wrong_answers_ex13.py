@@ -150,6 +150,8 @@ def test_ex13_task3_a_verdict_of_wrong_but_accepted_needs_rows_that_fit_the_sche
     no_customer = [("tickets", {"id": 10_000, "customer_id": 99_999, "order_id": None, "intent": "x", "opened": "2025-06-01", "status": "open"})]
     fails(checks.check_ex13_task3, right, {**witnesses, "austin_no_orders": no_customer}, hint="ids that exist")
     fails(checks.check_ex13_task3, right, {**witnesses, "austin_no_orders": [("sqlite_master", {"name": "x"})]}, hint="must fit the schema")
+    huge = [("products", {"id": 10_000, "name": "x" * 10_000, "category": "home", "price": 1e4})]
+    fails(checks.check_ex13_task3, right, {**witnesses, "priciest_footwear": huge}, hint="must fit the schema")
 
 
 def test_every_exercise_ends_with_a_debugging_or_judgement_task():

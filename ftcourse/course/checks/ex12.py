@@ -60,6 +60,7 @@ def _logps_variants(logits, input_ids, mask) -> dict[str, object]:
         "unshifted": (unshifted * mask).sum(-1),
         "mask_unshifted": (shifted * mask[:, :-1]).sum(-1),
         "every_token": shifted.sum(-1),
+        "prompt_counted": (shifted * (mask.flip(-1).cumsum(-1).flip(-1) > 0)[:, 1:]).sum(-1),
         "probabilities": (shifted.exp() * answer).sum(-1),
     }
 
@@ -70,6 +71,8 @@ _LOGPS_HINTS = {
     "unshifted": "the logits at position t predict token t+1: compare logits[:, :-1] with input_ids[:, 1:].",
     "mask_unshifted": "shift the completion mask with the targets: the mask of a predicted token is completion_mask[:, 1:].",
     "every_token": "only the answer's tokens count: multiply by the completion mask before summing (the prompt and the padding are not the answer).",
+    "prompt_counted": "the prompt's tokens are not the answer: DPO compares log π(answer | prompt), so only the positions of "
+                      "completion_mask count — the prompt is the same for both answers and would only add noise.",
     "probabilities": "add log-probabilities (log_softmax), not probabilities.",
 }
 

@@ -231,7 +231,7 @@ _WITNESS_HINT = ("give, for each case you judge \"wrong, accepted\", rows to add
                  "[(table, {column: value, ...}), ...] — on which the prediction and the gold query return different rows. The rows "
                  "must fit the schema: every NOT NULL column filled, ids that exist where a column references another table, a new "
                  "primary key, dates as 'YYYY-MM-DD'.")
-_MAX_WITNESS_ROWS = 20
+_MAX_WITNESS_ROWS, _MAX_WITNESS_CELL = 20, 200
 
 
 def _cell_fits(value: Any, declared: str) -> bool:
@@ -246,7 +246,7 @@ def _cell_fits(value: Any, declared: str) -> bool:
         except ValueError:
             return False
     kinds = {"INTEGER": (int,), "REAL": (int, float), "TEXT": (str,)}.get(declared, (int, float, str))
-    return isinstance(value, kinds) and not isinstance(value, bool)
+    return isinstance(value, kinds) and not isinstance(value, bool) and len(str(value)) <= _MAX_WITNESS_CELL
 
 
 def _witness_database(db, rows: Any, folder: str) -> tuple[Path | None, str]:
