@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ftcourse.course.checks.core import Case, CheckFailed, describe, expect, forbid_source_helpers, graded_check, output_of, run_learner
+from ftcourse.course.checks.core import Case, CheckFailed, describe, expect, forbid_source_helpers, graded_check, output_of, outputs_of, run_learner
 from ftcourse.metrics import T95_QUANTILES
 
 __all__ = [
@@ -61,13 +61,6 @@ _EX08_PARAM_CASES = [
 ]
 
 
-def _cases(data: dict, count: int, name: str, define: str) -> list[tuple[Any, str]]:
-    """The collected calls of the learner's ``name``: one ``(value, type)`` per input, in order."""
-    outputs = data.get("outputs")
-    expect(isinstance(outputs, list) and len(outputs) == count, f"no output of `{name}` was collected.", f"{define} and run the task's cell.")
-    return [output_of(entry, name, define) for entry in outputs]
-
-
 @graded_check({"inputs": {"cases": [[spec, params] for spec, params, *_ in _EX08_PARAM_CASES]},
                "expected": {"cases": [{"count": count, "name": name, "rule": rule} for _, _, count, name, rule in _EX08_PARAM_CASES]}})
 def check_ex08_task1(inputs, parameter_problems) -> dict:
@@ -81,7 +74,7 @@ def _judge_task1(data: dict, case: Case) -> str:
                                                        "inspect_notebook": "papermill.inspect_notebook"},
                           "write the checks yourself from `spec` (names and types): that is the exercise.")
     cases = case.inputs["cases"]
-    outputs = _cases(data, len(cases), "parameter_problems", "define def parameter_problems(params, spec): ...")
+    outputs = outputs_of(data, len(cases), "parameter_problems", "define def parameter_problems(params, spec): ...")
     for (_, params), want, (got, _) in zip(cases, case.expected["cases"], outputs):
         expect(isinstance(got, list) and all(isinstance(p, str) for p in got), f"parameter_problems returns {got!r:.80}, not a list of messages.",
                "return a list of strings, one per problem ([] when every parameter is fine).")
@@ -129,7 +122,7 @@ def _judge_task2(data: dict, case: Case) -> str:
                                             "tconfint_mean": "statsmodels.stats.weightstats.DescrStatsW.tconfint_mean"},
                           "compute the mean, the sample standard deviation and t yourself (a quantile from EX08_T95 or scipy.stats.t.ppf is fine).")
     cases = case.inputs["cases"]
-    for values, (got, _) in zip(cases, _cases(data, len(cases), "mean_ci", "define def mean_ci(values): ... returning (low, high)")):
+    for values, (got, _) in zip(cases, outputs_of(data, len(cases), "mean_ci", "define def mean_ci(values): ... returning (low, high)")):
         n = len(values)
         expect(isinstance(got, list) and len(got) == 2 and all(isinstance(v, (int, float)) for v in got),
                f"mean_ci returns {got!r:.80}, not (low, high).", "return a tuple (low, high).")
@@ -166,7 +159,7 @@ def check_ex08_task3(inputs, seeds_needed) -> dict:
 @check_ex08_task3.judge
 def _judge_task3(data: dict, case: Case) -> str:
     cases = case.inputs["cases"]
-    for (std, half), (got, _) in zip(cases, _cases(data, len(cases), "seeds_needed", "define def seeds_needed(std, half_width): ...")):
+    for (std, half), (got, _) in zip(cases, outputs_of(data, len(cases), "seeds_needed", "define def seeds_needed(std, half_width): ...")):
         if got == _ex08_seeds(std, half):
             continue
         if got == max(2, math.ceil((1.96 * std / half) ** 2)) or got == _ex08_seeds(std, half, lambda n: 1.96):
@@ -252,7 +245,7 @@ def check_ex08_task4(inputs, choose_setting) -> dict:
 @check_ex08_task4.judge
 def _judge_task4(data: dict, case: Case) -> str:
     tables = case.inputs["tables"]
-    outputs = _cases(data, len(tables), "choose_setting", "define def choose_setting(rows): ... returning (setting, shown)")
+    outputs = outputs_of(data, len(tables), "choose_setting", "define def choose_setting(rows): ... returning (setting, shown)")
     for number, (rows, (best, lead), (got, _)) in enumerate(zip(tables, case.expected["choices"], outputs), start=1):
         expect(isinstance(got, list) and len(got) == 2 and isinstance(got[1], bool),
                f"choose_setting returns {got!r:.80}.", "return (setting, shown) with shown True or False.")

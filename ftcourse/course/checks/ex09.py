@@ -7,7 +7,7 @@ the grader uses are in ``solutions/hidden/ex09.json``.
 
 from __future__ import annotations
 
-from ftcourse.course.checks.core import Case, describe, expect, forbid_source_helpers, graded_check, is_close, output_of, run_learner
+from ftcourse.course.checks.core import Case, describe, expect, forbid_source_helpers, graded_check, is_close, output_of, outputs_of, run_learner
 
 __all__ = [
     "check_ex09_task1", "check_ex09_task2", "check_ex09_task3", "check_ex09_task4", "EX09_SCENARIOS", "EX09_SETUPS",
@@ -36,11 +36,8 @@ def _full_gb(params: float, gpus: int, stage: int) -> float:
 
 def _numbers(data: dict, count: int, name: str, define: str) -> list[float]:
     """The collected numbers the learner's ``name`` returned, one per input."""
-    outputs = data.get("outputs")
-    expect(isinstance(outputs, list) and len(outputs) == count, f"no output of `{name}` was collected.", f"{define} and run the task's cell.")
     values = []
-    for entry in outputs:
-        value, kind = output_of(entry, name, define)
+    for value, kind in outputs_of(data, count, name, define):
         expect(isinstance(value, (int, float)) and not isinstance(value, bool), f"{name} returns a {kind}, not a number.", "return a float.")
         values.append(float(value))
     return values
