@@ -111,7 +111,7 @@ def test_the_committed_recording_lets_another_kind_compare_its_path_independent_
     """tests/checked_outputs.json marks its cells; another kind of machine has cells to compare (else: classify)."""
     cells = [c for cs in checked_outputs.load_reference()["notebooks"].values() for c in cs]
     assert {c.get("numeric_path") for c in cells} <= {"independent", "dependent", None}
-    assert sum(c.get("numeric_path") == "independent" for c in cells) >= len(cells) // 2
+    assert any(c.get("numeric_path") == "independent" for c in cells)
 
 
 def test_the_emulated_kind_is_another_kind_on_the_fp32_path():
