@@ -26,6 +26,7 @@ from ftcourse.course.checks.core import (
     is_close,
     lora_targets,
     output_of,
+    outputs_of,
     peft_trainable,
     probe_logits,
     run_learner,
@@ -44,13 +45,6 @@ _EX04_SMALL = {"vocab_size": 512, "hidden_size": 128, "intermediate_size": 256, 
                "num_key_value_heads": 2, "tie_word_embeddings": False}
 
 
-def _outputs(data: dict, key: str, expected: int, name: str, define: str) -> list[tuple[Any, str]]:
-    """The collected calls of the learner's ``name`` under ``key``: one ``(value, type)`` per input, in order."""
-    outputs = data.get(key)
-    expect(isinstance(outputs, list) and len(outputs) == expected, f"no output of `{name}` was collected.", f"{define} and run the task's cell.")
-    return [output_of(entry, name, define) for entry in outputs]
-
-
 @graded_check({"inputs": {"cases": [[1_000_000, 32], [134_515_008, 16], [7_000_000_000, 4]]}, "expected": {}})
 def check_ex04_task1(inputs, weight_megabytes) -> dict:
     """``weight_megabytes(n_params, bits)``: MiB that n_params weights of ``bits`` bits take."""
@@ -60,7 +54,7 @@ def check_ex04_task1(inputs, weight_megabytes) -> dict:
 @check_ex04_task1.judge
 def _judge_task1(data: dict, case: Case) -> str:
     cases = case.inputs["cases"]
-    for (n, bits), (got, kind) in zip(cases, _outputs(data, "outputs", len(cases), "weight_megabytes", "define def weight_megabytes(n_params, bits): ...")):
+    for (n, bits), (got, kind) in zip(cases, outputs_of(data, len(cases), "weight_megabytes", "define def weight_megabytes(n_params, bits): ...")):
         want = n * bits / 8 / 2**20
         expect(isinstance(got, (int, float)) and not isinstance(got, bool), f"weight_megabytes({n:,}, {bits}) returns a {kind}.", "return a number of MiB.")
         hint = "bytes = parameters × bits / 8, and a MiB is 2**20 = 1,048,576 bytes."
@@ -183,7 +177,7 @@ def _judge_task2(data: dict, case: Case) -> str:
     small = reference.get_memory_footprint()
     cases = (("this model", weightless_copy(case.reference("model")), small),
              (f"a {case.kind} model with its own output layer", _ex04_shell(case.inputs["model"]), _ex04_4bit_footprint(json.dumps(case.inputs["model"], sort_keys=True))))
-    outputs = _outputs(data, "outputs", 2, "predict_4bit_bytes", "define def predict_4bit_bytes(model): ...")
+    outputs = outputs_of(data, 2, "predict_4bit_bytes", "define def predict_4bit_bytes(model): ...")
     for (name, shell, want), (got, _) in zip(cases, outputs):
         expect(isinstance(got, (int, float)) and abs(float(got) - want) <= 0.02 * want,
                f"for {name} you predict {got!r} bytes; that is not what it takes loaded in 4-bit (within 2%).", _ex04_footprint_hint(got, shell))
@@ -361,7 +355,7 @@ def _judge_task4(data: dict, case: Case) -> str:
     model, base = _ex04_run_base(case)
     size = case.file(f"{data['run']['folder']}/adapter_model.safetensors")
     mine = _ex04_facts(base, tensors, len(size or b""), weightless_copy(model))
-    outputs = _outputs(data, "outputs", 3, "measure", "define def measure(peft_model, adapter_dir): ...")
+    outputs = outputs_of(data, 3, "measure", "define def measure(peft_model, adapter_dir): ...")
     got = _ex04_expect_measure(outputs[0], mine, "your QLoRA run")
     with tempfile.TemporaryDirectory() as folder:
         for (what, other, adapter_dir), entry in zip(_ex04_adapters(case.inputs, Path(folder)), outputs[1:]):
@@ -437,7 +431,7 @@ def _judge_task5(data: dict, case: Case) -> str:
     forbid_source_helpers(case, "choose_method", {"training_memory": "ftcourse.memory.training_memory", "model_shape": "ftcourse.memory.model_shape"},
                           "decide from bytes per parameter yourself; the course's memory model is what the check compares with.")
     cases = case.inputs["cases"]
-    got = [value for value, _ in _outputs(data, "outputs", len(cases), "choose_method", "define def choose_method(n_params, gpu_gib): ...")]
+    got = [value for value, _ in outputs_of(data, len(cases), "choose_method", "define def choose_method(n_params, gpu_gib): ...")]
     needs = [_ex04_needs(shape) for shape, _ in cases]
     for (shape, gib), (n, need), choice in zip(cases, needs, got):
         want = _ex04_choice(need, gib)

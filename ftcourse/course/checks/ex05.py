@@ -18,6 +18,7 @@ from ftcourse.course.checks.core import (
     forbid_source_helpers,
     graded_check,
     output_of,
+    outputs_of,
     peft_trainable,
     run_learner,
     saved_run,
@@ -37,13 +38,6 @@ def _init_token_ids(tokenizer, n: int, text: str = EX05_INIT_TEXT) -> list[int]:
     """The ids PEFT initialises n virtual tokens from: the text's tokens, repeated and cut to n."""
     ids = tokenizer(text)["input_ids"]
     return (ids * (n // len(ids) + 1))[:n]
-
-
-def _outputs(data: dict, expected: int, name: str, define: str) -> list[tuple[Any, str]]:
-    """The collected calls of the learner's ``name``: one ``(value, type)`` per input, in order."""
-    outputs = data.get("outputs")
-    expect(isinstance(outputs, list) and len(outputs) == expected, f"no output of `{name}` was collected.", f"{define} and run the task's cell.")
-    return [output_of(entry, name, define) for entry in outputs]
 
 
 def _base_of(case: Case, name: str):
@@ -121,7 +115,7 @@ def _judge_task1(data: dict, case: Case) -> str:
     tokenizer = case.reference("tokenizer")
     vocab = base.get_input_embeddings().weight.detach().float().cpu()
     texts = case.inputs["texts"]
-    for (text, n), (ids, _) in zip(texts, _outputs(data, len(texts), "init_token_ids", "define def init_token_ids(tokenizer, text, n): ...")):
+    for (text, n), (ids, _) in zip(texts, outputs_of(data, len(texts), "init_token_ids", "define def init_token_ids(tokenizer, text, n): ...")):
         ids = ids if isinstance(ids, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in ids) else []
         rows = _peft_prompt_rows(base, tokenizer.name_or_path, text, n)
         right = len(ids) == n and all(0 <= i < len(vocab) for i in ids) and torch.equal(vocab[ids], rows)
@@ -229,7 +223,7 @@ def _judge_task4(data: dict, case: Case) -> str:
     ids = _init_token_ids(tokenizer, case.inputs["n"], case.inputs["text"])
     want = [tokenizer.decode([i]) for i in ids]
     names = ("scaled up", "scaled down", "next to a very long vocabulary vector")
-    outputs = _outputs(data, len(names), "nearest_tokens", "define def nearest_tokens(prompt_embeddings, embedding_matrix, tokenizer): ...")
+    outputs = outputs_of(data, len(names), "nearest_tokens", "define def nearest_tokens(prompt_embeddings, embedding_matrix, tokenizer): ...")
     for name, (got, _) in zip(names, outputs):
         wrong = sum(g != w for g, w in zip(got, want)) + abs(len(want) - len(got)) if isinstance(got, list) else len(want)
         expect(wrong == 0, f"for {len(want)} embeddings of a {case.kind} text's tokens ({name}) your tokens are not the text's tokens at "
@@ -268,7 +262,7 @@ def _judge_task5(data: dict, case: Case) -> str:
                                                      and isinstance(r.get("accuracy"), (int, float)) for r in table.values()),
            "`table` should map each method to {'trainable': ..., 'accuracy': ...}.", "build it as the task's cell does.")
     cases = _ex05_cases(case.inputs, table)
-    for i, ((rows, budget), (got, _)) in enumerate(zip(cases, _outputs(data, len(cases), "choose_method", "define def choose_method(table, max_trainable): ..."))):
+    for i, ((rows, budget), (got, _)) in enumerate(zip(cases, outputs_of(data, len(cases), "choose_method", "define def choose_method(table, max_trainable): ..."))):
         want = _ex05_choice(rows, budget)
         if got == want:
             continue
