@@ -196,7 +196,7 @@ def test_ex06_task2_wrong_ratios_wrong_logarithms_and_a_copied_printout_fail(tok
         (lambda ppl: _how_much_harder(ppl, nats=lambda r, h, e: r), "take the logarithm of the ratio"),
         (lambda ppl: _how_much_harder(ppl, nats=lambda r, h, e: r - 1), "take the logarithm of the ratio"),
         (lambda ppl: printed, "copying numbers from a printout"),  # right on ppl_before only
-        (lambda ppl: ("domain", *printed[1:]), "copying numbers from a printout"),  # the printed numbers, the name from the argument
+        (lambda ppl: (max(ppl, key=ppl.get), *printed[1:]), "copying numbers from a printout"),  # the printed numbers, the name from the argument
         (lambda ppl: {"harder": "domain"}, "return a tuple"),
     ]
     for how_much_harder, hint in cases:

@@ -21,6 +21,7 @@ from ftcourse.course.checks.core import (
     graded_check,
     is_close,
     output_of,
+    outputs_of,
     probe_logits,
     run_learner,
     safetensors_bytes,
@@ -202,11 +203,8 @@ def _judge_task2(data: dict, case: Case) -> str:
     gap = _gap_to_adapter(reloaded, case, data.get("adapter_dir"), "reloaded")
     expect(gap < 1e-4, f"the reloaded model's logits differ from the adapter model's by {gap:.1e} (relative).",
            "save the merged model in full precision and load that folder.")
-    outputs = data.get("outputs")
-    expect(isinstance(outputs, list) and len(outputs) == len(models), "no output of `predict_weight_bytes` was collected.",
-           "define def predict_weight_bytes(model): ... and run the task's cell.")
-    for (name, want, element_size, tied_extra), entry in zip(models, outputs):
-        got, _ = output_of(entry, "predict_weight_bytes", "define def predict_weight_bytes(model): ...")
+    for (name, want, element_size, tied_extra), (got, _) in zip(models, outputs_of(data, len(models), "predict_weight_bytes",
+                                                                                  "define def predict_weight_bytes(model): ...")):
         expect(isinstance(got, (int, float)) and is_close(float(got), want, 1e-6),
                f"for {name} your prediction is not the bytes of tensors save_pretrained writes.", _bytes_hint(got, want, element_size, tied_extra))
     return (f"merged_dir loads as a plain model that reproduces the adapter model (relative gap {gap:.1e}); its tensor bytes were "
@@ -293,11 +291,8 @@ def _judge_task4(data: dict, case: Case) -> str:
                                                  "merge": "peft.tuners.lora.LoraLayer.merge", "merge_adapter": "ftcourse.deploy.merge_adapter",
                                                  "inject_adapter_in_model": "peft.inject_adapter_in_model", "get_peft_model": "peft.get_peft_model"},
                           "write the formula with the tensors you are given: W + (alpha / r) · B @ A.")
-    layers, outputs = case.inputs["layers"], data.get("outputs")
-    expect(isinstance(outputs, list) and len(outputs) == len(layers), "no output of `merge_weight` was collected.",
-           "define def merge_weight(weight, lora_A, lora_B, alpha, r): ... and run the task's cell.")
-    for layer, entry in zip(layers, outputs):
-        got, _ = output_of(entry, "merge_weight", "define def merge_weight(weight, lora_A, lora_B, alpha, r): ...")
+    layers = case.inputs["layers"]
+    for layer, (got, _) in zip(layers, outputs_of(data, len(layers), "merge_weight", "define def merge_weight(weight, lora_A, lora_B, alpha, r): ...")):
         weight, a, b, want = _peft_merged(layer)
         try:
             got = torch.tensor(got, dtype=torch.float32)
@@ -350,11 +345,10 @@ def _judge_task5(data: dict, case: Case) -> str:
     forbid_source_helpers(case, "inference_ids", {"prompt_ids": "ftcourse.tokenization.prompt_ids", "encode_prompt": "ftcourse.generation.encode_prompt",
                                                   "tokenize_messages": "ftcourse.tokenization.tokenize_messages", "to_messages": "ftcourse.data.to_messages"},
                           "build it with tokenizer.apply_chat_template yourself: the point is to see what training used.")
-    tokenizer, messages, outputs = case.reference("tokenizer"), case.inputs["messages"], data.get("outputs")
-    expect(isinstance(outputs, list) and len(outputs) == len(messages), "no output of `inference_ids` was collected.",
-           "define def inference_ids(tokenizer, message): ... and run the task's cell.")
-    for number, (message, entry) in enumerate(zip(messages, outputs), start=1):
-        got = _ids(output_of(entry, "inference_ids", "define def inference_ids(tokenizer, message): ...")[0])
+    tokenizer, messages = case.reference("tokenizer"), case.inputs["messages"]
+    outputs = outputs_of(data, len(messages), "inference_ids", "define def inference_ids(tokenizer, message): ...")
+    for number, (message, (value, _)) in enumerate(zip(messages, outputs), start=1):
+        got = _ids(value)
         expect(got is not None, f"inference_ids returns no list of token ids for {case.kind} message {number}.", "return the prompt's input_ids.")
         want = prompt_ids(tokenizer, to_messages({"text": message, "label": INTENT_LABELS[0]}, "classification", INTENT_LABELS)[:-1])
         text, target = tokenizer.decode(got), tokenizer.decode(want)
