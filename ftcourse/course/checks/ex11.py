@@ -13,16 +13,9 @@ import string
 from collections import Counter
 from typing import Any
 
-from ftcourse.course.checks.core import Case, CheckFailed, describe, expect, forbid_source_helpers, graded_check, is_close, output_of, run_learner
+from ftcourse.course.checks.core import Case, CheckFailed, describe, expect, forbid_source_helpers, graded_check, is_close, output_of, outputs_of, run_learner
 
 __all__ = ["check_ex11_task1", "check_ex11_task2", "check_ex11_task3", "check_ex11_task4", "EX11_LEVERS"]
-
-
-def _outputs(data: dict, key: str, expected: int, name: str, define: str) -> list[tuple[Any, str]]:
-    """The collected calls of the learner's ``name`` under ``key``: one ``(value, type)`` per input, in order."""
-    outputs = data.get(key)
-    expect(isinstance(outputs, list) and len(outputs) == expected, f"no output of `{name}` was collected.", f"{define} and run the task's cell.")
-    return [output_of(entry, name, define) for entry in outputs]
 
 
 def _number(value: Any, kind: str, name: str) -> float:
@@ -99,11 +92,11 @@ def _judge_task1(data: dict, case: Case) -> str:
     for name in ("normalize_answer", "f1"):
         forbid_source_helpers(case, name, _SQUAD_HELPERS, "normalise and count the words yourself; that is the exercise.")
     texts, pairs = case.inputs["texts"], case.inputs["pairs"]
-    normalized = _outputs(data, "normalized", len(texts), "normalize_answer", "define def normalize_answer(text): ...")
+    normalized = outputs_of({"outputs": data.get("normalized")}, len(texts), "normalize_answer", "define def normalize_answer(text): ...")
     for text, want, (got, kind) in zip(texts, case.expected["normalized"], normalized):
         expect(isinstance(got, str), f"normalize_answer({text!r}) returns a {kind}, not a string.", "return the normalised text.")
         expect(got == want, f"normalize_answer({text!r}) returns {got!r}, which is not SQuAD's normalisation of it.", _normalize_hint(text, got))
-    scores = _outputs(data, "f1", len(pairs), "f1", "define def f1(prediction, reference): ...")
+    scores = outputs_of({"outputs": data.get("f1")}, len(pairs), "f1", "define def f1(prediction, reference): ...")
     for (prediction, reference), want, (value, kind) in zip(pairs, case.expected["f1"], scores):
         got = _number(value, kind, "f1")
         expect(is_close(got, want, 1e-6), f"f1({prediction!r}, {reference!r}) is {got:.4f}, which is not SQuAD's token F1.",
@@ -151,7 +144,7 @@ def _judge_task2(data: dict, case: Case) -> str:
     forbid_source_helpers(case, "recall_at_k", {"recall_at_k": "ftcourse.metrics.recall_at_k"},
                           "count the hits yourself; that is the exercise.")
     cases = case.inputs["cases"]
-    outputs = _outputs(data, "outputs", len(cases), "recall_at_k", "define def recall_at_k(retrieved, gold, k): ...")
+    outputs = outputs_of(data, len(cases), "recall_at_k", "define def recall_at_k(retrieved, gold, k): ...")
     for (retrieved, gold, k), want, (value, kind) in zip(cases, case.expected["recall"], outputs):
         got = _number(value, kind, "recall_at_k")
         expect(abs(got - want) < 1e-9, f"recall_at_k(..., k={k}) on the {case.kind} queries is {got:.4g}, which is not the recall@{k}.",
