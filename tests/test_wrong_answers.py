@@ -11,13 +11,17 @@ all with ``tests/planted.py``'s ``fails``/``passes``.
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import shutil
+import uuid
 from collections import Counter
 
 import pytest
 import torch
 
+from ftcourse import paths
 from ftcourse.configs import LoraSettings
 from ftcourse.course import checks
 from ftcourse.course.bundled import INTENT_LABELS, intent_records, raw_path
@@ -379,28 +383,108 @@ def test_ex02_task1_the_classmates_model_a_frozen_adapter_and_wrong_optimizer_me
     fails(checks.check_ex02_task1, fixed(), lambda m: _adam_mib(m, mib=1e6), hint="2**20")
 
 
-def test_ex02_task5_get_peft_model_the_trained_object_a_fixed_folder_and_the_helper_fail(tmp_path, tokenizer):
-    from peft import LoraConfig, PeftModel, get_peft_model
+@pytest.fixture
+def run_folder():
+    """A run folder inside the course folder (the judge reads only the workspace), removed afterwards."""
+    folder = paths.fine_tuned_dir() / f"pytest-ex02-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _saved_lora(tokenizer, folder, settings: LoraSettings, split: str = "train", trained: bool = True):
+    """A tiny LoRA model saved in ``folder`` as fine_tune saves a run (record, metrics, a falling loss); its RunResult."""
+    from peft import get_peft_model
 
     from ftcourse.peft_methods import build_peft_config
+    from ftcourse.runs import RUN_RECORD
+    from tests.saved_runs import write_run_record
+
+    model = get_peft_model(tiny_llama(tokenizer), build_peft_config("lora", tiny_llama(tokenizer), settings))
+    for name, p in model.named_parameters():
+        if "lora_B" in name and trained:
+            torch.nn.init.normal_(p)
+    model.save_pretrained(folder)
+    write_run_record(folder, "lora", split)
+    history = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5}]
+    record = json.loads((folder / RUN_RECORD).read_text())
+    (folder / RUN_RECORD).write_text(json.dumps({**record, "history": history}))
+    metrics = {"trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad), "steps": 2}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return RunResult("run", "lora", model, None, folder, metrics, history)
+
+
+def _adapter_mib(model, settings, bytes_per_parameter=4, mib=2**20):
+    return bytes_per_parameter * _lora_count(model, settings.r, settings.target_modules) / mib
+
+
+def test_ex02_task4_wrong_dtype_the_base_counted_an_untrained_or_test_trained_run_and_the_helpers_fail(tmp_path, run_folder, tokenizer):
+    from peft import get_peft_model
+
+    from ftcourse.course.comparison import peft_parameter_count
+    from ftcourse.peft_methods import build_peft_config
+
+    budget, model = LoraSettings(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]), tiny_llama(tokenizer)
+    result = _saved_lora(tokenizer, run_folder, budget)
+    assert "as predicted" in passes(checks.check_ex02_task4, result, budget, _adapter_mib, model)
+
+    def with_peft(model, settings):
+        adapted = get_peft_model(model, build_peft_config("lora", model, settings))
+        return 4 * sum(p.numel() for p in adapted.parameters() if p.requires_grad) / 2**20
+
+    def base_too(model, settings):
+        return _adapter_mib(model, settings) + 4 * sum(p.numel() for p in model.parameters()) / 2**20
+
+    def from_the_file(model, settings):  # the run's file size fits the budget run only
+        return (run_folder / "adapter_model.safetensors").stat().st_size / 2**20
+
+    fails(checks.check_ex02_task4, result, budget, lambda m, s: _adapter_mib(m, s, bytes_per_parameter=2), model, hint="autocast")
+    fails(checks.check_ex02_task4, result, budget, base_too, model, hint="not the base model's weights")
+    fails(checks.check_ex02_task4, result, budget, lambda m, s: _adapter_mib(m, s, mib=1e6), model, hint="2**20")
+    fails(checks.check_ex02_task4, result, budget, from_the_file, model, hint="r · (in + out)")
+    fails(checks.check_ex02_task4, result, budget, with_peft, model, hint="calls `get_peft_model`")
+    def unlisted_helper(model, settings):
+        return 4 * peft_parameter_count(model, "lora", settings)["trainable"] / 2**20
+
+    fails(checks.check_ex02_task4, result, budget, unlisted_helper, model, hint="calls `peft_parameter_count`")
+    fails(checks.check_ex02_task4, result, budget.replace(r=8, lora_alpha=16), _adapter_mib, model, hint="pass lora=budget_settings")
+    shutil.rmtree(run_folder)
+    run_folder.mkdir()
+    untrained = _saved_lora(tokenizer, run_folder, budget, trained=False)
+    fails(checks.check_ex02_task4, untrained, budget, _adapter_mib, model, hint="optimizer updates the adapter")
+    shutil.rmtree(run_folder)
+    run_folder.mkdir()
+    on_test = _saved_lora(tokenizer, run_folder, budget, split="test")
+    fails(checks.check_ex02_task4, on_test, budget, _adapter_mib, model, hint="evaluation data is never trained on")
+    outside = _saved_lora(tokenizer, tmp_path, budget)
+    fails(checks.check_ex02_task4, outside, budget, _adapter_mib, model, hint="default output folder")
+
+
+def test_ex02_task5_get_peft_model_the_trained_object_a_fixed_folder_a_shared_base_and_the_helper_fail(tmp_path, run_folder, tokenizer):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
     from ftcourse.runs import load_run
 
-    settings = LoraSettings(r=4, target_modules=["q_proj", "v_proj"])
-    trained = get_peft_model(tiny_llama(tokenizer), build_peft_config("lora", tiny_llama(tokenizer), settings))
-    for name, p in trained.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(p)
-    trained.save_pretrained(tmp_path)
-    result = RunResult("run", "lora", trained, None, tmp_path, {}, [])
-    assert "reloaded exactly" in checks.check_ex02_task5.verify(lambda run_dir: PeftModel.from_pretrained(tiny_llama(tokenizer), run_dir), result, tokenizer)
+    result = _saved_lora(tokenizer, run_folder, LoraSettings(r=4, target_modules=["q_proj", "v_proj"]))
+    trained = result.model
+    assert "reloaded exactly" in passes(checks.check_ex02_task5, lambda run_dir: PeftModel.from_pretrained(tiny_llama(tokenizer), run_dir), result, tokenizer)
 
     def classmate(run_dir):  # ex02_classmate_reload on a tiny base: get_peft_model builds a new adapter from the saved config
         return get_peft_model(tiny_llama(tokenizer), LoraConfig.from_pretrained(str(run_dir)))
 
+    shared = tiny_llama(tokenizer)
+
+    def one_base(run_dir):  # every adapter onto the same base: the second load overwrites the first
+        return PeftModel.from_pretrained(shared, run_dir)
+
     fails(checks.check_ex02_task5, classmate, result, tokenizer, hint="PeftModel.from_pretrained(base_model, run_dir)")
     fails(checks.check_ex02_task5, lambda run_dir: trained, result, tokenizer, hint="not the trained object itself")
-    fails(checks.check_ex02_task5, lambda run_dir: PeftModel.from_pretrained(tiny_llama(tokenizer), tmp_path), result, tokenizer, hint="passed as `run_dir`")
-    fails(checks.check_ex02_task5, lambda run_dir: load_run(run_dir).model, result, tokenizer, hint="calls `load_run`")
+    fails(checks.check_ex02_task5, lambda run_dir: PeftModel.from_pretrained(tiny_llama(tokenizer), run_folder), result, tokenizer, hint="passed as `run_dir`")
+    def helper(run_dir):
+        return load_run(run_dir).model
+
+    fails(checks.check_ex02_task5, helper, result, tokenizer, hint="calls `load_run`")
+    fails(checks.check_ex02_task5, one_base, result, tokenizer, hint="on every call")
 
 
 # ---------------------------------------------------------------- ex03

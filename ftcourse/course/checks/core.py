@@ -57,10 +57,10 @@ from typing import Any
 
 __all__ = [
     "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "describe", "expect", "expect_choices",
-    "expect_intent_train", "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE",
+    "expect_intent_record", "expect_intent_train", "expect_saved_adapter", "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE",
     "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "peft_trainable", "probe_logits", "read_inside",
-    "reference_model", "reference_tokenizer", "run_learner", "safetensors_bytes", "self_check", "SelfCheck", "source_helper",
-    "trained_adapter", "trained_on", "uses_helper",
+    "record_trained_on", "reference_model", "reference_tokenizer", "run_learner", "saved_run", "safetensors_bytes", "self_check",
+    "SelfCheck", "source_helper", "trained_adapter", "trained_on", "uses_helper", "workspace_path",
 ]
 
 #: Set by ``ftcourse grade`` inside the sandbox: the folder with ``inputs.json`` and ``collected/``.
@@ -560,56 +560,106 @@ def lora_targets(config) -> set[str]:
 
 def trained_adapter(result, method: str, loss_must_drop: bool = True) -> tuple[dict, list[float]]:
     """Check a RunResult of ``method``: adapter saved, every lora_B trained, loss down; return (adapter config, losses)."""
-    import json
-    from pathlib import Path
-
     from safetensors.torch import load_file
 
     from ftcourse.runs import RunResult
 
     expect(isinstance(result, RunResult), f"`result` is a {type(result).__name__}, not what fine_tune returns.",
            f"result = fine_tune(records, model=P.model, method={method!r}, settings=settings_from_profile(P), run_name=...).")
-    expect(result.method == method, f"the run used method {result.method!r}; the task asks for {method!r}.", f"pass method={method!r}.")
     run_dir = Path(result.run_dir)
     files = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
     expect({"adapter_config.json", "adapter_model.safetensors"} <= files, f"{run_dir} holds no saved adapter (found {sorted(files)}).",
            "fine_tune saves the adapter when training ends; let it finish.")
     losses = [loss for _, loss in result.losses]
+    expect_saved_adapter(result.method, method, losses, load_file(run_dir / "adapter_model.safetensors"), loss_must_drop)
+    return json.loads((run_dir / "adapter_config.json").read_text()), losses
+
+
+def expect_saved_adapter(used: str, method: str, losses: list, tensors: Mapping[str, Any], loss_must_drop: bool = True) -> None:
+    """Fail unless a run of method ``used`` is of ``method``, its ``losses`` went down and every saved lora_B (``tensors``) trained."""
+    expect(used == method, f"the run used method {used!r}; the task asks for {method!r}.", f"pass method={method!r}.")
     expect(not loss_must_drop or (len(losses) >= 2 and losses[-1] < losses[0]),
            f"the training loss did not go down: {[round(v, 3) for v in losses]}.",
            "train at least two logged steps with the method's default learning rate (settings_from_profile(P)).")
-    tensors = load_file(run_dir / "adapter_model.safetensors")
     frozen = [n for n, t in tensors.items() if "lora_B" in n and not t.abs().sum()]
     expect(not frozen, f"{len(frozen)} of the saved lora_B matrices are still all zero: those layers never learned.",
            "check that the optimizer updates the adapter (learning rate > 0, steps > 0).")
-    return json.loads((run_dir / "adapter_config.json").read_text()), losses
 
 
 def trained_on(result, records, packing: bool = False, init_text: str | None = None) -> bool:
     """True when ``result``'s saved run was trained on exactly ``records`` (with fine_tune's other defaults): its fingerprint says so."""
-    from ftcourse.configs import LoraSettings, TrainingSettings
-    from ftcourse.runs import RUN_RECORD, run_fingerprint
+    from ftcourse.runs import RUN_RECORD
 
-    record = json.loads((Path(result.run_dir) / RUN_RECORD).read_text())
+    return record_trained_on(json.loads((Path(result.run_dir) / RUN_RECORD).read_text()), records, packing, init_text)
+
+
+def record_trained_on(record: Mapping[str, Any], records, packing: bool = False, init_text: str | None = None) -> bool:
+    """True when a run record (``ftcourse_run.json``) says its run was trained on exactly ``records``, with fine_tune's other defaults."""
+    from ftcourse.configs import LoraSettings, TrainingSettings
+    from ftcourse.runs import run_fingerprint
+
     return record.get("fingerprint") == run_fingerprint(record["base_model"], record["method"], LoraSettings(**record["lora"]),
                                                          TrainingSettings(**record["training"]), list(records), packing, init_text)
 
 
 def expect_intent_train(result, init_text: str | None = None) -> None:
     """Fail unless ``result`` was trained on the intent task's training split (of some profile), naming an evaluation split it used."""
-    from ftcourse.course.bundled import intent_records
-    from ftcourse.profiles import PROFILES, get_profile
     from ftcourse.runs import RUN_RECORD
 
     expect((Path(result.run_dir) / RUN_RECORD).is_file(), f"{result.run_dir} holds no {RUN_RECORD}: it was not saved by fine_tune.",
            "train with ftcourse.train.fine_tune and pass its RunResult.")
-    splits = {split for name in PROFILES for split, records in intent_records(get_profile(name)).items() if trained_on(result, records, init_text=init_text)}
+    expect_intent_record(json.loads((Path(result.run_dir) / RUN_RECORD).read_text()), init_text)
+
+
+def expect_intent_record(record: Mapping[str, Any], init_text: str | None = None) -> None:
+    """Fail unless a run record says its run was trained on the intent task's training split (of some profile)."""
+    from ftcourse.course.bundled import intent_records
+    from ftcourse.profiles import PROFILES, get_profile
+
+    splits = {split for name in PROFILES for split, records in intent_records(get_profile(name)).items()
+              if record_trained_on(record, records, init_text=init_text)}
     evaluation = sorted(splits - {"train"})
     expect("train" in splits, f"the run was trained on the {evaluation[0]} split." if evaluation else
            "the run was not trained on the intent training split (its fingerprint matches none of the course's intent splits).",
            "evaluation data is never trained on: a model that has seen the test (or validation) examples scores well on them "
            "without having learned the task. Train on data['train']." if evaluation else
            "train on data['train'] as it is (same records, same order), with fine_tune's defaults otherwise.")
+
+
+def workspace_path(path: Any) -> str | None:
+    """``path`` relative to the workspace (the project root): how a collect step names a file or folder the learner's code
+    wrote, for the judge to read with ``case.file``; None when it is not inside the workspace."""
+    from ftcourse import paths
+
+    try:
+        return Path(path).resolve().relative_to(paths.project_root().resolve()).as_posix()
+    except (TypeError, ValueError, OSError):
+        return None
+
+
+def saved_run(case: Case, folder: Any) -> tuple[dict, dict, dict, dict]:
+    """A run folder that the learner's ``fine_tune`` wrote, named by a collect step (:func:`workspace_path`) and read by the
+    judge: (run record, metrics, adapter config, adapter tensors). Fails when a file is missing or unreadable."""
+    from safetensors.torch import load as load_safetensors
+
+    from ftcourse.runs import RUN_RECORD
+
+    expect(isinstance(folder, str) and folder, "the run folder is not inside the course folder, where the grader can read it.",
+           "keep fine_tune's default output folder (models/fine_tuned/<run_name>) and pass its RunResult.")
+    names = (RUN_RECORD, "metrics.json", "adapter_config.json", "adapter_model.safetensors")
+    raw = {name: case.file(f"{folder}/{name}") for name in names}
+    missing = [name for name in names if raw[name] is None]
+    expect(not missing, f"the run folder {folder} holds no {missing[0] if missing else ''} (or it is not a regular file).",
+           "fine_tune saves the adapter, its metrics and its record when training ends; let it finish and leave the folder as it wrote it.")
+    try:
+        record, metrics, config = (json.loads(raw[name]) for name in names[:3])
+        tensors = load_safetensors(raw["adapter_model.safetensors"])
+    except Exception as exc:  # the learner's file, whatever it holds
+        raise CheckFailed(f"the run folder {folder} holds a file that cannot be read ({type(exc).__name__}).",
+                          "leave the folder as fine_tune wrote it.") from None
+    expect(all(isinstance(v, dict) for v in (record, metrics, config)), f"the run folder {folder} holds a file that cannot be read.",
+           "leave the folder as fine_tune wrote it.")
+    return record, metrics, config, tensors
 
 
 def safetensors_bytes(folder) -> int:
