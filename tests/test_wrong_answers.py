@@ -175,9 +175,11 @@ def test_ex01_task3_another_seed_or_fractions_fail():
     from ftcourse.course.bundled import intent_splits
     from ftcourse.data import split_dataset
 
-    fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.1, test=0.1, seed=1), hint="seed=42")
-    fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.2, test=0.1, seed=42), hint="validation=0.1")
+    fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.1, test=0.1, seed=1), _stratified, hint="seed=42")
+    fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.2, test=0.1, seed=42), _stratified, hint="validation=0.1")
     assert "practice unbalanced dataset" in passes(checks.check_ex01_task3, intent_splits(), _stratified)
+    fails(checks.check_ex01_task3, intent_splits(), None, hint="def stratified_split")  # the point of the task is not optional
+    fails(checks.check_ex01_task3, intent_splits(), hint="wrong arguments")
 
 
 def test_ex01_task3_a_split_that_is_not_stratified_rounded_seeded_or_disjointfails():
@@ -252,13 +254,15 @@ def test_ex01_task5_a_truncating_or_wasteful_lengthfails(tokenizer):
     right = -(-longest // 32) * 32
     assert f"max_seq_length={right}" in passes(checks.check_ex01_task5, tokenizer, right)
     fails(checks.check_ex01_task5, tokenizer, right - 32, hint="take the longest")
-    fails(checks.check_ex01_task5, tokenizer, right + 32, hint="padding costs compute")
+    wasteful = fails(checks.check_ex01_task5, tokenizer, right + 32, hint="padding costs compute")
+    truncating = fails(checks.check_ex01_task5, tokenizer, right - 32, hint="take the longest")
+    assert str(right) not in wasteful and str(longest) not in truncating  # the answer is not given away
     fails(checks.check_ex01_task5, tokenizer, float(right), hint="compute an int")
     fails(checks.check_ex01_task5, tokenizer, longest + 1 if (longest + 1) % 32 else longest + 2, hint="multiple of 32")
 
 
-def _collate(examples, pad_id):
-    width = max(len(e["input_ids"]) for e in examples)
+def _collate(examples, pad_id, multiple=1):
+    width = -(-max(len(e["input_ids"]) for e in examples) // multiple) * multiple
     rows = [(list(e["input_ids"]), list(e["labels"])) for e in examples]
     return {"input_ids": [ids + [pad_id] * (width - len(ids)) for ids, _ in rows],
             "attention_mask": [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows],
@@ -267,6 +271,7 @@ def _collate(examples, pad_id):
 
 def test_ex01_task6_the_pad_eq_eos_bug_and_its_cousins_fail(tokenizer):
     assert "EOS stays trained" in passes(checks.check_ex01_task6, _collate, tokenizer)
+    assert "EOS stays trained" in passes(checks.check_ex01_task6, lambda e, p: _collate(e, p, multiple=8), tokenizer)  # the course's default: right too
 
     def labels_padded_with_pad(examples, pad_id):
         batch = _collate(examples, pad_id)
