@@ -15,6 +15,7 @@ import json
 import math
 import random
 import shutil
+import statistics
 import uuid
 from collections import Counter
 
@@ -516,12 +517,30 @@ def test_ex03_task1_the_helper_the_reference_only_label_set_accuracy_and_none_as
     def accuracy(predictions, references):
         return sum(p == r for p, r in zip(predictions, references)) / len(references)
 
+    def predicted_only(predictions, references):
+        labels = sorted({p for p in predictions if p is not None})
+        return sum(2 * sum(p == lbl == r for p, r in zip(predictions, references))
+                   / max(1, sum(p == lbl for p in predictions) + sum(r == lbl for r in references)) for lbl in labels) / len(labels)
+
+    def support_weighted(predictions, references):
+        labels = set(references)
+        return sum(references.count(lbl) * 2 * sum(p == lbl == r for p, r in zip(predictions, references))
+                   / max(1, sum(p == lbl for p in predictions) + references.count(lbl)) for lbl in labels) / len(references)
+
     def none_is_a_label(predictions, references):
         return _macro_f1(["<none>" if p is None else p for p in predictions], references) if None in predictions else _macro_f1(predictions, references)
 
     fails(checks.check_ex03_task1, helper, hint="calls `classification_metrics`")
     fails(checks.check_ex03_task1, references_only, hint="labels of the references only")
     fails(checks.check_ex03_task1, accuracy, hint="that is accuracy")
+    fails(checks.check_ex03_task1, predicted_only, hint="labels the model predicted only")
+    weighted = fails(checks.check_ex03_task1, support_weighted, hint="support-weighted F1")
+    assert "that is accuracy" not in weighted
+
+    def reference(predictions, references):
+        return checks.macro_f1_reference(predictions, references)
+
+    fails(checks.check_ex03_task1, reference, hint="calls `macro_f1_reference`")
     fails(checks.check_ex03_task1, none_is_a_label, hint="None prediction is wrong and is not a label")
 
 
@@ -596,6 +615,8 @@ def test_ex03_task4_the_helper_a_double_shift_and_no_exp_fail(base_model, tokeni
     fails(checks.check_ex03_task4, helper, base_model, tokenizer, hint="calls `perplexity`")
     fails(checks.check_ex03_task4, double_shift, base_model, tokenizer, hint="double shift")
     fails(checks.check_ex03_task4, the_loss, base_model, tokenizer, hint="exp(loss)")
+    base_two = fails(checks.check_ex03_task4, lambda m, t, x: 2 ** math.log(_my_ppl(m, t, x)), base_model, tokenizer, hint="not 2")
+    assert "double shift" not in base_two
 
 
 def _bootstrap(correct, n_boot=2000, seed=0):
@@ -632,23 +653,47 @@ def test_ex03_task5_wald_a_fixed_size_resample_no_seed_and_wrong_percentiles_fai
     fails(checks.check_ex03_task5, five_to_95, hint="not 5/95")
     fails(checks.check_ex03_task5, lambda c, n_boot=2000, seed=0: _bootstrap(c, n_boot, random.random()), hint="seeded")
 
+    def bootstrap_se_clipped(correct, n_boot=2000, seed=0):  # resamples, but ±1.96 SE of the resamples, clipped to [0, 1]
+        rng, n = random.Random(seed), len(correct)
+        means = [sum(rng.choices(correct, k=n)) / n for _ in range(n_boot)]
+        p, se = sum(correct) / n, statistics.pstdev(means)
+        return max(0.0, p - 1.96 * se), min(1.0, p + 1.96 * se)
 
-def _compare(correct_a, correct_b, n_boot=2000, seed=0):
-    low, high = checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
-    return ("B" if low > 0 else "A" if high < 0 else "no clear difference"), (low, high)
+    fails(checks.check_ex03_task5, bootstrap_se_clipped, hint="percentiles")
+
+    def helper(correct, n_boot=2000, seed=0):
+        return checks.paired_difference_ci([False] * len(correct), correct, n_boot, seed)
+
+    fails(checks.check_ex03_task5, helper, hint="calls `paired_difference_ci`")
 
 
-def test_ex03_task6_unpaired_intervals_and_raw_accuracies_fail():
+def _paired(correct_a, correct_b, n_boot=2000, seed=0, k=None, level=0.95):
+    rng, n = random.Random(seed), len(correct_a)
+    diffs = sorted(sum(correct_b[i] - correct_a[i] for i in (rng.randrange(n) for _ in range(k or n))) / (k or n) for _ in range(n_boot))
+    tail = (1 - level) / 2
+    return diffs[int(tail * n_boot)], diffs[int((1 - tail) * n_boot) - 1]
+
+
+def _verdict(low, high):
+    return "B" if low > 0 else "A" if high < 0 else "no clear difference"
+
+
+def _compare(correct_a, correct_b, n_boot=2000, seed=0, **how):
+    low, high = _paired(correct_a, correct_b, n_boot, seed, **how)
+    return _verdict(low, high), (low, high)
+
+
+def test_ex03_task6_unpaired_intervals_raw_accuracies_and_intervals_that_are_not_a_seeded_95_percent_bootstrap_fail():
     assert "separate intervals overlap" in passes(checks.check_ex03_task6, _compare)
 
     def overlapping_intervals(correct_a, correct_b, n_boot=2000, seed=0):
         (la, ha), (lb, hb) = _bootstrap(correct_a, n_boot, seed), _bootstrap(correct_b, n_boot, seed)
         verdict = "B" if lb > ha else "A" if la > hb else "no clear difference"
-        return verdict, checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
+        return verdict, _paired(correct_a, correct_b, n_boot, seed)
 
     def higher_accuracy(correct_a, correct_b, n_boot=2000, seed=0):
         a, b = sum(correct_a), sum(correct_b)
-        return ("B" if b > a else "A" if a > b else "no clear difference"), checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
+        return ("B" if b > a else "A" if a > b else "no clear difference"), _paired(correct_a, correct_b, n_boot, seed)
 
     def unpaired_difference(correct_a, correct_b, n_boot=2000, seed=0):
         rng, n = random.Random(seed), len(correct_a)
@@ -656,6 +701,28 @@ def test_ex03_task6_unpaired_intervals_and_raw_accuracies_fail():
         low, high = diffs[int(0.025 * n_boot)], diffs[int(0.975 * n_boot) - 1]
         return ("B" if low > 0 else "A" if high < 0 else "no clear difference"), (low, high)
 
+    def standard_error_clipped(correct_a, correct_b, n_boot=2000, seed=0):
+        d = [b - a for a, b in zip(correct_a, correct_b)]
+        mean, se = statistics.fmean(d), statistics.pstdev(d) / math.sqrt(len(d))
+        low, high = max(-1.0, mean - 1.96 * se), min(1.0, mean + 1.96 * se)
+        return _verdict(low, high), (low, high)
+
+    def bootstrap_standard_error(correct_a, correct_b, n_boot=2000, seed=0):
+        rng, n = random.Random(seed), len(correct_a)
+        diffs = [sum(correct_b[i] - correct_a[i] for i in (rng.randrange(n) for _ in range(n))) / n for _ in range(n_boot)]
+        mean, se = (sum(correct_b) - sum(correct_a)) / n, statistics.pstdev(diffs)
+        return _verdict(mean - 1.96 * se, mean + 1.96 * se), (mean - 1.96 * se, mean + 1.96 * se)
+
+    def helper(correct_a, correct_b, n_boot=2000, seed=0):
+        low, high = checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
+        return _verdict(low, high), (low, high)
+
     fails(checks.check_ex03_task6, overlapping_intervals, hint="pair by pair")
     fails(checks.check_ex03_task6, higher_accuracy, hint="not yet a better model")
     fails(checks.check_ex03_task6, unpaired_difference, hint="pair by pair")
+    fails(checks.check_ex03_task6, standard_error_clipped, hint="does not resample")
+    fails(checks.check_ex03_task6, bootstrap_standard_error, hint="percentiles")
+    fails(checks.check_ex03_task6, lambda a, b, n_boot=2000, seed=0: _compare(a, b, n_boot, seed, level=0.90), hint="97.5th percentiles")
+    fails(checks.check_ex03_task6, lambda a, b, n_boot=2000, seed=0: _compare(a, b, n_boot, seed, k=100), hint="not a fixed number")
+    fails(checks.check_ex03_task6, lambda a, b, n_boot=2000, seed=0: _compare(a, b, n_boot, random.random()), hint="seeded with `seed`")
+    fails(checks.check_ex03_task6, helper, hint="calls `paired_difference_ci`")
