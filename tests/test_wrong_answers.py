@@ -353,12 +353,12 @@ def test_ex02_task6_each_fault_left_in_or_misdiagnosedfails(base_model, tokenize
     P = get_profile("smoke")
     causes, lora, training = _fixed()
     assert "all three faults" in passes(checks.check_ex02_task6, causes, lora, training, base_model, tokenizer, P)
-    fails(checks.check_ex02_task6, {"learning_rate"}, lora, training, base_model, tokenizer, P, hint="did not name")
-    fails(checks.check_ex02_task6, causes | {"r"}, lora, training, base_model, tokenizer, P, hint="'r' is fine")
+    fails(checks.check_ex02_task6, {"learning_rate"}, lora, training, base_model, tokenizer, P, hint="leaves out a setting")
+    fails(checks.check_ex02_task6, causes | {"r"}, lora, training, base_model, tokenizer, P, hint="is fine in this run")
     fails(checks.check_ex02_task6, "learning rate", lora, training, base_model, tokenizer, P, hint="EX02_SETTINGS")
     fails(checks.check_ex02_task6, causes, lora.replace(target_modules=["lm_head"]), training, base_model, tokenizer, P, hint="lm_head is the output layer")
     fails(checks.check_ex02_task6, causes, lora.replace(r=64), training, base_model, tokenizer, P, hint="keep r=8")
-    fails(checks.check_ex02_task6, causes, lora, training.replace(learning_rate=2e-5), base_model, tokenizer, P, hint="100x higher")
+    fails(checks.check_ex02_task6, causes, lora, training.replace(learning_rate=2e-5), base_model, tokenizer, P, hint="much higher rate")
     fails(checks.check_ex02_task6, causes, lora, training.replace(max_seq_length=32), base_model, tokenizer, P, hint="all labels are -100")
 
 
