@@ -90,7 +90,7 @@ def batch(tmp_path_factory):
     master = _master()
     cases = {
         "bob": exercise_notebook(FIXTURE),
-        "carol": _answer(master, "task2", "splits = split_dataset(data, validation=0.1, test=0.1, seed=1)\ncheck_ex01_task3(splits)"),
+        "carol": _answer(master, "task2", _student_source("task2").replace("seed=42", "seed=1")),
         "dave": _answer(master, "task1", "import os, shutil\nfor p in os.listdir('.'):\n    shutil.rmtree(p, ignore_errors=True)\n"
                                          "print('x' * 3_000_000)\nos._exit(1)"),
         "eve": _tampered(),

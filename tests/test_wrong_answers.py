@@ -31,7 +31,7 @@ from ftcourse.data import read_dataset, validate_record
 from ftcourse.generation import perplexity
 from ftcourse.metrics import classification_metrics, normalize_text
 from ftcourse.profiles import get_profile
-from ftcourse.runs import RunResult
+from ftcourse.runs import RUN_RECORD, RunResult
 from ftcourse.tokenization import IGNORE_INDEX, prompt_ids, tokenize_messages
 from ftcourse.tokenization import collate as course_collate
 from ftcourse.train import settings_from_profile
@@ -403,7 +403,6 @@ def _saved_lora(tokenizer, folder, settings: LoraSettings, split: str = "train",
     from peft import get_peft_model
 
     from ftcourse.peft_methods import build_peft_config
-    from ftcourse.runs import RUN_RECORD
     from tests.saved_runs import write_run_record
 
     model = get_peft_model(tiny_llama(tokenizer), build_peft_config("lora", tiny_llama(tokenizer), settings))
@@ -454,6 +453,11 @@ def test_ex02_task4_wrong_dtype_the_base_counted_an_untrained_or_test_trained_ru
 
     fails(checks.check_ex02_task4, result, budget, unlisted_helper, model, hint="calls `peft_parameter_count`")
     fails(checks.check_ex02_task4, result, budget.replace(r=8, lora_alpha=16), _adapter_mib, model, hint="pass lora=budget_settings")
+    record = json.loads((run_folder / RUN_RECORD).read_text())
+    (run_folder / RUN_RECORD).write_text(json.dumps({**record, "history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 2.1}]}))
+    fails(checks.check_ex02_task4, result, budget, _adapter_mib, model, hint="did not go down")
+    (run_folder / "metrics.json").unlink()
+    fails(checks.check_ex02_task4, result, budget, _adapter_mib, model, hint="holds no metrics.json")
     shutil.rmtree(run_folder)
     run_folder.mkdir()
     untrained = _saved_lora(tokenizer, run_folder, budget, trained=False)

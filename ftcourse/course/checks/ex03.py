@@ -72,9 +72,9 @@ def _judge_task1(data: dict, case: Case) -> str:
     outputs = _outputs(data, len(cases), "macro_f1", "define def macro_f1(predictions, references): ...")
     wrong = [(p, r, got) for (p, r), (value, kind) in zip(cases, outputs)
              if not is_close(got := _number(value, kind, "macro_f1"), macro_f1_reference(p, r), 1e-6)]
-    if wrong:  # report a case that tells the mistake apart (accuracy and the support-weighted F1 can coincide)
-        predictions, references, got = min(wrong, key=lambda w: len(_f1_mistakes(*w)) != 1)
-        mistakes = _f1_mistakes(predictions, references, got)
+    if wrong:  # a tempting mistake is named when it explains every wrong case (accuracy and the weighted F1 can coincide on one)
+        predictions, references, got = wrong[0]
+        mistakes = [h for h in _f1_mistakes(*wrong[0]) if all(h in _f1_mistakes(*w) for w in wrong[1:])]
         expect(False, f"macro_f1({predictions}, {references}) = {got}: not scikit-learn's macro F1 of this {case.kind} case.",
                " Or: ".join(mistakes) if mistakes else "per label: precision = tp/(tp+fp), recall = tp/(tp+fn), F1 = 2PR/(P+R) (0 when "
                "P+R = 0); average over every label in references ∪ predictions; a None prediction is wrong and is not a label.")
