@@ -456,6 +456,8 @@ def test_ex02_task4_wrong_dtype_the_base_counted_an_untrained_or_test_trained_ru
     record = json.loads((run_folder / RUN_RECORD).read_text())
     (run_folder / RUN_RECORD).write_text(json.dumps({**record, "history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 2.1}]}))
     fails(checks.check_ex02_task4, result, budget, _adapter_mib, model, hint="did not go down")
+    (run_folder / RUN_RECORD).write_text(json.dumps({"method": "lora", "history": [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5}]}))
+    fails(checks.check_ex02_task4, result, budget, _adapter_mib, model, hint="with fine_tune's defaults otherwise")  # a record made by hand
     (run_folder / "metrics.json").unlink()
     fails(checks.check_ex02_task4, result, budget, _adapter_mib, model, hint="holds no metrics.json")
     shutil.rmtree(run_folder)

@@ -596,10 +596,14 @@ def trained_on(result, records, packing: bool = False, init_text: str | None = N
 def record_trained_on(record: Mapping[str, Any], records, packing: bool = False, init_text: str | None = None) -> bool:
     """True when a run record (``ftcourse_run.json``) says its run was trained on exactly ``records``, with fine_tune's other defaults."""
     from ftcourse.configs import LoraSettings, TrainingSettings
+    from ftcourse.errors import CourseError
     from ftcourse.runs import run_fingerprint
 
-    return record.get("fingerprint") == run_fingerprint(record["base_model"], record["method"], LoraSettings(**record["lora"]),
-                                                         TrainingSettings(**record["training"]), list(records), packing, init_text)
+    try:
+        return record.get("fingerprint") == run_fingerprint(record["base_model"], record["method"], LoraSettings(**record["lora"]),
+                                                             TrainingSettings(**record["training"]), list(records), packing, init_text)
+    except (KeyError, TypeError, ValueError, CourseError):  # not a record fine_tune wrote
+        return False
 
 
 def expect_intent_train(result, init_text: str | None = None) -> None:
