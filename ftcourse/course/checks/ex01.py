@@ -53,8 +53,8 @@ def _judge_task1(data: dict, case: Case) -> str:
     expect(isinstance(label_counts, dict), f"`label_counts` is a {kind}, not a dict.",
            "build a dict label -> count, e.g. dict(collections.Counter(data.labels())).")
     wrong = sorted(k for k in set(want) | set(label_counts) if label_counts.get(k) != want.get(k))
-    expect(not wrong, f"the counts of {', '.join(map(str, wrong[:3]))} are wrong (e.g. {wrong[0]!r}: got {label_counts.get(wrong[0])}, "
-           f"want {want.get(wrong[0])})." if wrong else "", "count the label of every record, e.g. collections.Counter(data.labels()).")
+    expect(not wrong, f"the counts of {', '.join(map(str, wrong[:3]))} are wrong (e.g. {wrong[0]!r}: got {label_counts.get(wrong[0])})."
+           if wrong else "", "count the label of every record, e.g. collections.Counter(data.labels()).")
     top, n = want.most_common(1)[0]
     return f"{len(reference)} records with {len(want)} labels; the most frequent is {top} ({n})."
 
