@@ -7,7 +7,7 @@ from collections import Counter
 
 from ftcourse.course import checks
 from ftcourse.course.bundled import intent_records
-from tests.planted import fails
+from tests.planted import fails, passes
 
 # ---------------------------------------------------------------- ex13
 
@@ -29,7 +29,7 @@ def _execution_match(db, predicted_sql, gold_sql, ordered):
 def test_ex13_task1_strings_order_counts_sets_and_raising_fail():
     from ftcourse.sql import normalize_sql, run_readonly, same_result
 
-    assert "8 hidden cases" in checks.check_ex13_task1.verify(_execution_match)
+    assert "8 practice cases" in passes(checks.check_ex13_task1, _execution_match)
 
     def strings(db, p, g, ordered):
         return normalize_sql(p) == normalize_sql(g)
@@ -99,7 +99,7 @@ def test_ex13_task2_ids_whole_questions_no_normalising_and_query_shapes_fail():
         seen = {checks.question_phrasing(p) for p in train}
         return {p["template"] for p in test if checks.question_phrasing(p) in seen}
 
-    assert "3 hidden splits" in checks.check_ex13_task2.verify(right)
+    assert "3 practice splits" in passes(checks.check_ex13_task2, right)
     fails(checks.check_ex13_task2, by_id, hint="comparing ids or whole questions finds nothing")
     fails(checks.check_ex13_task2, by_question, hint="comparing ids or whole questions finds nothing")
     fails(checks.check_ex13_task2, not_normalised, hint="only in case or punctuation")
@@ -107,18 +107,52 @@ def test_ex13_task2_ids_whole_questions_no_normalising_and_query_shapes_fail():
     fails(checks.check_ex13_task2, helper, hint="calls `question_phrasing`")
 
 
+_EX13_RIGHT = {"leeds_count": "right", "austin_no_orders": "wrong, accepted", "top3_prices": "wrong, caught",
+               "march_orders": "right", "priciest_footwear": "wrong, accepted"}
+
+
+def _ex13_witnesses():
+    from ftcourse.course.bundled import shop_database
+    from ftcourse.sql import run_readonly
+
+    lonely = run_readonly(shop_database(), "SELECT id FROM customers WHERE city = 'Austin' AND id NOT IN (SELECT customer_id FROM orders)")[0][0]
+    return {"austin_no_orders": [("tickets", {"id": 10_000, "customer_id": lonely, "order_id": None, "intent": "other",
+                                              "opened": "2025-06-01", "status": "open"})],
+            "priciest_footwear": [("products", {"id": 10_000, "name": "Gold lamp", "category": "home", "price": 10_000.0})]}
+
+
 def test_ex13_task3_trusting_execution_or_text_fails_and_messages_do_not_give_the_verdict():
-    right = {"leeds_count": "right", "austin_no_orders": "wrong, accepted", "top3_prices": "wrong, caught",
-             "march_orders": "right", "priciest_footwear": "wrong, accepted"}
-    assert "by chance" in checks.check_ex13_task3.verify(right)
+    right, witnesses = _EX13_RIGHT, _ex13_witnesses()
+    assert "by chance" in passes(checks.check_ex13_task3, right, witnesses)
     trusts_execution = {**right, "austin_no_orders": "right", "priciest_footwear": "right"}
-    message = fails(checks.check_ex13_task3, trusts_execution, hint="which table does it look in")
+    message = fails(checks.check_ex13_task3, trusts_execution, witnesses, hint="which table does it look in")
     assert "wrong, accepted" not in message.split("Hint:")[1]  # the hint leads to the verdict without giving it
     trusts_text = {**right, "leeds_count": "wrong, caught", "march_orders": "wrong, caught"}
-    fails(checks.check_ex13_task3, trusts_text, hint="can a customer's name be NULL")
-    fails(checks.check_ex13_task3, {**right, "top3_prices": "wrong, accepted"}, hint="without DESC")
-    fails(checks.check_ex13_task3, {**right, "top3_prices": "maybe"}, hint='"wrong, caught" or "wrong, accepted"')
-    fails(checks.check_ex13_task3, {"leeds_count": "right"}, hint="one answer per case")
+    fails(checks.check_ex13_task3, trusts_text, witnesses, hint="can a customer's name be NULL")
+    fails(checks.check_ex13_task3, {**right, "top3_prices": "wrong, accepted"}, witnesses, hint="without DESC")
+    fails(checks.check_ex13_task3, {**right, "top3_prices": "maybe"}, witnesses, hint='"wrong, caught" or "wrong, accepted"')
+    fails(checks.check_ex13_task3, {"leeds_count": "right"}, witnesses, hint="one answer per case")
+
+
+def test_ex13_task3_a_verdict_of_wrong_but_accepted_needs_rows_that_fit_the_schema_and_show_it():
+    right, witnesses = _EX13_RIGHT, _ex13_witnesses()
+    fails(checks.check_ex13_task3, right, {}, hint="rows to add to the shop database")  # guessed, no witness
+    null_name = [("customers", {"id": 10_000, "name": None, "city": "Leeds", "country": "UK", "joined": "2025-01-01"})]
+    fails(checks.check_ex13_task3, {**right, "leeds_count": "wrong, accepted"}, {**witnesses, "leeds_count": null_name},
+          hint="must fit the schema")
+    bad_date = [("orders", {"id": "ORD-X", "customer_id": 8, "order_date": "2025-03-xx", "status": "shipped", "total": 1.0})]
+    fails(checks.check_ex13_task3, {**right, "march_orders": "wrong, accepted"}, {**witnesses, "march_orders": bad_date},
+          hint="must fit the schema")
+    both_count = [("orders", {"id": "ORD-X", "customer_id": 8, "order_date": "2025-03-15", "status": "shipped", "total": 1.0})]
+    message = fails(checks.check_ex13_task3, {**right, "march_orders": "wrong, accepted"}, {**witnesses, "march_orders": both_count},
+                    hint="If no rows can make them differ")
+    assert "still returns the gold rows" in message
+    no_customer = [("tickets", {"id": 10_000, "customer_id": 99_999, "order_id": None, "intent": "x", "opened": "2025-06-01", "status": "open"})]
+    fails(checks.check_ex13_task3, right, {**witnesses, "austin_no_orders": no_customer}, hint="ids that exist")
+    fails(checks.check_ex13_task3, right, {**witnesses, "austin_no_orders": [("sqlite_master", {"name": "x"})]}, hint="must fit the schema")
+    huge = [("products", {"id": 10_000, "name": "x" * 10_000, "category": "home", "price": 1e4})]
+    fails(checks.check_ex13_task3, right, {**witnesses, "priciest_footwear": huge}, hint="must fit the schema")
+
 
 def test_every_exercise_ends_with_a_debugging_or_judgement_task():
     from ftcourse.tools.build import masters, read_tasks

@@ -57,10 +57,11 @@ from typing import Any
 
 __all__ = [
     "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "describe", "expect", "expect_choices",
-    "expect_intent_record", "expect_intent_train", "expect_saved_adapter", "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE",
-    "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "peft_trainable", "probe_logits", "read_inside",
-    "record_trained_on", "reference_model", "reference_tokenizer", "run_learner", "saved_run", "safetensors_bytes", "self_check",
-    "SelfCheck", "source_helper", "trained_adapter", "trained_on", "uses_helper", "workspace_path",
+    "expect_intent_record", "expect_intent_train", "expect_saved_adapter", "forbid_helpers", "forbid_source_helpers", "graded_check",
+    "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE", "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "outputs_of",
+    "peft_trainable", "probe_logits", "read_inside", "record_trained_on", "reference_model", "reference_tokenizer", "run_learner",
+    "saved_run", "safetensors_bytes", "self_check", "SelfCheck", "source_helper", "trained_adapter", "trained_on", "uses_helper",
+    "workspace_path",
 ]
 
 #: Set by ``ftcourse grade`` inside the sandbox: the folder with ``inputs.json`` and ``collected/``.
@@ -541,6 +542,13 @@ def graded_check(practice: Mapping[str, Any] | Callable[[], Mapping[str, Any]]) 
 
 def is_close(a: float, b: float, rel: float) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b), 1e-12)
+
+
+def outputs_of(data: dict, count: int, name: str, define: str) -> list[tuple[Any, str]]:
+    """The ``count`` collected calls of the learner's ``name`` in ``data["outputs"]``, each as :func:`output_of` gives it."""
+    outputs = data.get("outputs")
+    expect(isinstance(outputs, list) and len(outputs) == count, f"no output of `{name}` was collected.", f"{define} and run the task's cell.")
+    return [output_of(entry, name, define) for entry in outputs]
 
 
 # ---------------------------------------------------------------- helpers several exercises' checks share

@@ -10,19 +10,22 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ftcourse.course.checks.core import Case, describe, expect, forbid_source_helpers, graded_check, is_close, output_of, run_learner
+from ftcourse.course.checks.core import (
+    Case,
+    describe,
+    expect,
+    forbid_source_helpers,
+    graded_check,
+    is_close,
+    output_of,
+    outputs_of,
+    run_learner,
+)
 
 __all__ = [
     "check_ex03_task1", "check_ex03_task2", "check_ex03_task3", "check_ex03_task4", "check_ex03_task5",
     "check_ex03_task6", "macro_f1_reference", "paired_difference_ci",
 ]
-
-
-def _outputs(data: dict, expected: int, name: str, define: str) -> list[tuple[Any, str]]:
-    """The collected calls of the learner's ``name``: one ``(value, type)`` per input, in order."""
-    outputs = data.get("outputs")
-    expect(isinstance(outputs, list) and len(outputs) == expected, f"no output of `{name}` was collected.", f"{define} and run the task's cell.")
-    return [output_of(entry, name, define) for entry in outputs]
 
 
 def _number(value: Any, kind: str, name: str) -> float:
@@ -69,7 +72,7 @@ def check_ex03_task1(inputs, macro_f1) -> dict:
 def _judge_task1(data: dict, case: Case) -> str:
     forbid_source_helpers(case, "macro_f1", _F1_HELPERS, "count tp, fp and fn per label yourself; that is the exercise.")
     cases = case.inputs["cases"]
-    outputs = _outputs(data, len(cases), "macro_f1", "define def macro_f1(predictions, references): ...")
+    outputs = outputs_of(data, len(cases), "macro_f1", "define def macro_f1(predictions, references): ...")
     wrong = [(p, r, got) for (p, r), (value, kind) in zip(cases, outputs)
              if not is_close(got := _number(value, kind, "macro_f1"), macro_f1_reference(p, r), 1e-6)]
     if wrong:  # a tempting mistake is named when it explains every wrong case (accuracy and the weighted F1 can coincide on one)
@@ -158,7 +161,7 @@ def _pairs(value: Any) -> Any:
 @check_ex03_task3.judge
 def _judge_task3(data: dict, case: Case) -> str:
     cases = case.inputs["cases"]
-    outputs = _outputs(data, len(cases), "top_confusions", "define def top_confusions(predictions, references, k=3): ...")
+    outputs = outputs_of(data, len(cases), "top_confusions", "define def top_confusions(predictions, references, k=3): ...")
     for (predictions, references, k), want, (value, _) in zip(cases, case.expected["want"], outputs):
         got, want = _pairs(value), _pairs(want)
         expect(got == want, f"top_confusions({predictions}, {references}, k={k}) = {got}: not the k most frequent mistakes of this {case.kind} case.",
@@ -193,7 +196,7 @@ def _judge_task4(data: dict, case: Case) -> str:
     forbid_source_helpers(case, "my_perplexity", {"perplexity": "ftcourse.generation.perplexity", "text_nll": "ftcourse.generation.text_nll"},
                           "compute it from the model's loss yourself: exp(model(input_ids=ids, labels=ids).loss).")
     texts = case.inputs["texts"]
-    outputs = _outputs(data, len(texts), "my_perplexity", "define def my_perplexity(model, tokenizer, text): ...")
+    outputs = outputs_of(data, len(texts), "my_perplexity", "define def my_perplexity(model, tokenizer, text): ...")
     model, tokenizer = case.reference("model"), case.reference("tokenizer")
     for text, (value, kind) in zip(texts, outputs):
         want, got = perplexity(model, tokenizer, [text], progress=False), _number(value, kind, "my_perplexity")
@@ -243,7 +246,7 @@ def _judge_task5(data: dict, case: Case) -> str:
     forbid_source_helpers(case, "bootstrap_ci", _INTERVAL_HELPERS, "resample the list yourself; that is the exercise.")
     calls = _bootstrap_calls(case.inputs)
     intervals = []
-    for value, _ in _outputs(data, len(calls), "bootstrap_ci", "define def bootstrap_ci(correct, n_boot=2000, seed=0): ..."):
+    for value, _ in outputs_of(data, len(calls), "bootstrap_ci", "define def bootstrap_ci(correct, n_boot=2000, seed=0): ..."):
         expect(isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value),
                f"bootstrap_ci returns {value!r}, not (low, high).", "return a tuple (low, high).")
         intervals.append((float(value[0]), float(value[1])))
@@ -308,7 +311,7 @@ _COMPARE_CALLS = [((400, 200, 30, 50), 2000, 0), ((100, 60, 5, 10), 50, 3), ((10
 def _compare_intervals(data: dict) -> list[tuple[float, float]]:
     """The intervals of task 6's other calls (:data:`_COMPARE_CALLS`)."""
     intervals = []
-    for value, _ in _outputs({"outputs": data.get("calls")}, len(_COMPARE_CALLS), "compare_models", "define def compare_models(correct_a, correct_b, n_boot=2000, seed=0): ..."):
+    for value, _ in outputs_of({"outputs": data.get("calls")}, len(_COMPARE_CALLS), "compare_models", "define def compare_models(correct_a, correct_b, n_boot=2000, seed=0): ..."):
         interval = value[1] if isinstance(value, list) and len(value) == 2 else None
         expect(isinstance(interval, list) and len(interval) == 2 and all(isinstance(v, (int, float)) for v in interval),
                f"compare_models returns {str(value)[:80]}, not (verdict, (low, high)).", "return (verdict, (low, high)).")
@@ -336,7 +339,7 @@ def _expect_resampled(data: dict) -> None:
 def _judge_task6(data: dict, case: Case) -> str:
     forbid_source_helpers(case, "compare_models", _INTERVAL_HELPERS, "resample the pairs yourself; that is the exercise.")
     cases = case.inputs["cases"]
-    outputs = _outputs(data, len(cases), "compare_models", "define def compare_models(correct_a, correct_b, n_boot=2000, seed=0): ...")
+    outputs = outputs_of(data, len(cases), "compare_models", "define def compare_models(correct_a, correct_b, n_boot=2000, seed=0): ...")
     for (n, both, only_a, only_b), want, (got, _) in zip(cases, case.expected["verdicts"], outputs):
         a, b = _paired_case(n, both, only_a, only_b)
         expect(isinstance(got, list) and len(got) == 2 and got[0] in ("A", "B", "no clear difference"),
