@@ -13,7 +13,14 @@ from importlib.util import find_spec
 import psutil
 import torch
 
-__all__ = ["cpu_supports_bf16", "cuda_supports_bf16", "detect_environment", "Environment", "hub_offline", "table"]
+from ftcourse.errors import CourseError
+
+__all__ = ["CPU_BF16_VARIABLE", "cpu_supports_bf16", "cuda_supports_bf16", "detect_environment", "Environment", "hub_offline",
+           "table"]
+
+#: Set to ``0`` to make the course treat this CPU as one without fast bf16 (the fp32 path: a CPU whose bf16 is slow, or
+#: to reproduce another kind of machine's numbers), ``1`` to force bf16; unset, ``/proc/cpuinfo`` decides.
+CPU_BF16_VARIABLE = "FTCOURSE_CPU_BF16"
 
 
 @dataclass(frozen=True)
@@ -48,7 +55,16 @@ def _cpu_flags() -> set[str]:
 
 
 def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX), or is Apple silicon."""
+    """True when the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX), or is Apple silicon; the environment
+    variable :data:`CPU_BF16_VARIABLE` (``0`` or ``1``) overrides what the CPU says."""
+    override = os.environ.get(CPU_BF16_VARIABLE, "").strip().lower()
+    if override in {"0", "false", "no"}:
+        return False
+    if override in {"1", "true", "yes"}:
+        return True
+    if override:
+        raise CourseError(f"{CPU_BF16_VARIABLE}={os.environ[CPU_BF16_VARIABLE]!r} is not understood",
+                          "set it to 0 (the fp32 path) or 1 (bf16 autocast), or unset it to let the CPU decide")
     if sys.platform == "darwin" and platform.machine() == "arm64":
         return True
     return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})

@@ -14,7 +14,8 @@ from tiny import save_tiny, tiny_model
 
 from ftcourse.configs import LoraSettings, QuantizationSettings, TrainingSettings
 from ftcourse.device import DevicePolicy, device_policy
-from ftcourse.hardware import Environment, detect_environment
+from ftcourse.errors import CourseError
+from ftcourse.hardware import CPU_BF16_VARIABLE, Environment, cpu_supports_bf16, detect_environment
 from ftcourse.inference import time_call
 from ftcourse.models import from_pretrained_kwargs, load_model, quantization_config
 from ftcourse.peft_methods import get_method
@@ -67,6 +68,25 @@ def test_an_a100_trains_in_bf16_without_a_scaler(monkeypatch):
     assert (policy.weights_dtype, policy.trainable_dtype, policy.autocast_dtype) == (torch.bfloat16, torch.float32, torch.bfloat16)
     assert not policy.scaler and policy.compute_dtype_4bit == torch.bfloat16
     assert policy.training_flags() == {"bf16": True, "fp16": False, "use_cpu": False}
+
+
+@pytest.mark.parametrize("value, bf16", [("0", False), ("no", False), ("1", True), ("TRUE", True)])
+def test_ftcourse_cpu_bf16_decides_the_cpus_path_over_its_flags(monkeypatch, value, bf16):
+    """FTCOURSE_CPU_BF16 overrides /proc/cpuinfo (a CPU whose bf16 is slow, or another machine's numbers): the detected
+    environment, and so the policy, follow it."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setenv(CPU_BF16_VARIABLE, value)
+    env = detect_environment.__wrapped__()
+    assert cpu_supports_bf16() is env.bf16 is bf16
+    assert device_policy(env).autocast_dtype == (torch.bfloat16 if bf16 else None)
+
+
+def test_an_unknown_ftcourse_cpu_bf16_value_is_refused_with_the_accepted_ones(monkeypatch):
+    monkeypatch.setenv(CPU_BF16_VARIABLE, "fast")
+    with pytest.raises(CourseError, match="FTCOURSE_CPU_BF16='fast' is not understood") as error:
+        cpu_supports_bf16()
+    assert "set it to 0" in str(error.value)
 
 
 @pytest.mark.parametrize("env, autocast", [(CPU_BF16, torch.bfloat16), (CPU_PLAIN, None)])

@@ -77,9 +77,10 @@ print(random.random(), file=sys.stderr)
 '''
 
 
-def test_checked_outputs_are_compared_with_the_recorded_ones_or_by_re_execution(tmp_path, monkeypatch, capsys):
-    """The CI's comparison (``make test-notebooks``): on the recording's kind of machine with tests/checked_outputs.json,
-    elsewhere by nbval's re-execution. Both pass a faithful copy and fail one whose checked output changed."""
+def test_checked_outputs_of_a_papermill_run_are_recorded_and_compared(tmp_path, monkeypatch, capsys):
+    """The CI's comparison (``make test-notebooks``) on a real papermill run: the recording passes a faithful copy (timings,
+    addresses, stderr and unchecked cells aside) and fails one whose checked output changed. Other kinds of machine:
+    tests/test_checked_outputs.py."""
     source = tmp_path / "src" / "check.ipynb"
     source.parent.mkdir()
     nb = nbformat.v4.new_notebook()
@@ -88,36 +89,24 @@ def test_checked_outputs_are_compared_with_the_recorded_ones_or_by_re_execution(
                 nbformat.v4.new_code_cell(CHECKED), nbformat.v4.new_code_cell("import time\nprint(time.time())")]
     nbformat.write(nb, source)
     monkeypatch.setattr(checked_outputs, "reference_path", lambda: tmp_path / "checked_outputs.json")
-    out = paths.runs_dir() / f"test-nbval-{tmp_path.name}"  # under the project, where its conftest.py applies
-    try:
-        run = run_notebook(source, out, "smoke", {"seed": 3}, progress=False)
-        assert run.status == "ok", run.error
-        executed = out / "check.ipynb"
-        checked_outputs.record(out)
-        recorded = json.loads((tmp_path / "checked_outputs.json").read_text())
-        assert recorded["machine_kind"] == checked_outputs.machine_kind()
-        assert "draw: 0." in recorded["notebooks"]["check.ipynb"][0]["output"] and "TIME at 0xADDRESS" in recorded["notebooks"]["check.ipynb"][0]["output"]
-        assert checked_outputs.check(out) == 0  # same machine: compared with the recording
+    out = tmp_path / "runs"
+    run = run_notebook(source, out, "smoke", {"seed": 3}, progress=False)
+    assert run.status == "ok", run.error
+    executed = out / "check.ipynb"
+    checked_outputs.record(out)
+    recorded = json.loads((tmp_path / "checked_outputs.json").read_text())
+    assert recorded["machine_kind"] == checked_outputs.machine_kind()
+    assert "draw: 0." in recorded["notebooks"]["check.ipynb"][0]["output"] and "TIME at 0xADDRESS" in recorded["notebooks"]["check.ipynb"][0]["output"]
+    assert checked_outputs.check(out) == 0  # same machine: compared with the recording
 
-        elsewhere = {**recorded, "machine_kind": {**recorded["machine_kind"], "cpu_capability": "another"}}
-        (tmp_path / "checked_outputs.json").write_text(json.dumps(elsewhere))
-        # another machine: nbval re-executes (same injected seed, same working folder, timings/addresses sanitized,
-        # stderr and unchecked cells ignored)
-        assert checked_outputs.check(out) == 0
-        assert "comparing by re-execution (nbval) instead" in capsys.readouterr().out
-
-        tampered = nbformat.read(executed, as_version=4)
-        checked = next(c for c in tampered.cells if c.source.startswith("# NBVAL_CHECK_OUTPUT"))
-        stdout = next(o for o in checked.outputs if o.get("name") == "stdout")
-        stdout.text = stdout.text.replace("draw: 0.", "draw: 1.")
-        nbformat.write(tampered, executed)
-        assert checked_outputs.check(out) == 1  # nbval: the re-executed cell differs from this copy
-        (tmp_path / "checked_outputs.json").write_text(json.dumps(recorded))
-        capsys.readouterr()
-        assert checked_outputs.check(out) == 1  # the recording: this copy differs from it
-        assert "checked cell 1 of 1" in capsys.readouterr().err
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+    tampered = nbformat.read(executed, as_version=4)
+    checked = next(c for c in tampered.cells if c.source.startswith("# NBVAL_CHECK_OUTPUT"))
+    stdout = next(o for o in checked.outputs if o.get("name") == "stdout")
+    stdout.text = stdout.text.replace("draw: 0.", "draw: 1.")
+    nbformat.write(tampered, executed)
+    capsys.readouterr()
+    assert checked_outputs.check(out) == 1  # the recording: this copy differs from it
+    assert "checked cell 1 of 1" in capsys.readouterr().err
 
 
 def test_the_recorded_checked_outputs_belong_to_the_notebooks_checked_cells():

@@ -4,31 +4,35 @@
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
 from pathlib import Path
 
 import pytest
 import torch
 
+from ftcourse import paths
 from ftcourse.configs import LoraSettings
 from ftcourse.course import checks
 from ftcourse.course.bundled import INTENT_LABELS
-from ftcourse.data import classification_instruction
+from ftcourse.data import classification_instruction, to_messages
 from ftcourse.tokenization import prompt_ids
-from tests.planted import fails
+from tests.planted import fails, passes
 
 # ---------------------------------------------------------------- ex07
 
 
 @pytest.fixture(scope="module")
-def merge_case(tmp_path_factory, tokenizer):
-    """A tiny Llama (tied embeddings, like the embedded model) saved as a base, and a LoRA adapter with non-zero B saved on it."""
+def merge_case(tokenizer):
+    """A tiny Llama (tied embeddings, like the embedded model) saved as a base, and a LoRA adapter with non-zero B saved on it,
+    under the course folder (the checks read saved files inside the workspace only); removed afterwards."""
     from peft import get_peft_model
 
     from ftcourse.models import load_model
     from ftcourse.peft_methods import build_peft_config
     from tests.tiny import save_tiny
 
-    folder = tmp_path_factory.mktemp("merge")
+    folder = paths.fine_tuned_dir() / f"pytest-ex07-{uuid.uuid4().hex[:8]}"
     base_dir = save_tiny("llama", folder / "base", tokenizer, vocab_size=len(tokenizer), tie_word_embeddings=True)
     base = load_model(str(base_dir))
     lora = get_peft_model(base, build_peft_config("lora", base, LoraSettings(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"])))
@@ -36,24 +40,35 @@ def merge_case(tmp_path_factory, tokenizer):
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.5)
     lora.save_pretrained(folder / "adapter")
-    return folder, base_dir, folder / "adapter"
+    yield folder, base_dir, folder / "adapter"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
-def _merged(adapter_dir):
+def _lora(adapter_dir):
     from peft import PeftModel
 
     from ftcourse.models import load_model
 
     base = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["base_model_name_or_path"]
-    return PeftModel.from_pretrained(load_model(base), str(adapter_dir)).merge_and_unload()
+    return PeftModel.from_pretrained(load_model(base), str(adapter_dir))
+
+
+def _merged(adapter_dir):
+
+
+    return _lora(adapter_dir).merge_and_unload()
 
 
 def test_ex07_task1_a_merge_into_4_bit_and_wrong_diagnoses_fail(merge_case, tokenizer):
     _, _, adapter_dir = merge_case
-    assert "full-precision base" in checks.check_ex07_task1.verify({"4bit_base"}, _merged(adapter_dir), adapter_dir, tokenizer)
-    fails(checks.check_ex07_task1, {"4bit_base"}, checks.ex07_classmate_merge(adapter_dir), adapter_dir, tokenizer, hint="rounds the sum to NF4 again")
-    fails(checks.check_ex07_task1, {"scale"}, _merged(adapter_dir), adapter_dir, tokenizer, hint="peft#2105")
-    fails(checks.check_ex07_task1, {"4bit_base", "dropout"}, _merged(adapter_dir), adapter_dir, tokenizer, hint="did not happen here")
+    assert "full-precision base" in passes(checks.check_ex07_task1, {"4bit_base"}, _merged(adapter_dir), adapter_dir, tokenizer)
+    fails(checks.check_ex07_task1, {"4bit_base"}, checks.ex07_classmate_merge(adapter_dir), adapter_dir, tokenizer, hint="16 levels per block")
+    for named in ({"scale"}, {"dropout", "tokenizer"}, set()):
+        message = fails(checks.check_ex07_task1, named, _merged(adapter_dir), adapter_dir, tokenizer, hint="Test a suspicion")
+        assert "4-bit" not in message and "4bit" not in message  # the hint says how to find the cause, never which it is
+    message = fails(checks.check_ex07_task1, {"4bit_base", "dropout"}, _merged(adapter_dir), adapter_dir, tokenizer, hint="did not happen here")
+    assert "dropout" not in message.split("Hint:")[0]
+    fails(checks.check_ex07_task1, {"4bit_base"}, _lora(adapter_dir), adapter_dir, tokenizer, hint="still has LoRA layers")
     unmerged = _merged(adapter_dir)
     with torch.no_grad():
         for name, p in unmerged.named_parameters():
@@ -80,13 +95,21 @@ def test_ex07_task2_tied_weights_twice_16_bits_mib_and_saving_to_measure_fail(me
         return sum(p.stat().st_size for p in (folder / "measured").glob("*.safetensors"))
 
     args = (merged_dir, reloaded, adapter_dir, tokenizer)
-    assert "predicted exactly" in checks.check_ex07_task2.verify(*args, right, merged)
+    assert "predicted exactly" in passes(checks.check_ex07_task2, *args, right, merged)
     fails(checks.check_ex07_task2, *args, lambda m: sum(t.numel() * t.element_size() for t in m.state_dict().values()), merged, hint="stored once")
-    fails(checks.check_ex07_task2, *args, lambda m: sum(p.numel() * 2 for p in m.parameters()), merged, hint="not in 16 bits")
+    fails(checks.check_ex07_task2, *args, lambda m: sum(p.numel() * 2 for p in m.parameters()), merged, hint="not always in 16 bits")
+    fails(checks.check_ex07_task2, *args, lambda m: sum(p.numel() * 4 for p in m.parameters()), merged, hint="not always as 4-byte floats")
     fails(checks.check_ex07_task2, *args, lambda m: right(m) / 2**20, merged, hint="bytes, not MiB")
     fails(checks.check_ex07_task2, *args, save_and_measure, merged, hint="calls `save_pretrained`")
+
+    def footprint(model):
+        return model.get_memory_footprint()
+
+    fails(checks.check_ex07_task2, *args, footprint, merged, hint="calls `get_memory_footprint`")
     printed = right(merged)
-    fails(checks.check_ex07_task2, *args, lambda m: printed, merged, hint="hidden model")
+    fails(checks.check_ex07_task2, *args, lambda m: printed, merged, hint="each parameter tensor once")
+    fails(checks.check_ex07_task2, merged_dir, _lora(adapter_dir), adapter_dir, tokenizer, right, merged, hint="reloaded = load_model")
+    fails(checks.check_ex07_task2, adapter_dir, reloaded, adapter_dir, tokenizer, right, merged, hint="save the merged model, not lora_model")
 
 
 def test_ex07_task3_megabytes_one_file_and_swapped_sizes_fail(merge_case):
@@ -95,17 +118,19 @@ def test_ex07_task3_megabytes_one_file_and_swapped_sizes_fail(merge_case):
     def mib(path, unit=2**20, files="*"):
         return sum(p.stat().st_size for p in Path(path).rglob(files) if p.is_file()) / unit
 
-    assert "the adapter takes" in checks.check_ex07_task3.verify(mib(adapter_dir), mib(base_dir), adapter_dir, base_dir)
+    assert "the adapter takes" in passes(checks.check_ex07_task3, mib(adapter_dir), mib(base_dir), adapter_dir, base_dir)
     fails(checks.check_ex07_task3, mib(adapter_dir, unit=1e6), mib(base_dir, unit=1e6), adapter_dir, base_dir, hint="2**20")
     fails(checks.check_ex07_task3, mib(adapter_dir, files="*.safetensors"), mib(base_dir), adapter_dir, base_dir, hint="rglob")
     fails(checks.check_ex07_task3, mib(base_dir), mib(adapter_dir), adapter_dir, base_dir, hint="adapter_mb is")
 
 
 def test_ex07_task4_peft_s_merge_and_wrong_scales_fail():
-    assert "matches PEFT" in checks.check_ex07_task4.verify(lambda w, a, b, alpha, r: w + alpha / r * b @ a)
-    fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + alpha * r * b @ a, hint="the scale is alpha / r")
-    fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + alpha * b @ a, hint="the scale is alpha / r")
-    fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + b @ a, hint="the scale is alpha / r")
+    assert "matches PEFT" in passes(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + alpha / r * b @ a)
+    fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + alpha * r * b @ a, hint="by alpha * r: LoRA's scale is alpha / r")
+    fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + alpha * b @ a, hint="by alpha alone: LoRA's scale is alpha / r")
+    fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + b @ a, hint="by no scale: LoRA's scale is alpha / r")
+    fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + r / alpha * b @ a, hint="by r / alpha: LoRA's scale is alpha / r")
+    fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: w + 3 * b @ a, hint="W + (alpha / r) * B @ A")  # a scale that ignores alpha and r
     fails(checks.check_ex07_task4, lambda w, a, b, alpha, r: (w + alpha / r * b @ a).T, hint="B @ A has the weight's shape")
 
     def via_peft(w, a, b, alpha, r):
@@ -121,7 +146,7 @@ def _inference_ids(tokenizer, message):
 
 
 def test_ex07_task5_plain_text_a_missing_system_message_or_generation_prompt_and_the_helper_fail(tokenizer):
-    assert "equals the training prompt" in checks.check_ex07_task5.verify(_inference_ids, tokenizer)
+    assert "equals the training prompt" in passes(checks.check_ex07_task5, _inference_ids, tokenizer)
 
     def no_system(tokenizer, message):
         return tokenizer.apply_chat_template([{"role": "user", "content": message}], add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
@@ -137,3 +162,9 @@ def test_ex07_task5_plain_text_a_missing_system_message_or_generation_prompt_and
     fails(checks.check_ex07_task5, no_system, tokenizer, hint="default one")
     fails(checks.check_ex07_task5, no_generation_prompt, tokenizer, hint="add_generation_prompt=True")
     fails(checks.check_ex07_task5, helper, tokenizer, hint="calls `prompt_ids`")
+
+    def via_to_messages(tokenizer, message):
+        messages = to_messages({"text": message, "label": INTENT_LABELS[0]}, "classification", INTENT_LABELS)[:-1]
+        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=True)["input_ids"]
+
+    fails(checks.check_ex07_task5, via_to_messages, tokenizer, hint="calls `to_messages`")

@@ -61,7 +61,7 @@ __all__ = [
     "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE", "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "outputs_of",
     "peft_trainable", "probe_logits", "read_inside", "record_trained_on", "reference_model", "reference_tokenizer", "run_learner",
     "saved_run", "safetensors_bytes", "self_check", "SelfCheck", "source_helper", "trained_adapter", "trained_on", "uses_helper",
-    "workspace_path",
+    "workspace_adapter", "workspace_path",
 ]
 
 #: Set by ``ftcourse grade`` inside the sandbox: the folder with ``inputs.json`` and ``collected/``.
@@ -638,17 +638,6 @@ def expect_intent_record(record: Mapping[str, Any], init_text: str | None = None
            "train on data['train'] as it is (same records, same order), with fine_tune's defaults otherwise.")
 
 
-def workspace_path(path: Any) -> str | None:
-    """``path`` relative to the workspace (the project root): how a collect step names a file or folder the learner's code
-    wrote, for the judge to read with ``case.file``; None when it is not inside the workspace."""
-    from ftcourse import paths
-
-    try:
-        return Path(path).resolve().relative_to(paths.project_root().resolve()).as_posix()
-    except (TypeError, ValueError, OSError):
-        return None
-
-
 def saved_run(case: Case, folder: Any) -> tuple[dict, dict, dict, dict]:
     """A run folder that the learner's ``fine_tune`` wrote, named by a collect step (:func:`workspace_path`) and read by the
     judge: (run record, metrics, adapter config, adapter tensors). Fails when a file is missing or unreadable."""
@@ -699,3 +688,40 @@ def probe_logits(model, tokenizer, text: str = "Hi, my order 4417 has not arrive
 
 def is_4bit(model) -> bool:
     return any(type(m).__name__ == "Linear4bit" for m in model.modules())
+
+
+def workspace_path(path: Any) -> str | None:
+    """``path`` relative to the course folder (under ``ftcourse grade``, the submission's workspace), for a collect step
+    to name a file or folder the learner's code wrote; None when it is not a path inside that folder."""
+    from ftcourse import paths
+
+    try:
+        return Path(path).resolve().relative_to(paths.project_root()).as_posix()
+    except (TypeError, ValueError, OSError):
+        return None
+
+
+def workspace_adapter(case: Case, folder: Any):
+    """The PEFT adapter saved in the workspace's ``folder`` (a :func:`workspace_path`), on a fresh copy of its base model:
+    the grading profile's model under the grader, else the base its config names (the learner's own kernel). A folder
+    that holds no adapter, or one that does not fit the base, is the learner's fault (:class:`CheckFailed`)."""
+    import tempfile
+
+    from peft import PeftModel
+
+    from ftcourse.models import load_model
+
+    names = ("adapter_config.json", "adapter_model.safetensors")
+    files = {name: case.file(f"{folder}/{name}") if isinstance(folder, str) else None for name in names}
+    hint = "save the adapter with save_pretrained into a folder under the course folder (paths.fine_tuned_dir()) and pass that folder."
+    expect(all(files.values()), f"no saved adapter was found in {str(folder)[:120]!r} (adapter_config.json and adapter_model.safetensors).", hint)
+    try:
+        config = json.loads(files["adapter_config.json"])
+        base = case.profile.model if case.profile is not None else config["base_model_name_or_path"]
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, data in files.items():
+                (Path(tmp) / name).write_bytes(data)
+            model = PeftModel.from_pretrained(load_model(base), tmp)
+    except Exception as exc:  # a damaged or foreign adapter: the learner's files
+        raise CheckFailed(f"the adapter in {folder!r} cannot be loaded onto the base model ({type(exc).__name__}: {str(exc)[:200]}).", hint) from None
+    return model.eval()

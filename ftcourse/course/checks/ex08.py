@@ -1,7 +1,9 @@
 """Checks of exercise 08, experiments (``solutions/ex08_experiments.ipynb``).
 
 Parameter validation by hand, the t interval of a mean over seeds, how many seeds a comparison needs, choosing a
-setting from a seed table, and a sweep that silently ran one setting.
+setting from a seed table, and a sweep that silently ran one setting. Every task follows the grading protocol
+(``core``'s docstring): the practice cases are here; the hidden inputs and expected answers the grader uses are in
+``solutions/hidden/ex08.json``.
 """
 
 from __future__ import annotations
@@ -10,10 +12,11 @@ import ast
 import json
 import math
 import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
-from ftcourse.course.checks.core import CheckFailed, call_learner, expect, forbid_helpers, self_check
-from ftcourse.errors import CourseError
+from ftcourse.course.checks.core import Case, CheckFailed, describe, expect, forbid_source_helpers, graded_check, output_of, outputs_of, run_learner
 from ftcourse.metrics import T95_QUANTILES
 
 __all__ = [
@@ -39,7 +42,7 @@ EX08_SPEC = _ex08_spec(
 _EX08_OTHER_SPEC = _ex08_spec(("profile", '"smoke"', "str", ""), ("learning_rate", "0.001", "float", ""), ("use_bf16", "False", "bool", ""),
                               ("target_modules", '["q_proj", "v_proj"]', "list", ""), ("epochs", "3", "int", ""))
 _EX08_ANY_VALUE = "a parameter whose default is None has type 'any': every value is fine."
-#: Task 1's hidden cases: (spec, params, number of problems, a name one problem must mention, the rule the case tests).
+#: Task 1's practice cases: (spec, params, number of problems, a name one problem must mention, the rule the case tests).
 _EX08_PARAM_CASES = [
     (EX08_SPEC, {"peft_method": "dora", "lora_r": 8}, 0, None, "known names with values of their default's type are fine."),
     (EX08_SPEC, {"lora_rank": 8}, 1, "lora_r", "a name the notebook does not have is a problem: papermill would only warn and train the default."),
@@ -58,22 +61,30 @@ _EX08_PARAM_CASES = [
 ]
 
 
-@self_check
-def check_ex08_task1(parameter_problems) -> str:
+@graded_check({"inputs": {"cases": [[spec, params] for spec, params, *_ in _EX08_PARAM_CASES]},
+               "expected": {"cases": [{"count": count, "name": name, "rule": rule} for _, _, count, name, rule in _EX08_PARAM_CASES]}})
+def check_ex08_task1(inputs, parameter_problems) -> dict:
     """``parameter_problems(params, spec)``: one message per unknown name or wrong-typed value; [] when all is fine."""
-    from ftcourse.course.experiments import validate_parameters
+    return {"outputs": [run_learner(parameter_problems, dict(params), {k: dict(v) for k, v in spec.items()}) for spec, params in inputs["cases"]]}
 
-    expect(callable(parameter_problems), "`parameter_problems` is not a function.", "define def parameter_problems(params, spec): ...")
-    forbid_helpers(parameter_problems, "parameter_problems", {"validate_parameters": validate_parameters},
-                   "write the checks yourself from `spec` (names and types): that is the exercise.")
-    for spec, params, count, names, rule in _EX08_PARAM_CASES:
-        got = call_learner(parameter_problems, dict(params), {k: dict(v) for k, v in spec.items()}, name="parameter_problems")
+
+@check_ex08_task1.judge
+def _judge_task1(data: dict, case: Case) -> str:
+    forbid_source_helpers(case, "parameter_problems", {"validate_parameters": "ftcourse.course.experiments.validate_parameters",
+                                                       "inspect_notebook": "papermill.inspect_notebook"},
+                          "write the checks yourself from `spec` (names and types): that is the exercise.")
+    cases = case.inputs["cases"]
+    outputs = outputs_of(data, len(cases), "parameter_problems", "define def parameter_problems(params, spec): ...")
+    for (_, params), want, (got, _) in zip(cases, case.expected["cases"], outputs):
         expect(isinstance(got, list) and all(isinstance(p, str) for p in got), f"parameter_problems returns {got!r:.80}, not a list of messages.",
                "return a list of strings, one per problem ([] when every parameter is fine).")
-        expect(len(got) == count, f"parameter_problems({params}) finds {len(got)} problem(s); there {'is' if count == 1 else 'are'} {count}.", rule)
-        expect(names is None or any(re.search(rf"\b{names}\b", p) for p in got), f"for {params} no message names {names!r}, the parameter that was meant.",
+        expect(len(got) == want["count"], f"parameter_problems({params}, spec) reports {len(got)} problem(s) on a {case.kind} case: "
+               "not the number of problems these parameters have.", want["rule"])
+        expect(want["name"] is None or any(re.search(rf"\b{re.escape(want['name'])}\b", p) for p in got),
+               f"for {params} no message names the parameter of `spec` that was meant.",
                "name the closest parameter of `spec` in the message: difflib.get_close_matches(name, list(spec), n=1).")
-    return f"right on {len(_EX08_PARAM_CASES)} hidden cases: typos (with a suggestion), wrong types, bools posing as ints, ints as floats."
+    return (f"right on {len(cases)} {case.kind} cases: typos (with a suggestion), wrong types, bools posing as ints, ints as floats"
+            + (" (the grader runs more cases)." if not case.hidden else "."))
 
 
 #: Two-sided 95% quantiles of Student's t: degrees of freedom -> t (beyond 30 degrees of freedom use 1.96).
@@ -92,35 +103,44 @@ def _ex08_interval(values, quantile: float, ddof: int = 1, root: bool = True) ->
     return mean - half, mean + half
 
 
-_EX08_CI_CASES = ([0.70, 0.74, 0.72], [0.61, 0.65], [0.80, 0.82, 0.79, 0.85, 0.81], [0.5 + 0.01 * (i % 5) for i in range(12)])
+def _same_interval(got: tuple[float, float], want: tuple[float, float]) -> bool:
+    """Same centre, and half-widths within 0.1% (a t quantile from scipy, 4.3027, and the table's 4.303 are both right)."""
+    half = (want[1] - want[0]) / 2
+    return abs((got[0] + got[1]) / 2 - (want[0] + want[1]) / 2) <= 1e-9 + 1e-6 * abs(half) and abs((got[1] - got[0]) / 2 - half) <= 1e-3 * abs(half) + 1e-12
 
 
-@self_check
-def check_ex08_task2(mean_ci) -> str:
+@graded_check({"inputs": {"cases": [[0.70, 0.74, 0.72], [0.61, 0.65], [0.80, 0.82, 0.79, 0.85, 0.81], [0.5 + 0.01 * (i % 5) for i in range(12)]]},
+               "expected": {}})
+def check_ex08_task2(inputs, mean_ci) -> dict:
     """``mean_ci(values)``: the 95% confidence interval (low, high) of the mean of repeated runs (Student's t, n - 1 df)."""
-    from ftcourse.metrics import mean_interval
+    return {"outputs": [run_learner(mean_ci, list(values)) for values in inputs["cases"]]}
 
-    expect(callable(mean_ci), "`mean_ci` is not a function.", "define def mean_ci(values): ... returning (low, high).")
-    forbid_helpers(mean_ci, "mean_ci", {"mean_interval": mean_interval}, "compute the mean, the sample standard deviation and t yourself.")
-    for values in _EX08_CI_CASES:
+
+@check_ex08_task2.judge
+def _judge_task2(data: dict, case: Case) -> str:
+    forbid_source_helpers(case, "mean_ci", {"mean_interval": "ftcourse.metrics.mean_interval", "interval": "scipy.stats.t.interval",
+                                            "tconfint_mean": "statsmodels.stats.weightstats.DescrStatsW.tconfint_mean"},
+                          "compute the mean, the sample standard deviation and t yourself (a quantile from EX08_T95 or scipy.stats.t.ppf is fine).")
+    cases = case.inputs["cases"]
+    for values, (got, _) in zip(cases, outputs_of(data, len(cases), "mean_ci", "define def mean_ci(values): ... returning (low, high)")):
         n = len(values)
-        want = _ex08_interval(values, _t95(n - 1))
-        got = call_learner(mean_ci, list(values), name="mean_ci")
-        expect(isinstance(got, (tuple, list)) and len(got) == 2, f"mean_ci returns {got!r:.80}, not (low, high).", "return a tuple (low, high).")
+        expect(isinstance(got, list) and len(got) == 2 and all(isinstance(v, (int, float)) for v in got),
+               f"mean_ci returns {got!r:.80}, not (low, high).", "return a tuple (low, high).")
         got = (float(got[0]), float(got[1]))
-        if all(abs(a - b) < 1e-9 for a, b in zip(got, want)):
+        if _same_interval(got, _ex08_interval(values, _t95(n - 1))):
             continue
         wrongs = {"z": _ex08_interval(values, 1.96), "population": _ex08_interval(values, _t95(n - 1), ddof=0),
                   "df": _ex08_interval(values, _t95(n)), "n": _ex08_interval(values, _t95(n - 1), root=False)}
-        which = next((k for k, v in wrongs.items() if all(abs(a - b) < 1e-9 for a, b in zip(got, v))), None)
+        which = next((k for k, v in wrongs.items() if _same_interval(got, v)), None)
         hint = {"z": f"1.96 is the normal distribution's quantile; with {n} runs the mean's spread is estimated from the runs themselves, "
-                     f"so use Student's t with n - 1 = {n - 1} degrees of freedom: EX08_T95[{n - 1}] = {_t95(n - 1)}.",
+                     f"so use Student's t with n - 1 = {n - 1} degrees of freedom: EX08_T95[{n - 1}].",
                 "population": "use the sample standard deviation (divide the squared deviations by n - 1, not n): the mean was estimated from the same runs.",
                 "df": f"Student's t has n - 1 degrees of freedom: EX08_T95[{n - 1}], not EX08_T95[{n}].",
                 "n": "the standard error of a mean is s / sqrt(n), not s / n.",
                 None: "mean ± t · s / sqrt(n), with s the sample standard deviation (n - 1) and t = EX08_T95[n - 1]."}[which]
-        expect(False, f"mean_ci({values}) = ({got[0]:.4f}, {got[1]:.4f}); want ({want[0]:.4f}, {want[1]:.4f}).", hint)
-    return f"equals the t interval on {len(_EX08_CI_CASES)} hidden cases (2 to 12 runs): with 3 seeds t = {_t95(2)}, not 1.96."
+        expect(False, f"mean_ci({values}) = ({got[0]:.4f}, {got[1]:.4f}) on a {case.kind} case: not the 95% t interval of the mean.", hint)
+    return f"equals the t interval on {len(cases)} {case.kind} cases ({min(map(len, cases))} to {max(map(len, cases))} runs): with 3 seeds t = {_t95(2)}, not 1.96" + (
+        "." if case.hidden else "; the grader runs more cases.")
 
 
 def _ex08_seeds(std: float, half_width: float, quantile=lambda n: _t95(n - 1)) -> int:
@@ -130,17 +150,17 @@ def _ex08_seeds(std: float, half_width: float, quantile=lambda n: _t95(n - 1)) -
     return n
 
 
-_EX08_SEED_CASES = ((0.02, 0.02), (0.01, 0.02), (0.015, 0.01), (0.05, 0.015), (0.001, 0.02))
-
-
-@self_check
-def check_ex08_task3(seeds_needed) -> str:
+@graded_check({"inputs": {"cases": [[0.02, 0.02], [0.01, 0.02], [0.015, 0.01], [0.03, 0.015], [0.001, 0.02]]}, "expected": {}})
+def check_ex08_task3(inputs, seeds_needed) -> dict:
     """``seeds_needed(std, half_width)``: the fewest runs (at least 2) whose 95% t interval is at most ± half_width."""
-    expect(callable(seeds_needed), "`seeds_needed` is not a function.", "define def seeds_needed(std, half_width): ...")
-    for std, half in _EX08_SEED_CASES:
-        want = _ex08_seeds(std, half)
-        got = call_learner(seeds_needed, std, half, name="seeds_needed")
-        if got == want:
+    return {"outputs": [run_learner(seeds_needed, std, half) for std, half in inputs["cases"]]}
+
+
+@check_ex08_task3.judge
+def _judge_task3(data: dict, case: Case) -> str:
+    cases = case.inputs["cases"]
+    for (std, half), (got, _) in zip(cases, outputs_of(data, len(cases), "seeds_needed", "define def seeds_needed(std, half_width): ...")):
+        if got == _ex08_seeds(std, half):
             continue
         if got == max(2, math.ceil((1.96 * std / half) ** 2)) or got == _ex08_seeds(std, half, lambda n: 1.96):
             hint = ("that is the normal approximation n = (1.96 · s / h)². With few runs the interval uses t with n - 1 degrees of "
@@ -151,9 +171,9 @@ def check_ex08_task3(seeds_needed) -> str:
             hint = "one run has no spread to estimate: at least 2."
         else:
             hint = "try n = 2, 3, … and return the first n with EX08_T95[n - 1] · std / sqrt(n) <= half_width (1.96 beyond 30 df)."
-        expect(False, f"seeds_needed(std={std}, half_width={half}) = {got!r}; the fewest runs is {want}.", hint)
-    return (f"right on {len(_EX08_SEED_CASES)} hidden cases: seeds with a spread of 0.02 pin the mean to ±0.02 with "
-            f"{_ex08_seeds(0.02, 0.02)} runs, not the {math.ceil(1.96 ** 2)} the normal approximation promises.")
+        expect(False, f"seeds_needed(std={std}, half_width={half}) = {got!r} on a {case.kind} case: not the fewest runs.", hint)
+    return (f"right on {len(cases)} {case.kind} cases: seeds with a spread of 0.02 pin the mean to ±0.02 with "
+            f"{_ex08_seeds(0.02, 0.02)} runs, not the {math.ceil(1.96 ** 2)} the normal approximation promises" + ("." if case.hidden else "; the grader runs more cases."))
 
 
 def _ex08_table(settings: dict[str, tuple[list[float], list[float]]]) -> list[dict]:
@@ -168,9 +188,9 @@ EX08_SEED_TABLE = _ex08_table({
     "lora r=16": ([0.830, 0.845, 0.815], [0.815, 0.820, 0.805]),
     "dora r=16": ([0.825, 0.850, 0.805], [0.840, 0.855, 0.830]),
 })
-#: Tables of task 4 besides EX08_SEED_TABLE, each with a trap: the best on test is another setting; one lucky seed; 3 seeds
-#: where 1.96 would call the lead shown; settings whose separate intervals overlap while every seed favours one; three settings.
-_EX08_HIDDEN_TABLES = [
+#: Practice tables of task 4 besides EX08_SEED_TABLE, each with a trap: the best on test is another setting; one lucky seed;
+#: 3 seeds where 1.96 would call the lead shown; settings whose separate intervals overlap while every seed favours one; three settings.
+_EX08_PRACTICE_TABLES = [
     _ex08_table({"A": ([0.80, 0.81, 0.79, 0.80], [0.88, 0.87, 0.89, 0.88]), "B": ([0.84, 0.85, 0.83, 0.86], [0.82, 0.81, 0.83, 0.82])}),
     _ex08_table({"A": ([0.95, 0.70, 0.72], [0.90, 0.70, 0.71]), "B": ([0.83, 0.84, 0.82], [0.82, 0.83, 0.82])}),
     _ex08_table({"A": ([0.80, 0.78, 0.82], [0.80, 0.79, 0.81]), "B": ([0.81, 0.81, 0.84], [0.81, 0.80, 0.83])}),
@@ -211,29 +231,37 @@ def _ex08_choice(rows: list[dict], key: str = "validation", pick=None, quantile=
     return best, ci([by[best][seed] - by[other][seed] for seed in by[best] if seed in by[other]])[0] > 0
 
 
-@self_check
-def check_ex08_task4(choose_setting) -> str:
+def _ex08_practice_choices() -> dict:
+    tables = [EX08_SEED_TABLE, *_EX08_PRACTICE_TABLES]
+    return {"inputs": {"tables": tables}, "expected": {"choices": [list(_ex08_choice(rows)) for rows in tables]}}
+
+
+@graded_check(_ex08_practice_choices)
+def check_ex08_task4(inputs, choose_setting) -> dict:
     """``choose_setting(rows)`` -> (the setting with the best mean validation accuracy, whether its lead over the runner-up is shown)."""
-    expect(callable(choose_setting), "`choose_setting` is not a function.", "define def choose_setting(rows): ... returning (setting, shown).")
-    for rows in (EX08_SEED_TABLE, *_EX08_HIDDEN_TABLES):
-        want = _ex08_choice(rows)
-        got = call_learner(choose_setting, [dict(r) for r in rows], name="choose_setting")
-        expect(isinstance(got, (tuple, list)) and len(got) == 2 and isinstance(got[1], bool),
+    return {"outputs": [run_learner(choose_setting, [dict(r) for r in rows]) for rows in inputs["tables"]]}
+
+
+@check_ex08_task4.judge
+def _judge_task4(data: dict, case: Case) -> str:
+    tables = case.inputs["tables"]
+    outputs = outputs_of(data, len(tables), "choose_setting", "define def choose_setting(rows): ... returning (setting, shown)")
+    for number, (rows, (best, lead), (got, _)) in enumerate(zip(tables, case.expected["choices"], outputs), start=1):
+        expect(isinstance(got, list) and len(got) == 2 and isinstance(got[1], bool),
                f"choose_setting returns {got!r:.80}.", "return (setting, shown) with shown True or False.")
         setting, shown = got
-        where = "on the table above" if rows is EX08_SEED_TABLE else "on a hidden table"
+        where = f"on {case.kind} table {number} of {len(tables)}"
         rules = {"test": _ex08_choice(rows, key="test")[0], "max": _ex08_choice(rows, pick=max)[0]}
-        traps = " ".join(_EX08_CHOICE_HINTS[k] for k, v in rules.items() if v == setting != want[0])
-        expect(setting == want[0], f"{where} you choose {setting!r}; the best mean validation accuracy is {want[0]!r}'s.",
+        traps = " ".join(_EX08_CHOICE_HINTS[k] for k, v in rules.items() if v == setting != best)
+        expect(setting == best, f"{where} you choose {setting!r}: not the setting to pick.",
                traps or "average each setting's validation accuracy over its seeds and take the highest mean.")
         rules = {"z": _ex08_choice(rows, quantile=1.96)[1], "worst": _ex08_choice(rows, against=-1)[1], "unpaired": _ex08_choice(rows, paired=False)[1]}
-        traps = " ".join(_EX08_CHOICE_HINTS[k] for k, v in rules.items() if v == shown != want[1])
-        expect(shown == want[1], f"{where} you say the lead of {want[0]!r} is {'' if shown else 'not '}shown; the paired 95% t interval "
-               f"of its differences to the runner-up {'excludes' if want[1] else 'contains'} 0.",
+        traps = " ".join(_EX08_CHOICE_HINTS[k] for k, v in rules.items() if v == shown != lead)
+        expect(shown == lead, f"{where} you say the lead of {setting!r} over the runner-up is {'' if shown else 'not '}shown; it is the other way round.",
                traps or "differences per seed (best − runner-up, same seed), then your mean_ci: shown when the low end is above 0.")
     best, shown = _ex08_choice(EX08_SEED_TABLE)
-    return (f"right on {1 + len(_EX08_HIDDEN_TABLES)} tables; here {best} has the best validation mean, and its lead is "
-            f"{'' if shown else 'not '}shown.")
+    return (f"right on {len(tables)} {case.kind} tables" + ("" if case.hidden else f"; on the table above {best} has the best validation mean, and "
+            f"its lead is {'' if shown else 'not '}shown (the grader runs other tables)") + ".")
 
 
 #: Exercise 08, task 5: what may have broken the classmate's sweep.
@@ -244,13 +272,8 @@ EX08_CAUSES = {
     "skipped_points": "the sweep skipped points that had already run",
     "kernel": "the points ran in the wrong Jupyter kernel",
 }
-_EX08_FAULTS = {"unknown_parameter", "derived_parameter"}
-_EX08_WHY = {
-    "unknown_parameter": "papermill only warns about a parameter the notebook does not have (`rank` here; the notebook's is `lora_r`) and "
-                         "runs the defaults: every row is the same point. run_sweep validates names and types before anything runs.",
-    "derived_parameter": "papermill injects the new values in a cell AFTER the parameters cell, so `lora_alpha = 2 * lora_r` there was "
-                         "computed from the default rank and never recomputed: move it to the next cell.",
-}
+_EX08_DERIVED = ("papermill injects the new values in a cell AFTER the parameters cell, so a value computed from a parameter "
+                 "inside that cell keeps the default's value: move the computation to the next cell.")
 _EX08_BODY = '''from ftcourse.course.experiments import record_metrics
 
 # LoRA on q_proj (576 -> 576) and v_proj (576 -> 192) in each of the embedded model's 30 blocks: r * (d_in + d_out) per layer
@@ -312,50 +335,123 @@ def _is_literal(text: str) -> bool:
     return True
 
 
-@self_check
-def check_ex08_task5(causes, notebook, sweep) -> str:
-    """``causes``: names from EX08_CAUSES; ``notebook``: the fixed experiment; ``sweep``: run_sweep of it over lora_r."""
+def _in_workspace(path: Any, root: Path) -> str | None:
+    """``path`` relative to the workspace ``root`` (as the judge's ``case.file`` reads it), or None when it is outside."""
+    try:
+        return Path(path).resolve().relative_to(root).as_posix()
+    except (TypeError, ValueError, OSError):
+        return None
+
+
+def _run_fixed(notebook: Path, rank: int) -> dict:
+    """Run the learner's fixed notebook at ``rank`` (in their sandbox): its error or refusal, and the metrics it recorded."""
+    import tempfile
+
+    from ftcourse.course.experiments import run_notebook
+    from ftcourse.errors import CourseError
+
+    with tempfile.TemporaryDirectory() as folder:
+        try:
+            run = run_notebook(notebook, folder, "smoke", {"lora_r": rank}, timeout=300, progress=False)
+        except CourseError as exc:
+            return {"refused": str(exc.what)}
+        metrics = Path(folder) / f"{notebook.stem}.metrics.json"
+        return {"error": None if run.error is None else str(run.error), "metrics": json.loads(metrics.read_text()) if metrics.is_file() else None}
+
+
+@graded_check({"inputs": {"rank": 2}, "expected": {"faults": {"unknown_parameter": "rank", "derived_parameter": "lora_alpha"}}})
+def check_ex08_task5(inputs, causes, notebook, sweep) -> dict:
+    """``causes``: name from EX08_CAUSES -> the parameter that shows it; ``notebook``: the fixed experiment; ``sweep``: run_sweep of it over lora_r."""
+    from ftcourse import paths
+    from ftcourse.course.sweep import SweepResult
+
+    root = paths.project_root()
+    data = {"causes": describe(causes), "root": str(root), "notebook": _in_workspace(notebook, root),
+            "sweep": {"type": type(sweep).__name__, "folder": _in_workspace(sweep.folder, root) if isinstance(sweep, SweepResult) else None}}
+    if data["notebook"] is not None and Path(notebook).is_file():
+        data["run"] = _run_fixed(Path(notebook), int(inputs["rank"]))
+    return data
+
+
+def _judge_causes(data: dict, faults: Mapping[str, str]) -> None:
+    entry = data.get("causes")
+    shape = ("`causes` should be a dict: each name from EX08_CAUSES that broke the sweep -> the parameter (a str) that shows it.",
+             f"pick names from {sorted(EX08_CAUSES)}; for each, the parameter in whose handling you saw the fault.")
+    expect(not (isinstance(entry, dict) and entry.get("opaque")), *shape)
+    causes, _ = output_of(entry, "causes")
+    expect(isinstance(causes, dict) and set(causes) <= set(EX08_CAUSES) and all(isinstance(v, str) for v in causes.values()), *shape)
+    expect(causes == dict(faults), f"`causes` names {len(causes)} cause(s) with their parameters: not what broke this sweep (a wrong name, "
+           "a missing one, or the wrong parameter for one).",
+           "read papermill's warnings in the sweep's output (what did it do with the value it was given?) and the classmate's parameters "
+           "cell (where does papermill put the new values, and what was computed before they arrived?). Name every cause, nothing else.")
+
+
+def _judge_notebook(data: dict, case: Case) -> int:
+    """Judge the fixed notebook's file and its run at the case's rank; the rank."""
     import tempfile
 
     import nbformat
 
-    from ftcourse.course.experiments import parameters_of, run_notebook
-    from ftcourse.course.sweep import STATE, SweepResult
+    from ftcourse.course.experiments import parameters_of
 
-    expect(isinstance(causes, (set, list, tuple)) and set(causes) <= set(EX08_CAUSES),
-           f"`causes` should be a set of names from EX08_CAUSES; got {causes!r}.", f"pick from {sorted(EX08_CAUSES)}.")
-    missed, blamed = sorted(_EX08_FAULTS - set(causes)), sorted(set(causes) - _EX08_FAULTS)
-    expect(not missed, f"the sweep has {len(_EX08_FAULTS)} faults; you did not name {missed[0]!r}." if missed else "", _EX08_WHY[missed[0]] if missed else "")
-    expect(not blamed, f"{blamed[0]!r} did not break this sweep." if blamed else "",
-           "the classmate called papermill once per rank (nothing was skipped), with the course's kernel; the seed does not change a parameter count.")
-    path = Path(notebook)
-    expect(path.is_file(), f"{path} does not exist.", "write the fixed notebook with nbformat.write(nb, path) and pass that path.")
-    tagged = [c for c in nbformat.read(path, as_version=4).cells if "parameters" in c.metadata.get("tags", [])]
-    expect(len(tagged) == 1, f"{path.name} has {len(tagged)} cells tagged 'parameters'.", "keep exactly one: papermill injects its values after it.")
-    spec = parameters_of(path)
-    derived = [name for name, s in spec.items() if s["type"] == "any" and not _is_literal(s["default"])]
-    expect(not derived, f"the parameters cell still computes {derived[0]!r} from another parameter ({spec[derived[0]]['default'] if derived else ''})."
-           if derived else "", _EX08_WHY["derived_parameter"])
-    expect("lora_r" in spec, f"{path.name} has no parameter 'lora_r'.", "keep the notebook's own parameter names; fix the sweep's name instead.")
+    where = data.get("notebook")
+    raw = case.file(where, cap=2**22) if isinstance(where, str) else None
+    expect(raw is not None, "the fixed notebook is not a file in your course folder.",
+           "write the fixed notebook with nbformat.write(nb, fixed), fixed = folder / 'fixed.ipynb', and pass that path.")
+    try:
+        nb = nbformat.reads(raw.decode("utf-8"), as_version=4)
+    except Exception:  # not JSON, not a notebook, not UTF-8: the learner's file
+        raise CheckFailed("the fixed notebook cannot be read as a notebook.", "write it with nbformat.write(nb, path).") from None
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    expect(len(tagged) == 1, f"the fixed notebook has {len(tagged)} cells tagged 'parameters'.", "keep exactly one: papermill injects its values after it.")
     with tempfile.TemporaryDirectory() as folder:
-        try:
-            run = run_notebook(path, folder, "smoke", {"lora_r": 2}, timeout=300, progress=False)
-        except CourseError as exc:
-            raise CheckFailed(f"the fixed notebook cannot be run with lora_r=2: {exc.what}", "keep the parameters cell's lines "
-                              "`profile = \"smoke\"` and `lora_r = 8`; only the derived value moves.") from None
-        expect(run.error is None, f"the fixed notebook fails at lora_r=2: {run.error}", "run it yourself with another rank.")
-        recorded = json.loads((Path(folder) / f"{path.stem}.metrics.json").read_text())
-    want = _ex08_point(2)
-    expect({k: recorded.get(k) for k in want} == want, f"run at lora_r=2 the fixed notebook records {recorded}; want {want}.",
-           _EX08_WHY["derived_parameter"] + " A fixed lora_alpha = 16 is no better: alpha must follow the rank.")
-    expect(isinstance(sweep, SweepResult), f"`sweep` is a {type(sweep).__name__}, not what ftcourse.course.sweep.run_sweep returns.",
-           "sweep = run_sweep(fixed_path, {'lora_r': [...]}, profile='smoke', output_dir=...): it checks the parameter names first.")
-    state = json.loads((sweep.folder / STATE).read_text())
-    expect(Path(state["notebook"]).resolve() == path.resolve(), f"the sweep ran {Path(state['notebook']).name}, not your fixed notebook {path}.",
-           "sweep the fixed notebook.")
-    table = sweep.table
-    expect("lora_r" in table.columns and table["lora_r"].nunique() >= 3 and (table["status"] == "ok").all(),
+        copy = Path(folder) / "fixed.ipynb"
+        copy.write_bytes(raw)
+        spec = parameters_of(copy)
+    derived = [name for name, s in spec.items() if s["type"] == "any" and not _is_literal(s["default"])]
+    expect(not derived, f"the parameters cell still computes {derived[0]!r} from another parameter." if derived else "", _EX08_DERIVED)
+    expect("lora_r" in spec, "the fixed notebook has no parameter 'lora_r'.", "keep the notebook's own parameter names; fix the sweep's name instead.")
+    rank, run = int(case.inputs["rank"]), data.get("run")
+    expect(isinstance(run, dict), "the fixed notebook was not run by the check.", "pass the path of the fixed notebook you wrote.")
+    expect("refused" not in run, f"the fixed notebook cannot be run with lora_r={rank}: {str(run.get('refused'))[:300]}",
+           "keep the parameters cell's lines `profile = \"smoke\"` and `lora_r = 8`; only the derived value moves.")
+    expect(run.get("error") is None, f"the fixed notebook fails at lora_r={rank}: {str(run.get('error'))[:300]}", "run it yourself with another rank.")
+    recorded = run.get("metrics") if isinstance(run.get("metrics"), dict) else {}
+    want = _ex08_point(rank)
+    expect({k: recorded.get(k) for k in want} == want, f"run at lora_r={rank} the fixed notebook records lora_alpha={recorded.get('lora_alpha')!r}, "
+           f"scale={recorded.get('scale')!r}: not twice the rank.", _EX08_DERIVED + " A fixed lora_alpha is no better: alpha must follow the rank.")
+    return rank
+
+
+def _same_notebook(recorded: Any, where: str, root: Any) -> bool:
+    path = Path(str(recorded))
+    if not path.is_absolute():
+        return where.endswith(path.as_posix())
+    try:
+        return path.relative_to(str(root)).as_posix() == where
+    except ValueError:
+        return False
+
+
+@check_ex08_task5.judge
+def _judge_task5(data: dict, case: Case) -> str:
+    from ftcourse.course.sweep import STATE
+
+    _judge_causes(data, case.expected["faults"])
+    rank = _judge_notebook(data, case)
+    sweep = data.get("sweep") if isinstance(data.get("sweep"), dict) else {}
+    expect(sweep.get("type") == "SweepResult", f"`sweep` is a {str(sweep.get('type'))[:80]}, not what ftcourse.course.sweep.run_sweep returns.",
+           "sweep = run_sweep(fixed, {'lora_r': [...]}, profile=P.name, output_dir=...): it checks the parameter names first.")
+    raw = case.file(f"{sweep.get('folder')}/{STATE}", cap=2**22) if isinstance(sweep.get("folder"), str) else None
+    expect(raw is not None, f"the sweep's folder in your course folder holds no {STATE}.", "give run_sweep an output_dir inside the course folder (folder / 'fixed-sweep').")
+    try:
+        state = json.loads(raw)
+        points = [(p["params"]["lora_r"], p["status"], p.get("metrics") or {}) for p in state["points"].values()]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CheckFailed(f"the sweep's {STATE} is not a sweep's state.", "let run_sweep write its folder; do not edit it.") from None
+    expect(_same_notebook(state.get("notebook"), data["notebook"], data.get("root")), "the sweep ran another notebook, not your fixed one.", "sweep the fixed notebook.")
+    expect(len({r for r, _, _ in points}) >= 3 and all(status == "ok" for _, status, _ in points),
            "the sweep should vary lora_r over at least 3 values, every point ok.", "grid = {'lora_r': [4, 8, 16]}.")
-    bad = [row for row in table.to_dict("records") if row.get("lora_alpha") != 2 * row["lora_r"] or row.get("scale") != 2.0]
-    expect(not bad, f"the sweep's row lora_r={bad[0]['lora_r']} recorded lora_alpha={bad[0].get('lora_alpha')}." if bad else "", _EX08_WHY["derived_parameter"])
-    return f"both faults named and fixed: {len(table)} points with lora_alpha = 2 · lora_r (scale 2), and a hidden rank too."
+    bad = [(r, m.get("lora_alpha")) for r, _, m in points if m.get("lora_alpha") != 2 * r or m.get("scale") != 2.0]
+    expect(not bad, f"the sweep's point lora_r={bad[0][0]} recorded lora_alpha={bad[0][1]}." if bad else "", _EX08_DERIVED)
+    return f"both faults named and fixed: {len(points)} points with lora_alpha = 2 · lora_r (scale 2), and at lora_r={rank} too" + ("." if case.hidden else " (the grader runs it at another rank).")
