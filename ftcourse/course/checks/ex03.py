@@ -10,17 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ftcourse.course.checks.core import (
-    Case,
-    describe,
-    expect,
-    forbid_source_helpers,
-    graded_check,
-    is_close,
-    output_of,
-    outputs_of,
-    run_learner,
-)
+from ftcourse.course.checks.core import Case, describe, expect, forbid_source_helpers, graded_check, is_close, output_of, outputs_of, run_learner
 
 __all__ = [
     "check_ex03_task1", "check_ex03_task2", "check_ex03_task3", "check_ex03_task4", "check_ex03_task5",
