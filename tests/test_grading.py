@@ -90,7 +90,7 @@ def batch(tmp_path_factory):
     master = _master()
     cases = {
         "bob": exercise_notebook(FIXTURE),
-        "carol": _answer(master, "task2", "splits = split_dataset(data, validation=0.1, test=0.1, seed=1)\ncheck_ex01_task3(splits)"),
+        "carol": _answer(master, "task2", _student_source("task2").replace("seed=42", "seed=1")),
         "dave": _answer(master, "task1", "import os, shutil\nfor p in os.listdir('.'):\n    shutil.rmtree(p, ignore_errors=True)\n"
                                          "print('x' * 3_000_000)\nos._exit(1)"),
         "eve": _tampered(),
@@ -347,8 +347,8 @@ def _converted() -> list[str]:
     return [m.stem.split("_")[0] for m in masters() if all(grading.protocol_check(t) for t in read_tasks(m))]
 
 
-def test_exercises_01_and_03_are_converted():
-    assert {"ex01", "ex03"} <= set(_converted())
+def test_exercises_01_02_and_03_are_converted():
+    assert {"ex01", "ex02", "ex03"} <= set(_converted())
 
 
 @needs_sandbox
@@ -363,10 +363,10 @@ def test_the_converted_solutions_score_100_percent_judged_by_the_grader(exercise
 
 
 def test_exercise_02_is_converted_task_by_task_and_its_hidden_cases_belong_to_converted_tasks():
-    """Tasks 1, 2, 3 and 6 collect for the grader; 4 and 5 (a trained run, a reloaded adapter) still decide in the kernel."""
+    """Every task collects for the grader; 4 and 5 (a trained run, a reloaded adapter) name the run folder their code wrote."""
     converted = {t.task for t in read_tasks(find_master("ex02")) if grading.protocol_check(t)}
-    assert converted == {"task1", "task2", "task3", "task6"}
-    assert set(grading.hidden_cases("ex02")) == {"check_ex02_task1", "check_ex02_task2"}
+    assert converted == {"task1", "task2", "task3", "task4", "task5", "task6"}
+    assert set(grading.hidden_cases("ex02")) == {"check_ex02_task1", "check_ex02_task2", "check_ex02_task4", "check_ex02_task5"}
 
 
 # ---------------------------------------------------------------- hostile submissions (one sandboxed batch)

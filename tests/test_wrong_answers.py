@@ -11,13 +11,18 @@ all with ``tests/planted.py``'s ``fails``/``passes``.
 
 from __future__ import annotations
 
+import json
 import math
 import random
+import shutil
+import statistics
+import uuid
 from collections import Counter
 
 import pytest
 import torch
 
+from ftcourse import paths
 from ftcourse.configs import LoraSettings
 from ftcourse.course import checks
 from ftcourse.course.bundled import INTENT_LABELS, intent_records, raw_path
@@ -26,7 +31,7 @@ from ftcourse.data import read_dataset, validate_record
 from ftcourse.generation import perplexity
 from ftcourse.metrics import classification_metrics, normalize_text
 from ftcourse.profiles import get_profile
-from ftcourse.runs import RunResult
+from ftcourse.runs import RUN_RECORD, RunResult
 from ftcourse.tokenization import IGNORE_INDEX, prompt_ids, tokenize_messages
 from ftcourse.tokenization import collate as course_collate
 from ftcourse.train import settings_from_profile
@@ -171,9 +176,11 @@ def test_ex01_task3_another_seed_or_fractions_fail():
     from ftcourse.course.bundled import intent_splits
     from ftcourse.data import split_dataset
 
-    fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.1, test=0.1, seed=1), hint="seed=42")
-    fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.2, test=0.1, seed=42), hint="validation=0.1")
+    fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.1, test=0.1, seed=1), _stratified, hint="seed=42")
+    fails(checks.check_ex01_task3, split_dataset(_data(), validation=0.2, test=0.1, seed=42), _stratified, hint="validation=0.1")
     assert "practice unbalanced dataset" in passes(checks.check_ex01_task3, intent_splits(), _stratified)
+    fails(checks.check_ex01_task3, intent_splits(), None, hint="def stratified_split")  # the point of the task is not optional
+    fails(checks.check_ex01_task3, intent_splits(), hint="wrong arguments")
 
 
 def test_ex01_task3_a_split_that_is_not_stratified_rounded_seeded_or_disjointfails():
@@ -248,13 +255,15 @@ def test_ex01_task5_a_truncating_or_wasteful_lengthfails(tokenizer):
     right = -(-longest // 32) * 32
     assert f"max_seq_length={right}" in passes(checks.check_ex01_task5, tokenizer, right)
     fails(checks.check_ex01_task5, tokenizer, right - 32, hint="take the longest")
-    fails(checks.check_ex01_task5, tokenizer, right + 32, hint="padding costs compute")
+    wasteful = fails(checks.check_ex01_task5, tokenizer, right + 32, hint="padding costs compute")
+    truncating = fails(checks.check_ex01_task5, tokenizer, right - 32, hint="take the longest")
+    assert str(right) not in wasteful and str(longest) not in truncating  # the answer is not given away
     fails(checks.check_ex01_task5, tokenizer, float(right), hint="compute an int")
     fails(checks.check_ex01_task5, tokenizer, longest + 1 if (longest + 1) % 32 else longest + 2, hint="multiple of 32")
 
 
-def _collate(examples, pad_id):
-    width = max(len(e["input_ids"]) for e in examples)
+def _collate(examples, pad_id, multiple=1):
+    width = -(-max(len(e["input_ids"]) for e in examples) // multiple) * multiple
     rows = [(list(e["input_ids"]), list(e["labels"])) for e in examples]
     return {"input_ids": [ids + [pad_id] * (width - len(ids)) for ids, _ in rows],
             "attention_mask": [[1] * len(ids) + [0] * (width - len(ids)) for ids, _ in rows],
@@ -263,6 +272,7 @@ def _collate(examples, pad_id):
 
 def test_ex01_task6_the_pad_eq_eos_bug_and_its_cousins_fail(tokenizer):
     assert "EOS stays trained" in passes(checks.check_ex01_task6, _collate, tokenizer)
+    assert "EOS stays trained" in passes(checks.check_ex01_task6, lambda e, p: _collate(e, p, multiple=8), tokenizer)  # the course's default: right too
 
     def labels_padded_with_pad(examples, pad_id):
         batch = _collate(examples, pad_id)
@@ -343,12 +353,12 @@ def test_ex02_task6_each_fault_left_in_or_misdiagnosedfails(base_model, tokenize
     P = get_profile("smoke")
     causes, lora, training = _fixed()
     assert "all three faults" in passes(checks.check_ex02_task6, causes, lora, training, base_model, tokenizer, P)
-    fails(checks.check_ex02_task6, {"learning_rate"}, lora, training, base_model, tokenizer, P, hint="did not name")
-    fails(checks.check_ex02_task6, causes | {"r"}, lora, training, base_model, tokenizer, P, hint="'r' is fine")
+    fails(checks.check_ex02_task6, {"learning_rate"}, lora, training, base_model, tokenizer, P, hint="leaves out a setting")
+    fails(checks.check_ex02_task6, causes | {"r"}, lora, training, base_model, tokenizer, P, hint="is fine in this run")
     fails(checks.check_ex02_task6, "learning rate", lora, training, base_model, tokenizer, P, hint="EX02_SETTINGS")
     fails(checks.check_ex02_task6, causes, lora.replace(target_modules=["lm_head"]), training, base_model, tokenizer, P, hint="lm_head is the output layer")
     fails(checks.check_ex02_task6, causes, lora.replace(r=64), training, base_model, tokenizer, P, hint="keep r=8")
-    fails(checks.check_ex02_task6, causes, lora, training.replace(learning_rate=2e-5), base_model, tokenizer, P, hint="100x higher")
+    fails(checks.check_ex02_task6, causes, lora, training.replace(learning_rate=2e-5), base_model, tokenizer, P, hint="much higher rate")
     fails(checks.check_ex02_task6, causes, lora, training.replace(max_seq_length=32), base_model, tokenizer, P, hint="all labels are -100")
 
 
@@ -379,28 +389,114 @@ def test_ex02_task1_the_classmates_model_a_frozen_adapter_and_wrong_optimizer_me
     fails(checks.check_ex02_task1, fixed(), lambda m: _adam_mib(m, mib=1e6), hint="2**20")
 
 
-def test_ex02_task5_get_peft_model_the_trained_object_a_fixed_folder_and_the_helper_fail(tmp_path, tokenizer):
-    from peft import LoraConfig, PeftModel, get_peft_model
+@pytest.fixture
+def run_folder():
+    """A run folder inside the course folder (the judge reads only the workspace), removed afterwards."""
+    folder = paths.fine_tuned_dir() / f"pytest-ex02-{uuid.uuid4().hex[:8]}"
+    folder.mkdir(parents=True)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _saved_lora(tokenizer, folder, settings: LoraSettings, split: str = "train", trained: bool = True):
+    """A tiny LoRA model saved in ``folder`` as fine_tune saves a run (record, metrics, a falling loss); its RunResult."""
+    from peft import get_peft_model
 
     from ftcourse.peft_methods import build_peft_config
+    from tests.saved_runs import write_run_record
+
+    model = get_peft_model(tiny_llama(tokenizer), build_peft_config("lora", tiny_llama(tokenizer), settings))
+    for name, p in model.named_parameters():
+        if "lora_B" in name and trained:
+            torch.nn.init.normal_(p)
+    model.save_pretrained(folder)
+    write_run_record(folder, "lora", split)
+    history = [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5}]
+    record = json.loads((folder / RUN_RECORD).read_text())
+    (folder / RUN_RECORD).write_text(json.dumps({**record, "history": history}))
+    metrics = {"trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad), "steps": 2}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return RunResult("run", "lora", model, None, folder, metrics, history)
+
+
+def _adapter_mib(model, settings, bytes_per_parameter=4, mib=2**20):
+    return bytes_per_parameter * _lora_count(model, settings.r, settings.target_modules) / mib
+
+
+def test_ex02_task4_wrong_dtype_the_base_counted_an_untrained_or_test_trained_run_and_the_helpers_fail(tmp_path, run_folder, tokenizer):
+    from peft import get_peft_model
+
+    from ftcourse.course.comparison import peft_parameter_count
+    from ftcourse.peft_methods import build_peft_config
+
+    budget, model = LoraSettings(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]), tiny_llama(tokenizer)
+    result = _saved_lora(tokenizer, run_folder, budget)
+    assert "as predicted" in passes(checks.check_ex02_task4, result, budget, _adapter_mib, model)
+
+    def with_peft(model, settings):
+        adapted = get_peft_model(model, build_peft_config("lora", model, settings))
+        return 4 * sum(p.numel() for p in adapted.parameters() if p.requires_grad) / 2**20
+
+    def base_too(model, settings):
+        return _adapter_mib(model, settings) + 4 * sum(p.numel() for p in model.parameters()) / 2**20
+
+    def from_the_file(model, settings):  # the run's file size fits the budget run only
+        return (run_folder / "adapter_model.safetensors").stat().st_size / 2**20
+
+    fails(checks.check_ex02_task4, result, budget, lambda m, s: _adapter_mib(m, s, bytes_per_parameter=2), model, hint="autocast")
+    fails(checks.check_ex02_task4, result, budget, base_too, model, hint="not the base model's weights")
+    fails(checks.check_ex02_task4, result, budget, lambda m, s: _adapter_mib(m, s, mib=1e6), model, hint="2**20")
+    fails(checks.check_ex02_task4, result, budget, from_the_file, model, hint="r · (in + out)")
+    fails(checks.check_ex02_task4, result, budget, with_peft, model, hint="calls `get_peft_model`")
+    def unlisted_helper(model, settings):
+        return 4 * peft_parameter_count(model, "lora", settings)["trainable"] / 2**20
+
+    fails(checks.check_ex02_task4, result, budget, unlisted_helper, model, hint="calls `peft_parameter_count`")
+    fails(checks.check_ex02_task4, result, budget.replace(r=8, lora_alpha=16), _adapter_mib, model, hint="pass lora=budget_settings")
+    record = json.loads((run_folder / RUN_RECORD).read_text())
+    (run_folder / RUN_RECORD).write_text(json.dumps({**record, "history": [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 2.1}]}))
+    fails(checks.check_ex02_task4, result, budget, _adapter_mib, model, hint="did not go down")
+    (run_folder / RUN_RECORD).write_text(json.dumps({"method": "lora", "history": [{"step": 1, "loss": 3.0}, {"step": 2, "loss": 2.5}]}))
+    fails(checks.check_ex02_task4, result, budget, _adapter_mib, model, hint="with fine_tune's defaults otherwise")  # a record made by hand
+    (run_folder / "metrics.json").unlink()
+    fails(checks.check_ex02_task4, result, budget, _adapter_mib, model, hint="holds no metrics.json")
+    shutil.rmtree(run_folder)
+    run_folder.mkdir()
+    untrained = _saved_lora(tokenizer, run_folder, budget, trained=False)
+    fails(checks.check_ex02_task4, untrained, budget, _adapter_mib, model, hint="optimizer updates the adapter")
+    shutil.rmtree(run_folder)
+    run_folder.mkdir()
+    on_test = _saved_lora(tokenizer, run_folder, budget, split="test")
+    fails(checks.check_ex02_task4, on_test, budget, _adapter_mib, model, hint="evaluation data is never trained on")
+    outside = _saved_lora(tokenizer, tmp_path, budget)
+    fails(checks.check_ex02_task4, outside, budget, _adapter_mib, model, hint="default output folder")
+
+
+def test_ex02_task5_get_peft_model_the_trained_object_a_fixed_folder_a_shared_base_and_the_helper_fail(tmp_path, run_folder, tokenizer):
+    from peft import LoraConfig, PeftModel, get_peft_model
+
     from ftcourse.runs import load_run
 
-    settings = LoraSettings(r=4, target_modules=["q_proj", "v_proj"])
-    trained = get_peft_model(tiny_llama(tokenizer), build_peft_config("lora", tiny_llama(tokenizer), settings))
-    for name, p in trained.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(p)
-    trained.save_pretrained(tmp_path)
-    result = RunResult("run", "lora", trained, None, tmp_path, {}, [])
-    assert "reloaded exactly" in checks.check_ex02_task5.verify(lambda run_dir: PeftModel.from_pretrained(tiny_llama(tokenizer), run_dir), result, tokenizer)
+    result = _saved_lora(tokenizer, run_folder, LoraSettings(r=4, target_modules=["q_proj", "v_proj"]))
+    trained = result.model
+    assert "reloaded exactly" in passes(checks.check_ex02_task5, lambda run_dir: PeftModel.from_pretrained(tiny_llama(tokenizer), run_dir), result, tokenizer)
 
     def classmate(run_dir):  # ex02_classmate_reload on a tiny base: get_peft_model builds a new adapter from the saved config
         return get_peft_model(tiny_llama(tokenizer), LoraConfig.from_pretrained(str(run_dir)))
 
+    shared = tiny_llama(tokenizer)
+
+    def one_base(run_dir):  # every adapter onto the same base: the second load overwrites the first
+        return PeftModel.from_pretrained(shared, run_dir)
+
     fails(checks.check_ex02_task5, classmate, result, tokenizer, hint="PeftModel.from_pretrained(base_model, run_dir)")
     fails(checks.check_ex02_task5, lambda run_dir: trained, result, tokenizer, hint="not the trained object itself")
-    fails(checks.check_ex02_task5, lambda run_dir: PeftModel.from_pretrained(tiny_llama(tokenizer), tmp_path), result, tokenizer, hint="passed as `run_dir`")
-    fails(checks.check_ex02_task5, lambda run_dir: load_run(run_dir).model, result, tokenizer, hint="calls `load_run`")
+    fails(checks.check_ex02_task5, lambda run_dir: PeftModel.from_pretrained(tiny_llama(tokenizer), run_folder), result, tokenizer, hint="passed as `run_dir`")
+    def helper(run_dir):
+        return load_run(run_dir).model
+
+    fails(checks.check_ex02_task5, helper, result, tokenizer, hint="calls `load_run`")
+    fails(checks.check_ex02_task5, one_base, result, tokenizer, hint="on every call")
 
 
 # ---------------------------------------------------------------- ex03
@@ -427,12 +523,30 @@ def test_ex03_task1_the_helper_the_reference_only_label_set_accuracy_and_none_as
     def accuracy(predictions, references):
         return sum(p == r for p, r in zip(predictions, references)) / len(references)
 
+    def predicted_only(predictions, references):
+        labels = sorted({p for p in predictions if p is not None})
+        return sum(2 * sum(p == lbl == r for p, r in zip(predictions, references))
+                   / max(1, sum(p == lbl for p in predictions) + sum(r == lbl for r in references)) for lbl in labels) / len(labels)
+
+    def support_weighted(predictions, references):
+        labels = set(references)
+        return sum(references.count(lbl) * 2 * sum(p == lbl == r for p, r in zip(predictions, references))
+                   / max(1, sum(p == lbl for p in predictions) + references.count(lbl)) for lbl in labels) / len(references)
+
     def none_is_a_label(predictions, references):
         return _macro_f1(["<none>" if p is None else p for p in predictions], references) if None in predictions else _macro_f1(predictions, references)
 
     fails(checks.check_ex03_task1, helper, hint="calls `classification_metrics`")
     fails(checks.check_ex03_task1, references_only, hint="labels of the references only")
     fails(checks.check_ex03_task1, accuracy, hint="that is accuracy")
+    fails(checks.check_ex03_task1, predicted_only, hint="labels the model predicted only")
+    weighted = fails(checks.check_ex03_task1, support_weighted, hint="support-weighted F1")
+    assert "that is accuracy" not in weighted
+
+    def reference(predictions, references):
+        return checks.macro_f1_reference(predictions, references)
+
+    fails(checks.check_ex03_task1, reference, hint="calls `macro_f1_reference`")
     fails(checks.check_ex03_task1, none_is_a_label, hint="None prediction is wrong and is not a label")
 
 
@@ -507,6 +621,8 @@ def test_ex03_task4_the_helper_a_double_shift_and_no_exp_fail(base_model, tokeni
     fails(checks.check_ex03_task4, helper, base_model, tokenizer, hint="calls `perplexity`")
     fails(checks.check_ex03_task4, double_shift, base_model, tokenizer, hint="double shift")
     fails(checks.check_ex03_task4, the_loss, base_model, tokenizer, hint="exp(loss)")
+    base_two = fails(checks.check_ex03_task4, lambda m, t, x: 2 ** math.log(_my_ppl(m, t, x)), base_model, tokenizer, hint="not 2")
+    assert "double shift" not in base_two
 
 
 def _bootstrap(correct, n_boot=2000, seed=0):
@@ -543,23 +659,47 @@ def test_ex03_task5_wald_a_fixed_size_resample_no_seed_and_wrong_percentiles_fai
     fails(checks.check_ex03_task5, five_to_95, hint="not 5/95")
     fails(checks.check_ex03_task5, lambda c, n_boot=2000, seed=0: _bootstrap(c, n_boot, random.random()), hint="seeded")
 
+    def bootstrap_se_clipped(correct, n_boot=2000, seed=0):  # resamples, but ±1.96 SE of the resamples, clipped to [0, 1]
+        rng, n = random.Random(seed), len(correct)
+        means = [sum(rng.choices(correct, k=n)) / n for _ in range(n_boot)]
+        p, se = sum(correct) / n, statistics.pstdev(means)
+        return max(0.0, p - 1.96 * se), min(1.0, p + 1.96 * se)
 
-def _compare(correct_a, correct_b, n_boot=2000, seed=0):
-    low, high = checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
-    return ("B" if low > 0 else "A" if high < 0 else "no clear difference"), (low, high)
+    fails(checks.check_ex03_task5, bootstrap_se_clipped, hint="percentiles")
+
+    def helper(correct, n_boot=2000, seed=0):
+        return checks.paired_difference_ci([False] * len(correct), correct, n_boot, seed)
+
+    fails(checks.check_ex03_task5, helper, hint="calls `paired_difference_ci`")
 
 
-def test_ex03_task6_unpaired_intervals_and_raw_accuracies_fail():
+def _paired(correct_a, correct_b, n_boot=2000, seed=0, k=None, level=0.95):
+    rng, n = random.Random(seed), len(correct_a)
+    diffs = sorted(sum(correct_b[i] - correct_a[i] for i in (rng.randrange(n) for _ in range(k or n))) / (k or n) for _ in range(n_boot))
+    tail = (1 - level) / 2
+    return diffs[int(tail * n_boot)], diffs[int((1 - tail) * n_boot) - 1]
+
+
+def _verdict(low, high):
+    return "B" if low > 0 else "A" if high < 0 else "no clear difference"
+
+
+def _compare(correct_a, correct_b, n_boot=2000, seed=0, **how):
+    low, high = _paired(correct_a, correct_b, n_boot, seed, **how)
+    return _verdict(low, high), (low, high)
+
+
+def test_ex03_task6_unpaired_intervals_raw_accuracies_and_intervals_that_are_not_a_seeded_95_percent_bootstrap_fail():
     assert "separate intervals overlap" in passes(checks.check_ex03_task6, _compare)
 
     def overlapping_intervals(correct_a, correct_b, n_boot=2000, seed=0):
         (la, ha), (lb, hb) = _bootstrap(correct_a, n_boot, seed), _bootstrap(correct_b, n_boot, seed)
         verdict = "B" if lb > ha else "A" if la > hb else "no clear difference"
-        return verdict, checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
+        return verdict, _paired(correct_a, correct_b, n_boot, seed)
 
     def higher_accuracy(correct_a, correct_b, n_boot=2000, seed=0):
         a, b = sum(correct_a), sum(correct_b)
-        return ("B" if b > a else "A" if a > b else "no clear difference"), checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
+        return ("B" if b > a else "A" if a > b else "no clear difference"), _paired(correct_a, correct_b, n_boot, seed)
 
     def unpaired_difference(correct_a, correct_b, n_boot=2000, seed=0):
         rng, n = random.Random(seed), len(correct_a)
@@ -567,6 +707,28 @@ def test_ex03_task6_unpaired_intervals_and_raw_accuracies_fail():
         low, high = diffs[int(0.025 * n_boot)], diffs[int(0.975 * n_boot) - 1]
         return ("B" if low > 0 else "A" if high < 0 else "no clear difference"), (low, high)
 
+    def standard_error_clipped(correct_a, correct_b, n_boot=2000, seed=0):
+        d = [b - a for a, b in zip(correct_a, correct_b)]
+        mean, se = statistics.fmean(d), statistics.pstdev(d) / math.sqrt(len(d))
+        low, high = max(-1.0, mean - 1.96 * se), min(1.0, mean + 1.96 * se)
+        return _verdict(low, high), (low, high)
+
+    def bootstrap_standard_error(correct_a, correct_b, n_boot=2000, seed=0):
+        rng, n = random.Random(seed), len(correct_a)
+        diffs = [sum(correct_b[i] - correct_a[i] for i in (rng.randrange(n) for _ in range(n))) / n for _ in range(n_boot)]
+        mean, se = (sum(correct_b) - sum(correct_a)) / n, statistics.pstdev(diffs)
+        return _verdict(mean - 1.96 * se, mean + 1.96 * se), (mean - 1.96 * se, mean + 1.96 * se)
+
+    def helper(correct_a, correct_b, n_boot=2000, seed=0):
+        low, high = checks.paired_difference_ci(correct_a, correct_b, n_boot, seed)
+        return _verdict(low, high), (low, high)
+
     fails(checks.check_ex03_task6, overlapping_intervals, hint="pair by pair")
     fails(checks.check_ex03_task6, higher_accuracy, hint="not yet a better model")
     fails(checks.check_ex03_task6, unpaired_difference, hint="pair by pair")
+    fails(checks.check_ex03_task6, standard_error_clipped, hint="does not resample")
+    fails(checks.check_ex03_task6, bootstrap_standard_error, hint="percentiles")
+    fails(checks.check_ex03_task6, lambda a, b, n_boot=2000, seed=0: _compare(a, b, n_boot, seed, level=0.90), hint="97.5th percentiles")
+    fails(checks.check_ex03_task6, lambda a, b, n_boot=2000, seed=0: _compare(a, b, n_boot, seed, k=100), hint="not a fixed number")
+    fails(checks.check_ex03_task6, lambda a, b, n_boot=2000, seed=0: _compare(a, b, n_boot, random.random()), hint="seeded with `seed`")
+    fails(checks.check_ex03_task6, helper, hint="calls `paired_difference_ci`")

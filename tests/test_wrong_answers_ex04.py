@@ -99,6 +99,7 @@ def _qlora_run(folder: Path, tokenizer) -> RunResult:
             torch.nn.init.normal_(p)
     model.save_pretrained(folder / "run")
     write_run_record(folder / "run", "qlora")
+    (folder / "run" / "metrics.json").write_text("{}")  # fine_tune writes it beside the record
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return RunResult("run", "qlora", model, None, folder / "run", {"trainable_parameters": trainable}, [{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}])
 

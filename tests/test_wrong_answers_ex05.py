@@ -66,6 +66,7 @@ def _prompt_run(folder, tokenizer, moved: float, learning_rate: float, losses=(2
         model.prompt_encoder["default"].embedding.weight += moved
     model.save_pretrained(folder)
     write_run_record(folder, "prompt_tuning", init_text=checks.EX05_INIT_TEXT)
+    (folder / "metrics.json").write_text("{}")  # fine_tune writes it beside the record
     return RunResult("run", "prompt_tuning", model, None, folder, {"learning_rate": learning_rate},
                      [{"step": i + 1, "loss": v} for i, v in enumerate(losses)])
 

@@ -56,11 +56,12 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "describe", "describe_run", "expect", "expect_choices",
-    "expect_intent_record", "expect_intent_train", "forbid_helpers", "forbid_source_helpers", "graded_check", "GradedCheck", "GRADING_DIR_ENV",
-    "INPUTS_FILE", "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "outputs_of", "peft_trainable", "probe_logits",
-    "read_inside", "record_trained_on", "reference_model", "reference_tokenizer", "run_learner", "safetensors_bytes", "saved_run", "self_check",
-    "SelfCheck", "source_helper", "trained_adapter", "trained_on", "uses_helper", "workspace_adapter", "workspace_path",
+    "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "collected_run", "describe", "describe_run", "expect", "expect_choices",
+    "expect_intent_record", "expect_intent_train", "expect_saved_adapter", "forbid_helpers", "forbid_source_helpers", "graded_check",
+    "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE", "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "outputs_of",
+    "peft_trainable", "probe_logits", "read_inside", "record_trained_on", "reference_model", "reference_tokenizer", "run_learner",
+    "saved_run", "safetensors_bytes", "self_check", "SelfCheck", "source_helper", "trained_adapter", "trained_on", "uses_helper",
+    "workspace_adapter", "workspace_path",
 ]
 
 #: Set by ``ftcourse grade`` inside the sandbox: the folder with ``inputs.json`` and ``collected/``.
@@ -576,35 +577,19 @@ def describe_run(result: Any) -> dict:
             "metrics": describe(getattr(result, "metrics", None)), "losses": describe(losses)}
 
 
-def saved_run(run: Any, case: Case, method: str, loss_must_drop: bool = True) -> tuple[dict, dict, list[float], dict]:
-    """Judge a run collected by :func:`describe_run` as :func:`trained_adapter` does, from the files in its folder:
-    returns (adapter config, saved tensors, losses, run record)."""
-    from safetensors.torch import load as load_tensors
-
-    from ftcourse.runs import RUN_RECORD
-
+def collected_run(run: Any, case: Case, method: str, loss_must_drop: bool = True) -> tuple[dict, dict, list[float], dict]:
+    """Judge a run collected by :func:`describe_run` as :func:`trained_adapter` does, from the files in its folder
+    (:func:`saved_run`): returns (adapter config, saved tensors, losses, run record)."""
     run = run if isinstance(run, dict) else {}
     expect(run.get("type") == "RunResult", f"`result` is a {str(run.get('type'))[:80]}, not what fine_tune returns.",
            f"result = fine_tune(records, model=P.model, method={method!r}, settings=settings_from_profile(P), run_name=...).")
     used = output_of(run.get("method"), "result.method")[0]
     expect(used == method, f"the run used method {str(used)[:40]!r}; the task asks for {method!r}.", f"pass method={method!r}.")
-    folder = run.get("folder")
-    expect(isinstance(folder, str), "the run's folder is outside the course folder.", "let fine_tune save it where it does (models/fine_tuned/<run_name>).")
-    config, weights, record = (case.file(f"{folder}/{name}") for name in ("adapter_config.json", "adapter_model.safetensors", RUN_RECORD))
-    expect(config is not None and weights is not None, f"{folder} holds no saved adapter.", "fine_tune saves the adapter when training ends; let it finish.")
-    expect(record is not None, f"{folder} holds no {RUN_RECORD}: it was not saved by fine_tune.", "train with ftcourse.train.fine_tune and pass its RunResult.")
-    try:
-        config, tensors, record = json.loads(config), load_tensors(weights), json.loads(record)
-    except (ValueError, RecursionError, RuntimeError) as exc:
-        raise CheckFailed(f"the files in {folder} are not a saved adapter and run record ({type(exc).__name__}).", "do not edit the run's folder.") from None
+    record, _, config, tensors = saved_run(case, run.get("folder"))
     losses = output_of(run.get("losses"), "result.losses")[0]
     expect(isinstance(losses, list) and all(isinstance(v, (int, float)) for v in losses), "the run's losses were not collected.",
            "pass the RunResult fine_tune returned.")
-    expect(not loss_must_drop or (len(losses) >= 2 and losses[-1] < losses[0]), f"the training loss did not go down: {[round(v, 3) for v in losses][:20]}.",
-           "train at least two logged steps with the method's default learning rate (settings_from_profile(P)).")
-    frozen = [n for n, t in tensors.items() if "lora_B" in n and not t.abs().sum()]
-    expect(not frozen, f"{len(frozen)} of the saved lora_B matrices are still all zero: those layers never learned.",
-           "check that the optimizer updates the adapter (learning rate > 0, steps > 0).")
+    expect_saved_adapter(used, method, losses, tensors, loss_must_drop)
     return config, tensors, losses, record
 
 
@@ -625,29 +610,30 @@ def lora_targets(config) -> set[str]:
 
 def trained_adapter(result, method: str, loss_must_drop: bool = True) -> tuple[dict, list[float]]:
     """Check a RunResult of ``method``: adapter saved, every lora_B trained, loss down; return (adapter config, losses)."""
-    import json
-    from pathlib import Path
-
     from safetensors.torch import load_file
 
     from ftcourse.runs import RunResult
 
     expect(isinstance(result, RunResult), f"`result` is a {type(result).__name__}, not what fine_tune returns.",
            f"result = fine_tune(records, model=P.model, method={method!r}, settings=settings_from_profile(P), run_name=...).")
-    expect(result.method == method, f"the run used method {result.method!r}; the task asks for {method!r}.", f"pass method={method!r}.")
     run_dir = Path(result.run_dir)
     files = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
     expect({"adapter_config.json", "adapter_model.safetensors"} <= files, f"{run_dir} holds no saved adapter (found {sorted(files)}).",
            "fine_tune saves the adapter when training ends; let it finish.")
     losses = [loss for _, loss in result.losses]
+    expect_saved_adapter(result.method, method, losses, load_file(run_dir / "adapter_model.safetensors"), loss_must_drop)
+    return json.loads((run_dir / "adapter_config.json").read_text()), losses
+
+
+def expect_saved_adapter(used: str, method: str, losses: list, tensors: Mapping[str, Any], loss_must_drop: bool = True) -> None:
+    """Fail unless a run of method ``used`` is of ``method``, its ``losses`` went down and every saved lora_B (``tensors``) trained."""
+    expect(used == method, f"the run used method {used!r}; the task asks for {method!r}.", f"pass method={method!r}.")
     expect(not loss_must_drop or (len(losses) >= 2 and losses[-1] < losses[0]),
            f"the training loss did not go down: {[round(v, 3) for v in losses]}.",
            "train at least two logged steps with the method's default learning rate (settings_from_profile(P)).")
-    tensors = load_file(run_dir / "adapter_model.safetensors")
     frozen = [n for n, t in tensors.items() if "lora_B" in n and not t.abs().sum()]
     expect(not frozen, f"{len(frozen)} of the saved lora_B matrices are still all zero: those layers never learned.",
            "check that the optimizer updates the adapter (learning rate > 0, steps > 0).")
-    return json.loads((run_dir / "adapter_config.json").read_text()), losses
 
 
 def trained_on(result, records, packing: bool = False, init_text: str | None = None) -> bool:
@@ -657,13 +643,17 @@ def trained_on(result, records, packing: bool = False, init_text: str | None = N
     return record_trained_on(json.loads((Path(result.run_dir) / RUN_RECORD).read_text()), records, packing, init_text)
 
 
-def record_trained_on(record: dict, records, packing: bool = False, init_text: str | None = None) -> bool:
-    """True when the run ``record`` (its ``ftcourse_run.json``) says it was trained on exactly ``records``."""
+def record_trained_on(record: Mapping[str, Any], records, packing: bool = False, init_text: str | None = None) -> bool:
+    """True when a run record (``ftcourse_run.json``) says its run was trained on exactly ``records``, with fine_tune's other defaults."""
     from ftcourse.configs import LoraSettings, TrainingSettings
+    from ftcourse.errors import CourseError
     from ftcourse.runs import run_fingerprint
 
-    return record.get("fingerprint") == run_fingerprint(record["base_model"], record["method"], LoraSettings(**record["lora"]),
-                                                         TrainingSettings(**record["training"]), list(records), packing, init_text)
+    try:
+        return record.get("fingerprint") == run_fingerprint(record["base_model"], record["method"], LoraSettings(**record["lora"]),
+                                                             TrainingSettings(**record["training"]), list(records), packing, init_text)
+    except (KeyError, TypeError, ValueError, CourseError):  # not a record fine_tune wrote
+        return False
 
 
 def expect_intent_train(result, init_text: str | None = None) -> None:
@@ -675,22 +665,44 @@ def expect_intent_train(result, init_text: str | None = None) -> None:
     expect_intent_record(json.loads((Path(result.run_dir) / RUN_RECORD).read_text()), init_text)
 
 
-def expect_intent_record(record: Any, init_text: str | None = None) -> None:
-    """:func:`expect_intent_train` on a run's record (the judge reads it from the run's folder)."""
+def expect_intent_record(record: Mapping[str, Any], init_text: str | None = None) -> None:
+    """Fail unless a run record says its run was trained on the intent task's training split (of some profile)."""
     from ftcourse.course.bundled import intent_records
     from ftcourse.profiles import PROFILES, get_profile
 
-    try:
-        splits = {split for name in PROFILES for split, records in intent_records(get_profile(name)).items()
-                  if record_trained_on(record, records, init_text=init_text)}
-    except (AttributeError, KeyError, TypeError, ValueError):
-        raise CheckFailed("the run's record is not one fine_tune wrote.", "do not edit the run's folder.") from None
+    splits = {split for name in PROFILES for split, records in intent_records(get_profile(name)).items()
+              if record_trained_on(record, records, init_text=init_text)}
     evaluation = sorted(splits - {"train"})
     expect("train" in splits, f"the run was trained on the {evaluation[0]} split." if evaluation else
            "the run was not trained on the intent training split (its fingerprint matches none of the course's intent splits).",
            "evaluation data is never trained on: a model that has seen the test (or validation) examples scores well on them "
            "without having learned the task. Train on data['train']." if evaluation else
            "train on data['train'] as it is (same records, same order), with fine_tune's defaults otherwise.")
+
+
+def saved_run(case: Case, folder: Any) -> tuple[dict, dict, dict, dict]:
+    """A run folder that the learner's ``fine_tune`` wrote, named by a collect step (:func:`workspace_path`) and read by the
+    judge: (run record, metrics, adapter config, adapter tensors). Fails when a file is missing or unreadable."""
+    from safetensors.torch import load as load_safetensors
+
+    from ftcourse.runs import RUN_RECORD
+
+    expect(isinstance(folder, str) and folder, "the run folder is not inside the course folder, where the grader can read it.",
+           "keep fine_tune's default output folder (models/fine_tuned/<run_name>) and pass its RunResult.")
+    names = (RUN_RECORD, "metrics.json", "adapter_config.json", "adapter_model.safetensors")
+    raw = {name: case.file(f"{folder}/{name}") for name in names}
+    missing = [name for name in names if raw[name] is None]
+    expect(not missing, f"the run folder {folder} holds no {missing[0] if missing else ''} (or it is not a regular file).",
+           "fine_tune saves the adapter, its metrics and its record when training ends; let it finish and leave the folder as it wrote it.")
+    try:
+        record, metrics, config = (json.loads(raw[name]) for name in names[:3])
+        tensors = load_safetensors(raw["adapter_model.safetensors"])
+    except Exception as exc:  # the learner's file, whatever it holds
+        raise CheckFailed(f"the run folder {folder} holds a file that cannot be read ({type(exc).__name__}).",
+                          "leave the folder as fine_tune wrote it.") from None
+    expect(all(isinstance(v, dict) for v in (record, metrics, config)), f"the run folder {folder} holds a file that cannot be read.",
+           "leave the folder as fine_tune wrote it.")
+    return record, metrics, config, tensors
 
 
 def safetensors_bytes(folder) -> int:

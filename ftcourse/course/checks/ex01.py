@@ -53,8 +53,8 @@ def _judge_task1(data: dict, case: Case) -> str:
     expect(isinstance(label_counts, dict), f"`label_counts` is a {kind}, not a dict.",
            "build a dict label -> count, e.g. dict(collections.Counter(data.labels())).")
     wrong = sorted(k for k in set(want) | set(label_counts) if label_counts.get(k) != want.get(k))
-    expect(not wrong, f"the counts of {', '.join(map(str, wrong[:3]))} are wrong (e.g. {wrong[0]!r}: got {label_counts.get(wrong[0])}, "
-           f"want {want.get(wrong[0])})." if wrong else "", "count the label of every record, e.g. collections.Counter(data.labels()).")
+    expect(not wrong, f"the counts of {', '.join(map(str, wrong[:3]))} are wrong (e.g. {wrong[0]!r}: got {label_counts.get(wrong[0])})."
+           if wrong else "", "count the label of every record, e.g. collections.Counter(data.labels()).")
     top, n = want.most_common(1)[0]
     return f"{len(reference)} records with {len(want)} labels; the most frequent is {top} ({n})."
 
@@ -130,12 +130,11 @@ def _stratified_records(strata: dict) -> list[dict]:
 
 @graded_check({"inputs": {"strata": {"order_status": 97, "billing_issue": 23, "talk_to_human": 6, "cancel_order": 4}, "test": 0.2,
                           "seeds": [0, 0, 1, 2, 3]}, "expected": {}})
-def check_ex01_task3(inputs, splits, stratified_split=None) -> dict:
+def check_ex01_task3(inputs, splits, stratified_split) -> dict:
     """``splits``: split_dataset(data, validation=0.1, test=0.1, seed=42) of the intent data;
-    ``stratified_split(records, test, seed)`` (optional): a stratified (train, test) split written by hand."""
+    ``stratified_split(records, test, seed)``: a stratified (train, test) split written by hand."""
     records = _stratified_records(inputs["strata"])
-    by_hand = None if stratified_split is None else [
-        run_learner(stratified_split, [dict(r) for r in records], inputs["test"], seed) for seed in inputs["seeds"]]
+    by_hand = [run_learner(stratified_split, [dict(r) for r in records], inputs["test"], seed) for seed in inputs["seeds"]]
     parts = {str(k): _dataset(v) for k, v in splits.items()} if isinstance(splits, dict) else None
     return {"splits": parts, "splits_type": type(splits).__name__, "stratified_split": by_hand}
 
@@ -170,8 +169,8 @@ def _judge_stratified_split(outputs: Any, case: Case) -> str:
                     "with too few (or no) test examples. Shuffle and cut each label's records separately.")
         else:
             hint = "for each label: shuffle its records, put round(len(group) * test) of them into test and the rest into train."
-        expect(False, f"on a {case.kind} unbalanced dataset (labels {dict(strata)}, test={fraction}) your test part has {dict(got)}; "
-               f"a stratified split has {want}.", hint)
+        expect(False, f"on a {case.kind} unbalanced dataset (labels {dict(strata)}, test={fraction}) your test part has {dict(got)}: "
+               "not each label's share.", hint)
     expect(runs[1] == runs[0], "two calls with seed=0 give different splits.",
            "draw from a generator seeded with `seed` (random.Random(seed)), not from the global random module.")
     tests = {tuple(sorted(repr(r.get("text")) for r in run[1] if isinstance(r, dict))) for run in runs[2:]}
@@ -184,7 +183,7 @@ def _judge_stratified_split(outputs: Any, case: Case) -> str:
 def _judge_task3(data: dict, case: Case) -> str:
     from ftcourse.course.bundled import intent_splits
 
-    by_hand = None if data.get("stratified_split") is None else _judge_stratified_split(data["stratified_split"], case)
+    by_hand = _judge_stratified_split(data.get("stratified_split"), case)
     reference = intent_splits()
     splits = data.get("splits")
     expect(isinstance(splits, dict) and set(splits) == set(reference), f"`splits` should be a dict with keys {sorted(reference)}.",
@@ -203,8 +202,7 @@ def _judge_task3(data: dict, case: Case) -> str:
         expect(not missing, f"the {name} split has no example of {missing[0] if missing else ''}.", "stratify by label (split_dataset does).")
     expect(all(lines[k] == set(reference[k].lines) for k in lines), "the split differs from the course's split.",
            "use seed=42, so that your test set is the one every lesson evaluates on.")
-    done = f"train/validation/test = {sizes['train']}/{sizes['validation']}/{sizes['test']}, stratified, disjoint, the course's split"
-    return f"{done} — {by_hand}" if by_hand else f"{done}."
+    return f"train/validation/test = {sizes['train']}/{sizes['validation']}/{sizes['test']}, stratified, disjoint, the course's split — {by_hand}"
 
 
 def _records(split: str, n: int) -> dict:
@@ -284,10 +282,10 @@ def _judge_task5(data: dict, case: Case) -> str:
     want = -(-longest // 32) * 32
     max_seq_length, kind = output_of(data.get("max_seq_length"), "max_seq_length")
     expect(isinstance(max_seq_length, int) and kind != "bool", f"`max_seq_length` is a {kind}, not an int.", "compute an int.")
-    expect(max_seq_length >= longest, f"max_seq_length={max_seq_length} truncates the longest training example ({longest} tokens).",
+    expect(max_seq_length >= longest, f"max_seq_length={max_seq_length} truncates at least one training example.",
            "tokenize every training example and take the longest, then round up to a multiple of 32.")
     expect(max_seq_length % 32 == 0, f"{max_seq_length} is not a multiple of 32.", "round up: -(-n // 32) * 32.")
-    expect(max_seq_length == want, f"{max_seq_length} is larger than needed: {want} truncates nothing.",
+    expect(max_seq_length == want, f"{max_seq_length} is larger than needed: a smaller multiple of 32 truncates nothing.",
            "take the smallest multiple of 32 at or above the longest example; padding costs compute.")
     return f"the longest training example has {longest} tokens; max_seq_length={want} truncates none."
 
@@ -337,13 +335,16 @@ def _judge_task6(data: dict, case: Case) -> str:
            "this tokenizer's pad token is not its EOS token (or it is not the exercise's tokenizer); the task is about the case where they are equal.",
            "use the exercise's tokenizer (load_tokenizer(P.model)).")
     examples = _examples(tokenizer, case.inputs["records"])
-    want = course_collate(examples, pad, pad_to_multiple_of=1)
     got, _ = output_of(data.get("output"), "collate", "define def collate(examples, pad_id): ...")
     expect(isinstance(got, dict) and {"input_ids", "attention_mask", "labels"} <= set(got),
            "`collate` must return a dict with 'input_ids', 'attention_mask' and 'labels'.", "return all three, one row per example.")
     ids, mask, labels = (_as_rows(got[k], k) for k in ("input_ids", "attention_mask", "labels"))
-    expect(ids == want["input_ids"].tolist(), "the padded input_ids are wrong (padded on the left, or to another width).",
-           "pad on the right to the longest example of the batch: training pads right, generation pads left.")
+    eight = course_collate(examples, pad, pad_to_multiple_of=8)  # the course's own default width is right too
+    want = eight if ids and len(ids[0]) == eight["input_ids"].shape[1] else course_collate(examples, pad, pad_to_multiple_of=1)
+    expect(ids == want["input_ids"].tolist(), "the padded input_ids are wrong: " + (
+        "each row should start with its example's own tokens." if ids and len(ids[0]) == want["input_ids"].shape[1]
+        else "the rows are not as wide as the longest example of the batch (or that rounded up to a multiple of 8)."),
+           "pad on the right, up to the longest example of the batch: training pads right, generation pads left.")
     rows = [e["labels"] for e in examples]
     expect(len(labels) == len(rows) and all(len(row) >= len(e) for row, e in zip(labels, rows)), "the labels do not have one row per example, padded.",
            "pad each example's labels to the batch's width.")

@@ -10,19 +10,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ftcourse.course.checks.core import Case, describe, expect, forbid_source_helpers, graded_check, is_close, output_of, run_learner
+from ftcourse.course.checks.core import Case, describe, expect, forbid_source_helpers, graded_check, is_close, output_of, outputs_of, run_learner
 
 __all__ = [
     "check_ex03_task1", "check_ex03_task2", "check_ex03_task3", "check_ex03_task4", "check_ex03_task5",
     "check_ex03_task6", "macro_f1_reference", "paired_difference_ci",
 ]
-
-
-def _outputs(data: dict, expected: int, name: str, define: str) -> list[tuple[Any, str]]:
-    """The collected calls of the learner's ``name``: one ``(value, type)`` per input, in order."""
-    outputs = data.get("outputs")
-    expect(isinstance(outputs, list) and len(outputs) == expected, f"no output of `{name}` was collected.", f"{define} and run the task's cell.")
-    return [output_of(entry, name, define) for entry in outputs]
 
 
 def _number(value: Any, kind: str, name: str) -> float:
@@ -46,11 +39,19 @@ def macro_f1_reference(predictions, references) -> float:
     return _mean_f1(predictions, references, sorted(set(references) | {p for p in predictions if p is not None}))
 
 
+#: The helpers that would compute task 1's macro F1 (bare name -> qualified name).
+_F1_HELPERS = {"classification_metrics": "ftcourse.metrics.classification_metrics", "per_label_scores": "ftcourse.metrics.per_label_scores",
+               "f1_score": "sklearn.metrics.f1_score", "precision_recall_fscore_support": "sklearn.metrics.precision_recall_fscore_support",
+               "classification_report": "sklearn.metrics.classification_report",
+               "macro_f1_reference": "ftcourse.course.checks.ex03.macro_f1_reference"}
+
+
 @graded_check({"inputs": {"cases": [
     [["a", "b", "a", "c"], ["a", "b", "b", "c"]],
     [["a", None, "b", "b", "c"], ["a", "a", "b", "c", "c"]],
     [["x", "x", "z", "y"], ["x", "y", "x", "y"]],  # z is predicted but never a reference
     [["a", "b", "b"], ["a", "a", "a"]],  # b likewise
+    [["a", "a", "b", "b"], ["a", "c", "b", "c"]],  # c is a reference but never predicted
 ]}, "expected": {}})
 def check_ex03_task1(inputs, macro_f1) -> dict:
     """``macro_f1(predictions, references)``: mean F1 over the labels in references ∪ predictions (scikit-learn's macro F1)."""
@@ -59,23 +60,39 @@ def check_ex03_task1(inputs, macro_f1) -> dict:
 
 @check_ex03_task1.judge
 def _judge_task1(data: dict, case: Case) -> str:
-    forbid_source_helpers(case, "macro_f1", {"classification_metrics": "ftcourse.metrics.classification_metrics",
-                                             "per_label_scores": "ftcourse.metrics.per_label_scores", "f1_score": "sklearn.metrics.f1_score"},
-                          "count tp, fp and fn per label yourself; that is the exercise.")
+    forbid_source_helpers(case, "macro_f1", _F1_HELPERS, "count tp, fp and fn per label yourself; that is the exercise.")
     cases = case.inputs["cases"]
-    for (predictions, references), (value, kind) in zip(cases, _outputs(data, len(cases), "macro_f1", "define def macro_f1(predictions, references): ...")):
-        want = macro_f1_reference(predictions, references)
-        got = _number(value, kind, "macro_f1")
-        refs_only = list(dict.fromkeys(references))
-        hint = ("per label: precision = tp/(tp+fp), recall = tp/(tp+fn), F1 = 2PR/(P+R) (0 when P+R = 0); "
-                "average over every label in references ∪ predictions; a None prediction is wrong and is not a label.")
-        if any(p is not None and p not in references for p in predictions) and is_close(got, _mean_f1(predictions, references, refs_only), 1e-6):
-            hint = ("you average over the labels of the references only. A label the model predicts but nobody asked for still has "
-                    "false positives, and scikit-learn's macro F1 (the course's definition) counts it, with F1 = 0.")
-        elif is_close(got, sum(p == r for p, r in zip(predictions, references)) / len(references), 1e-6) and not is_close(want, got, 1e-6):
-            hint = "that is accuracy (= micro F1). Macro F1 computes F1 per label and averages the labels equally. " + hint
-        expect(is_close(got, want, 1e-6), f"macro_f1({predictions}, {references}) = {got}; want {want:.4f}.", hint)
+    outputs = outputs_of(data, len(cases), "macro_f1", "define def macro_f1(predictions, references): ...")
+    wrong = [(p, r, got) for (p, r), (value, kind) in zip(cases, outputs)
+             if not is_close(got := _number(value, kind, "macro_f1"), macro_f1_reference(p, r), 1e-6)]
+    if wrong:  # a tempting mistake is named when it explains every wrong case (accuracy and the weighted F1 can coincide on one)
+        predictions, references, got = wrong[0]
+        mistakes = [h for h in _f1_mistakes(*wrong[0]) if all(h in _f1_mistakes(*w) for w in wrong[1:])]
+        expect(False, f"macro_f1({predictions}, {references}) = {got}: not scikit-learn's macro F1 of this {case.kind} case.",
+               " Or: ".join(mistakes) if mistakes else "per label: precision = tp/(tp+fp), recall = tp/(tp+fn), F1 = 2PR/(P+R) (0 when "
+               "P+R = 0); average over every label in references ∪ predictions; a None prediction is wrong and is not a label.")
     return f"matches scikit-learn's macro F1 on {len(cases)} {case.kind} cases (None predictions and labels nobody asked for included)."
+
+
+def _f1_mistakes(predictions: list, references: list, got: float) -> list[str]:
+    """The hints of the tempting label sets and averages that give ``got`` on this case (recognised by their value)."""
+    from collections import Counter
+
+    labels = sorted(set(references) | {p for p in predictions if p is not None})
+    scores = {label: _mean_f1(predictions, references, [label]) for label in labels}
+    support = Counter(references)
+    wrongs = {
+        "you average over the labels of the references only. A label the model predicts but nobody asked for still has "
+        "false positives, and scikit-learn's macro F1 (the course's definition) counts it, with F1 = 0.":
+            _mean_f1(predictions, references, sorted(set(references))),
+        "you average over the labels the model predicted only. A label of the references that is never predicted has recall 0, "
+        "so F1 = 0, and it counts: every label in references ∪ predictions.": _mean_f1(predictions, references, sorted({p for p in predictions if p is not None})),
+        "that is the support-weighted F1 (each label weighted by how often it is a reference). Macro F1 averages the labels "
+        "equally: a rare label counts as much as a frequent one.": sum(scores[k] * support[k] for k in support) / len(references),
+        "that is accuracy (= micro F1). Macro F1 computes F1 per label and averages the labels equally.":
+            sum(p == r for p, r in zip(predictions, references)) / len(references),
+    }
+    return [h for h, v in wrongs.items() if is_close(got, v, 1e-6)]
 
 
 @graded_check({"inputs": {}, "expected": {}})
@@ -134,13 +151,22 @@ def _pairs(value: Any) -> Any:
 @check_ex03_task3.judge
 def _judge_task3(data: dict, case: Case) -> str:
     cases = case.inputs["cases"]
-    outputs = _outputs(data, len(cases), "top_confusions", "define def top_confusions(predictions, references, k=3): ...")
+    outputs = outputs_of(data, len(cases), "top_confusions", "define def top_confusions(predictions, references, k=3): ...")
     for (predictions, references, k), want, (value, _) in zip(cases, case.expected["want"], outputs):
         got, want = _pairs(value), _pairs(want)
-        expect(got == want, f"top_confusions({predictions}, {references}, k={k}) = {got}; want {want}.",
+        expect(got == want, f"top_confusions({predictions}, {references}, k={k}) = {got}: not the k most frequent mistakes of this {case.kind} case.",
                "count (true, predicted) pairs where they differ, None as '(none)'; sort by count (highest first), "
                "ties by (true, predicted) alphabetically; return at most k.")
     return f"right on {len(cases)} {case.kind} cases (ties, missing predictions, no mistakes)."
+
+
+def _double_shift(model, tokenizer, text: str) -> float:
+    """The perplexity a learner gets who shifts the labels by hand before the model shifts them again."""
+    import torch
+
+    ids = torch.tensor([tokenizer(text, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]], device=model.device)
+    with torch.no_grad():
+        return math.exp(float(model(input_ids=ids[:, :-1], labels=ids[:, 1:]).loss))
 
 
 @graded_check({"inputs": {"texts": [
@@ -160,22 +186,29 @@ def _judge_task4(data: dict, case: Case) -> str:
     forbid_source_helpers(case, "my_perplexity", {"perplexity": "ftcourse.generation.perplexity", "text_nll": "ftcourse.generation.text_nll"},
                           "compute it from the model's loss yourself: exp(model(input_ids=ids, labels=ids).loss).")
     texts = case.inputs["texts"]
-    outputs = _outputs(data, len(texts), "my_perplexity", "define def my_perplexity(model, tokenizer, text): ...")
+    outputs = outputs_of(data, len(texts), "my_perplexity", "define def my_perplexity(model, tokenizer, text): ...")
+    model, tokenizer = case.reference("model"), case.reference("tokenizer")
     for text, (value, kind) in zip(texts, outputs):
-        want = perplexity(case.reference("model"), case.reference("tokenizer"), [text], progress=False)
-        got = _number(value, kind, "my_perplexity")
-        expect(is_close(got, want, 0.02), f"my_perplexity gives {got:.2f} on a {case.kind} text; want {want:.2f} (within 2%).",
-               "ids = text's tokens (add_special_tokens=False) + [eos]; loss = model(input_ids=ids, labels=ids).loss "
-               "(the model shifts labels itself); perplexity = exp(loss). A value near exp(loss)^2 or off by a lot means a double shift.")
+        want, got = perplexity(model, tokenizer, [text], progress=False), _number(value, kind, "my_perplexity")
+        if is_close(got, want, 0.02):
+            continue
+        wrongs = {"perplexity is e**loss: the model's loss is a mean negative log-likelihood in nats (natural log), so the base is e, not 2.":
+                  2 ** math.log(want),
+                  "you shifted the tokens yourself and the model shifted them again (a double shift): pass the same ids as input_ids "
+                  "and labels; the model predicts token t+1 from tokens ≤ t inside its loss.": _double_shift(model, tokenizer, text)}
+        expect(False, f"my_perplexity gives {got:.2f} on a {case.kind} text: more than 2% from the model's perplexity of that text.",
+               next((h for h, v in wrongs.items() if is_close(got, v, 0.02)),
+                    "ids = text's tokens (add_special_tokens=False) + [eos]; loss = model(input_ids=ids, labels=ids).loss "
+                    "(the model shifts labels itself); perplexity = exp(loss)."))
     return f"matches ftcourse.generation.perplexity within 2% on {len(texts)} {case.kind} texts."
 
 
 def _bootstrap_calls(inputs: dict) -> list[tuple[list[bool], int, int]]:
     """The calls of the learner's bootstrap_ci, in order: (correct, n_boot, seed). The first is the case's data; then 4x it,
-    the same small call twice, 19 of 20 right, one list under six seeds, and all right."""
+    the same small call twice, 19 of 20 right, one list under six seeds, all right, and 18 of 20 right (a skewed bootstrap)."""
     small = [True] * inputs["right"] + [False] * inputs["wrong"]
     return [(small, 2000, 0), (small * 4, 2000, 0), (small * 4, 20, 3), (small * 4, 20, 3), ([True] * 19 + [False], 2000, 0),
-            *(([True] * 30 + [False] * 20, 40, seed) for seed in range(6)), ([True] * 20, 200, 1)]
+            *(([True] * 30 + [False] * 20, 40, seed) for seed in range(6)), ([True] * 20, 200, 1), ([True] * 18 + [False] * 2, 2000, 0)]
 
 
 @graded_check({"inputs": {"right": 70, "wrong": 30}, "expected": {}})
@@ -184,11 +217,26 @@ def check_ex03_task5(inputs, bootstrap_ci) -> dict:
     return {"outputs": [run_learner(bootstrap_ci, list(correct), n_boot=n_boot, seed=seed) for correct, n_boot, seed in _bootstrap_calls(inputs)]}
 
 
+def _expect_percentiles(got: tuple[float, float], want: tuple[float, float], where: str, what: str) -> None:
+    """Fail unless ``got`` is the percentile interval ``want`` of a skewed bootstrap (within 0.01: its ends are values a
+    resample can take), as an interval of ±1.96 standard errors is not."""
+    expect(abs(got[0] - want[0]) <= 0.01 and abs(got[1] - want[1]) <= 0.01,
+           f"{where} your interval is [{got[0]:.3f}, {got[1]:.3f}]: not the percentiles of the resampled {what}.",
+           f"near 0 or 1 the resampled {what} are skewed, and a percentile interval follows them; ±1.96 standard errors (of the "
+           f"resamples, clipped or not) makes it symmetric. Sort the n_boot resampled {what} and take the 2.5th and 97.5th percentiles.")
+
+
+#: Course code that would do task 5's or 6's interval (bare name -> qualified name).
+_INTERVAL_HELPERS = {"paired_difference_ci": "ftcourse.course.checks.ex03.paired_difference_ci",
+                     "accuracy_with_interval": "ftcourse.course.comparison.accuracy_with_interval"}
+
+
 @check_ex03_task5.judge
 def _judge_task5(data: dict, case: Case) -> str:
+    forbid_source_helpers(case, "bootstrap_ci", _INTERVAL_HELPERS, "resample the list yourself; that is the exercise.")
     calls = _bootstrap_calls(case.inputs)
     intervals = []
-    for value, _ in _outputs(data, len(calls), "bootstrap_ci", "define def bootstrap_ci(correct, n_boot=2000, seed=0): ..."):
+    for value, _ in outputs_of(data, len(calls), "bootstrap_ci", "define def bootstrap_ci(correct, n_boot=2000, seed=0): ..."):
         expect(isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) for v in value),
                f"bootstrap_ci returns {value!r}, not (low, high).", "return a tuple (low, high).")
         intervals.append((float(value[0]), float(value[1])))
@@ -213,6 +261,7 @@ def _judge_task5(data: dict, case: Case) -> str:
            "a formula (e.g. Wald's p ± 1.96·sqrt(p(1-p)/n)) ignores n_boot and seed. The bootstrap draws n_boot resamples "
            "with replacement from a generator seeded with `seed`, so with few resamples the seed shows.")
     expect(intervals[11] == (1.0, 1.0), "all-correct data must give the interval (1.0, 1.0).", "compute accuracies of the resamples directly.")
+    _expect_percentiles(intervals[12], paired_difference_ci([False] * 20, [True] * 18 + [False] * 2), "for 18 of 20 correct", "accuracies")
     return (f"{n} examples at {p:.0%}: [{low:.3f}, {high:.3f}]; 4x the data halves the width ({high4 - low4:.3f}); "
             f"19/20: [{low_s:.2f}, {high_s:.2f}].")
 
@@ -239,13 +288,48 @@ def _paired_case(n: int, both: int, only_a: int, only_b: int) -> tuple[list[bool
                "expected": {"verdicts": ["B", "no clear difference", "A"]}})
 def check_ex03_task6(inputs, compare_models) -> dict:
     """``compare_models(correct_a, correct_b, n_boot=2000, seed=0)`` -> ("A" | "B" | "no clear difference", (low, high))."""
-    return {"outputs": [run_learner(compare_models, *_paired_case(*c), n_boot=2000, seed=0) for c in inputs["cases"]]}
+    return {"outputs": [run_learner(compare_models, *_paired_case(*c), n_boot=2000, seed=0) for c in inputs["cases"]],
+            "calls": [run_learner(compare_models, *_paired_case(*c), n_boot=n_boot, seed=seed) for c, n_boot, seed in _COMPARE_CALLS]}
+
+
+#: Task 6's other calls, (n, both, only A, only B), n_boot, seed: a large test set, three calls each made twice, one case
+#: under six seeds with few resamples, and few disagreements (a skewed bootstrap).
+_COMPARE_CALLS = [((400, 200, 30, 50), 2000, 0), *(((400, 200, 30, 50), 20, seed) for seed in (3, 3, 4, 4, 5, 5)),
+                  *(((50, 30, 5, 5), 40, seed) for seed in range(6)), ((40, 20, 0, 4), 2000, 0)]
+
+
+def _compare_intervals(data: dict) -> list[tuple[float, float]]:
+    """The intervals of task 6's other calls (:data:`_COMPARE_CALLS`)."""
+    intervals = []
+    for value, _ in outputs_of({"outputs": data.get("calls")}, len(_COMPARE_CALLS), "compare_models", "define def compare_models(correct_a, correct_b, n_boot=2000, seed=0): ..."):
+        interval = value[1] if isinstance(value, list) and len(value) == 2 else None
+        expect(isinstance(interval, list) and len(interval) == 2 and all(isinstance(v, (int, float)) for v in interval),
+               f"compare_models returns {str(value)[:80]}, not (verdict, (low, high)).", "return (verdict, (low, high)).")
+        intervals.append((float(interval[0]), float(interval[1])))
+    return intervals
+
+
+def _expect_resampled(data: dict) -> None:
+    """Task 6's interval is a seeded 95% paired bootstrap of n pairs, its ends percentiles (not ±1.96 standard errors)."""
+    big, *rest = _compare_intervals(data)
+    twice, seeds, skew = rest[:6], rest[6:12], rest[12]
+    expect(twice[0::2] == twice[1::2], "two calls with the same seed give different intervals.",
+           "draw from a generator seeded with `seed` (random.Random(seed) or numpy.random.default_rng(seed)).")
+    expect(len(set(seeds)) > 1, "six different seeds give exactly the same interval: your function does not resample.",
+           "a formula (the difference ± 1.96 standard errors) ignores n_boot and seed. The bootstrap draws n_boot resamples of "
+           "the pairs with a generator seeded with `seed`, so with few resamples the seed shows.")
+    low, high = paired_difference_ci(*_paired_case(*_COMPARE_CALLS[0][0]))
+    expect(0.9 <= (big[1] - big[0]) / (high - low) <= 1.1, f"on 400 pairs your interval is {big[1] - big[0]:.3f} wide; the paired "
+           f"bootstrap's 95% interval is {high - low:.3f} wide.",
+           "each resample draws n pairs (the data's size, not a fixed number), and a 95% interval takes the 2.5th and 97.5th percentiles.")
+    _expect_percentiles(skew, paired_difference_ci(*_paired_case(*_COMPARE_CALLS[-1][0])), "with 4 disagreements in 40 pairs", "differences")
 
 
 @check_ex03_task6.judge
 def _judge_task6(data: dict, case: Case) -> str:
+    forbid_source_helpers(case, "compare_models", _INTERVAL_HELPERS, "resample the pairs yourself; that is the exercise.")
     cases = case.inputs["cases"]
-    outputs = _outputs(data, len(cases), "compare_models", "define def compare_models(correct_a, correct_b, n_boot=2000, seed=0): ...")
+    outputs = outputs_of(data, len(cases), "compare_models", "define def compare_models(correct_a, correct_b, n_boot=2000, seed=0): ...")
     for (n, both, only_a, only_b), want, (got, _) in zip(cases, case.expected["verdicts"], outputs):
         a, b = _paired_case(n, both, only_a, only_b)
         expect(isinstance(got, list) and len(got) == 2 and got[0] in ("A", "B", "no clear difference"),
@@ -262,10 +346,12 @@ def _judge_task6(data: dict, case: Case) -> str:
                     "accuracy(B) - accuracy(A) on each resample. Two separate intervals that overlap do not show that there is no difference.")
         else:
             hint = ""
-        expect(verdict == want, f"{where}: you say {verdict!r}; the paired bootstrap of the difference gives [{low:+.3f}, {high:+.3f}], so {want!r}.", hint)
+        expect(verdict == want, f"{where}: you say {verdict!r}, which the paired bootstrap of the difference does not support.", hint)
         expect(isinstance(interval, list) and len(interval) == 2 and all(isinstance(v, (int, float)) for v in interval),
                f"{where}: the interval {interval!r} is not (low, high).", "return (verdict, (low, high)).")
         lo, hi = (float(v) for v in interval)
-        expect(abs(lo - low) <= 0.03 and abs(hi - high) <= 0.03, f"{where}: your interval [{lo:+.3f}, {hi:+.3f}] is far from the paired bootstrap's [{low:+.3f}, {high:+.3f}].",
-               "interval of accuracy(B) - accuracy(A): resample indices i with replacement, take the mean of b[i] - a[i]; 2.5th and 97.5th percentiles.")
+        expect(abs(lo - low) <= 0.03 and abs(hi - high) <= 0.03, f"{where}: your interval [{lo:+.3f}, {hi:+.3f}] is more than 0.03 from the paired bootstrap's.",
+               "interval of accuracy(B) - accuracy(A): resample n indices i with replacement (as many as the data has, not a fixed "
+               "number), take the mean of b[i] - a[i]; 2.5th and 97.5th percentiles.")
+    _expect_resampled(data)
     return f"right on {len(cases)} {case.kind} comparisons, including one where the separate intervals overlap but the paired one excludes 0."

@@ -16,6 +16,7 @@ from typing import Any
 
 from ftcourse.course.checks.core import (
     Case,
+    collected_run,
     describe,
     describe_run,
     expect,
@@ -30,7 +31,6 @@ from ftcourse.course.checks.core import (
     peft_trainable,
     probe_logits,
     run_learner,
-    saved_run,
 )
 
 __all__ = [
@@ -345,7 +345,7 @@ def _judge_task4(data: dict, case: Case) -> str:
     from ftcourse.configs import LoraSettings
     from ftcourse.models import weightless_copy
 
-    config, tensors, losses, record = saved_run(data.get("run"), case, "qlora")
+    config, tensors, losses, record = collected_run(data.get("run"), case, "qlora")
     expect(data.get("is_4bit") is True, "the trained model's base is not 4-bit.", "method='qlora' loads the base in 4 bits; pass the model name, not a loaded model.")
     expect_intent_record(record)
     predictions, _ = output_of(data.get("predictions"), "predictions")

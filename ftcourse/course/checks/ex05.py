@@ -11,6 +11,7 @@ from typing import Any
 
 from ftcourse.course.checks.core import (
     Case,
+    collected_run,
     describe,
     describe_run,
     expect,
@@ -21,7 +22,6 @@ from ftcourse.course.checks.core import (
     outputs_of,
     peft_trainable,
     run_learner,
-    saved_run,
 )
 
 __all__ = [
@@ -176,7 +176,7 @@ def _judge_task3(data: dict, case: Case) -> str:
     expect("learning_rate" in causes, "you did not name the setting that kept the tokens in place.", _EX05_STUCK)
     expect(set(causes) == {"learning_rate"}, f"{sorted(set(causes) - {'learning_rate'})} did not break the run.",
            "the classmate used the profile's other settings, the same as yours: change only what broke it.")
-    config, tensors, losses, record = saved_run(data.get("run"), case, "prompt_tuning", loss_must_drop=False)
+    config, tensors, losses, record = collected_run(data.get("run"), case, "prompt_tuning", loss_must_drop=False)
     expect(config.get("prompt_tuning_init_text") == EX05_INIT_TEXT, "the run's virtual tokens were not initialised from EX05_INIT_TEXT.",
            "pass prompt_init_text=EX05_INIT_TEXT to fine_tune.")
     expect_intent_record(record, init_text=EX05_INIT_TEXT)
