@@ -33,11 +33,11 @@ and never mounts ``solutions/``. A tampered collect step can therefore only repo
 anyway: it cannot change a verdict or read an expected answer. A task without an entry in the hidden file is graded on its
 practice case.
 
-To convert an exercise: turn each check into a collect step and a judge (as ``ex01.py`` and ``ex03.py`` do), move its
-hidden inputs and expected answers into ``solutions/hidden/exNN.json``, write the master's hidden-test cells as
-``.collect(...)`` calls and run ``ftcourse build``. Checks not yet converted (``@self_check``, hidden-test cells calling
-``.verify(...)``) keep running inside the submission's kernel, where a hostile notebook can fake their verdict; the grader
-names the path that graded each task.
+Every task of ex01–ex13 follows the protocol. To write a new exercise: a collect step and a judge per task (as
+``ex01.py`` and ``ex03.py`` do), its hidden inputs and expected answers in ``solutions/hidden/exNN.json``, the master's
+hidden-test cells as ``.collect(...)`` calls, then ``ftcourse build``. A check written the old way (``@self_check``, a
+hidden-test cell calling ``.verify(...)``) still runs inside the submission's kernel, where a hostile notebook can fake
+its verdict; the grader names the path that graded each task.
 """
 
 from __future__ import annotations
