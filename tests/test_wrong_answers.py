@@ -3,8 +3,8 @@
 Each case plants one wrong answer a learner is likely to write — the course's helper called instead of the code
 the task asks for, another formula, an off-by-one mask, training or keeping evaluation data, the wrong label set,
 a value that only fits the printed example — and asserts the check raises CheckFailed naming the mistake.
-The checks are called directly (no notebook runs); the right answers pass in the same tests. A check of the grading
-protocol (exercises 01 and 03) is run on its practice case and on the grader's hidden case: both must reject the answer.
+The checks are called directly (no notebook runs); the right answers pass in the same tests. Every check follows the grading
+protocol and is run on its practice case and on the grader's hidden case: both must reject the answer.
 This file holds the general tests and exercises 01–03; ``test_wrong_answers_exNN.py`` the others (one file per exercise),
 all with ``tests/planted.py``'s ``fails``/``passes``.
 """
