@@ -1,7 +1,7 @@
 """Experiment trackers: TensorBoard event files, trackio's local database and wandb's offline run files, read back.
 
 ``fine_tune(report_to="tensorboard" | "trackio" | "wandb")`` writes them: TensorBoard under ``<checkpoints>/<run>/runs/``,
-trackio under ``$TRACKIO_DIR`` (project ``ftcourse``), wandb under ``$WANDB_DIR/wandb/offline-run-*`` (default: the working
+trackio under ``$TRACKIO_DIR`` (read once, when trackio is first imported: TRL's trainers import it; project ``ftcourse``), wandb under ``$WANDB_DIR/wandb/offline-run-*`` (default: the working
 folder) — offline unless ``WANDB_MODE`` says otherwise (:func:`prepare_wandb`), one wandb run per ``fine_tune``
 (:func:`finish_wandb`).
 """

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# trackio reads $TRACKIO_DIR once, when it is first imported (TRL's trainers import it): set it before any test imports
+# it, so that a run logged by a test goes to a folder of this test process, whatever ran before it.
+TRACKIO_DIR = tempfile.mkdtemp(prefix="ftcourse-trackio-")
+os.environ["TRACKIO_DIR"] = TRACKIO_DIR
+atexit.register(shutil.rmtree, TRACKIO_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import statistics
+from pathlib import Path
 
 import pytest
 from tiny import tiny_model
@@ -47,10 +48,10 @@ def test_tensorboard_run_logs_loss_learning_rate_eval_and_settings(records, toke
         tensorboard_scalars(tmp_path / "runs")
 
 
-def test_trackio_run_is_logged_locally(records, tokenizer, tmp_path, monkeypatch):
-    monkeypatch.setenv("TRACKIO_DIR", str(tmp_path / "trackio"))
+def test_trackio_run_is_logged_locally(records, tokenizer, tmp_path):
+    """Logged under $TRACKIO_DIR (``tests/conftest.py`` sets it before trackio is first imported: it reads it only then)."""
     result = tracked_run(records, tokenizer, tmp_path, "trackio", "tr")
-    assert list((tmp_path / "trackio").glob("ftcourse*.db"))
+    assert list(Path(os.environ["TRACKIO_DIR"]).glob("ftcourse*.db"))
     run = trackio_logs("tr")
     losses = [row["train/loss"] for row in run["logs"] if "train/loss" in row]
     assert len(losses) == 2 and any(row.get("train/learning_rate") == pytest.approx(1e-3) for row in run["logs"])
