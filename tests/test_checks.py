@@ -150,23 +150,30 @@ def _saved_run(tmp_path: Path, losses: list[float], trained: bool) -> RunResult:
     return RunResult("run", "lora", peft, None, tmp_path, metrics, [{"step": i + 1, "loss": v} for i, v in enumerate(losses)])
 
 
-def test_training_checks_need_a_saved_adapter_a_falling_loss_and_trained_weights(tmp_path):
-    """The kernel-side helpers of the checks that read a RunResult (exercise 02's judge reads the same files: test_wrong_answers)."""
+def test_training_checks_need_a_falling_loss_trained_weights_and_the_training_split(tmp_path):
+    """What the judges of a trained run decide from its files (exercise 02's, 04's and 05's; test_wrong_answers reads a
+    workspace): the method, a falling loss, every lora_B trained, and a run record of the intent training split."""
+    from safetensors.torch import load_file
+
+    def judged(run: RunResult) -> None:
+        tensors = load_file(run.run_dir / "adapter_model.safetensors")
+        core.expect_saved_adapter(run.method, "lora", [loss for _, loss in run.losses], tensors)
+
+    def record(run: RunResult) -> dict:
+        return json.loads((run.run_dir / "ftcourse_run.json").read_text())
+
     ok = _saved_run(tmp_path / "ok", [2.0, 1.0], True)
-    assert core.trained_adapter(ok, "lora")[1] == [2.0, 1.0]
-    core.expect_intent_train(ok)
+    judged(ok)
+    core.expect_intent_record(record(ok))
     with pytest.raises(CheckFailed, match="did not go down"):
-        core.trained_adapter(_saved_run(tmp_path / "flat", [2.0, 2.1], True), "lora")
+        judged(_saved_run(tmp_path / "flat", [2.0, 2.1], True))
     with pytest.raises(CheckFailed, match="lora_B matrices are still all zero"):
-        core.trained_adapter(_saved_run(tmp_path / "zero", [2.0, 1.0], False), "lora")
-    with pytest.raises(CheckFailed, match="holds no saved adapter"):
-        core.trained_adapter(RunResult("run", "lora", None, None, tmp_path / "missing", {}, []), "lora")
+        judged(_saved_run(tmp_path / "zero", [2.0, 1.0], False))
     write_run_record(tmp_path / "ok", "lora", split="test")
     with pytest.raises(CheckFailed, match="trained on the test split"):
-        core.expect_intent_train(ok)
+        core.expect_intent_record(record(ok))
+    assert not core.record_trained_on({"not": "a record"}, [])
     (tmp_path / "ok" / "ftcourse_run.json").unlink()
-    with pytest.raises(CheckFailed, match="not saved by fine_tune"):
-        core.expect_intent_train(ok)
     with pytest.raises(CheckFailed, match="asks for 'qlora'"):
         checks.check_ex04_task4.verify(_saved_run(tmp_path / "ok", [2.0, 1.0], True), {}, None)
     assert json.loads((tmp_path / "ok" / "adapter_config.json").read_text())["r"] == 4

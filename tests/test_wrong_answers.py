@@ -57,27 +57,6 @@ def test_a_wrong_answer_is_a_hint_and_a_broken_checker_is_a_checker_fault(capsys
     assert not issubclass(CheckerError, AssertionError)  # the grader reports it as a fault, not as a wrong answer
 
 
-def test_helper_detection_sees_direct_aliased_and_attribute_calls():
-    import ftcourse.tokenization as data_module
-    from ftcourse.tokenization import tokenize_messages as tm
-
-    def direct(tokenizer, messages):
-        return tokenize_messages(tokenizer, messages)
-
-    def aliased(tokenizer, messages):
-        return tm(tokenizer, messages)
-
-    def attribute(tokenizer, messages):
-        return data_module.tokenize_messages(tokenizer, messages)
-
-    def nested(tokenizer, messages):
-        return (lambda: tm(tokenizer, messages))()
-
-    helpers = {"tokenize_messages": tokenize_messages}
-    assert all(checks.uses_helper(f, helpers) == "tokenize_messages" for f in (direct, aliased, attribute, nested))
-    assert checks.uses_helper(_completion_only, helpers) is None
-
-
 def test_the_graders_helper_detection_reads_the_submitted_source():
     helpers = {"split_dataset": "ftcourse.data.split_dataset", "collate": "ftcourse.tokenization.collate"}
     setup = "from ftcourse.data import read_dataset, split_dataset\nimport ftcourse.tokenization as tok\n"

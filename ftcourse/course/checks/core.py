@@ -56,11 +56,11 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
-    "call_learner", "Case", "CheckerError", "CheckFailed", "collected_path", "collected_run", "describe", "describe_run", "expect", "expect_choices",
-    "expect_intent_record", "expect_intent_train", "expect_saved_adapter", "forbid_helpers", "forbid_source_helpers", "graded_check",
+    "Case", "CheckerError", "CheckFailed", "collected_path", "collected_run", "describe", "describe_run", "expect",
+    "expect_intent_record", "expect_saved_adapter", "forbid_source_helpers", "graded_check",
     "GradedCheck", "GRADING_DIR_ENV", "INPUTS_FILE", "is_4bit", "is_close", "learner_source", "lora_targets", "output_of", "outputs_of",
     "peft_trainable", "probe_logits", "read_inside", "record_trained_on", "reference_model", "reference_tokenizer", "run_learner",
-    "saved_run", "safetensors_bytes", "self_check", "SelfCheck", "source_helper", "trained_adapter", "trained_on", "uses_helper",
+    "saved_run", "safetensors_bytes", "self_check", "SelfCheck", "source_helper",
     "workspace_adapter", "workspace_path",
 ]
 
@@ -87,61 +87,6 @@ def expect(condition: object, what: str, hint: str) -> None:
     """Raise :class:`CheckFailed` unless ``condition`` holds."""
     if not condition:
         raise CheckFailed(what, hint)
-
-
-def expect_choices(answers, expected: dict[str, tuple[str, str]], options: tuple[str, ...], name: str = "choices",
-                   unit: str = "scenario") -> None:
-    """Fail unless ``answers`` gives every key of ``expected`` its answer, one of ``options``; ``expected`` maps a key to
-    (answer, hint), and a wrong answer fails with that hint — never with the answer."""
-    expect(isinstance(answers, dict) and set(answers) == set(expected),
-           f"`{name}` must be a dict with the keys {sorted(expected)}.", f"fill in one answer per {unit}.")
-    quoted = [f'"{o}"' for o in options]
-    for key, (want, hint) in expected.items():
-        got = answers[key]
-        expect(got in options, f"{name}[{key!r}] is {got!r}.", f"answer {', '.join(quoted[:-1])} or {quoted[-1]}.")
-        expect(got == want, f"{name}[{key!r}] is {got!r}.", hint)
-
-
-def call_learner(func: Callable, *args, name: str = "your function", **kwargs):
-    """Call the learner's ``func``; an exception it raises becomes a :class:`CheckFailed` (the learner's fault)."""
-    try:
-        return func(*args, **kwargs)
-    except (CheckFailed, NotImplementedError):
-        raise
-    except Exception as exc:
-        raise CheckFailed(f"`{name}` raised {type(exc).__name__}: {exc}",
-                          "run it on the small example of the task yourself; the task gives its arguments and what it returns.") from None
-
-
-def _code_names(code) -> set[str]:
-    names = set(code.co_names) | set(code.co_varnames) | set(code.co_freevars)
-    for const in code.co_consts:
-        if inspect.iscode(const):
-            names |= _code_names(const)
-    return names
-
-
-def uses_helper(func: Callable, helpers: dict[str, object]) -> str | None:
-    """The name of a helper (name -> object) that ``func`` calls, directly, under another name or as an attribute.
-
-    Live objects: for the checks not yet converted to the grading protocol, which run in the learner's kernel; a converted
-    check reads the submitted source instead (:func:`source_helper`).
-    """
-    code = getattr(func, "__code__", None)
-    if code is None:
-        return None
-    names = _code_names(code)
-    scope = {**getattr(func, "__globals__", {}), **inspect.getclosurevars(func).nonlocals}
-    for helper, obj in helpers.items():
-        if helper in names or (obj is not None and any(scope.get(n) is obj for n in names if n in scope)):
-            return helper
-    return None
-
-
-def forbid_helpers(func: Callable, name: str, helpers: dict[str, object], why: str) -> None:
-    """Fail when the learner's ``func`` hands the task to one of the course's ``helpers``."""
-    used = uses_helper(func, helpers)
-    expect(used is None, f"`{name}` calls `{used}`, the course's helper for this very task.", why)
 
 
 class SelfCheck:
@@ -578,7 +523,7 @@ def describe_run(result: Any) -> dict:
 
 
 def collected_run(run: Any, case: Case, method: str, loss_must_drop: bool = True) -> tuple[dict, dict, list[float], dict]:
-    """Judge a run collected by :func:`describe_run` as :func:`trained_adapter` does, from the files in its folder
+    """Judge a run collected by :func:`describe_run` from the files in its folder
     (:func:`saved_run`): returns (adapter config, saved tensors, losses, run record)."""
     run = run if isinstance(run, dict) else {}
     expect(run.get("type") == "RunResult", f"`result` is a {str(run.get('type'))[:80]}, not what fine_tune returns.",
@@ -608,23 +553,6 @@ def lora_targets(config) -> set[str]:
     return {modules} if isinstance(modules, str) else set(modules)
 
 
-def trained_adapter(result, method: str, loss_must_drop: bool = True) -> tuple[dict, list[float]]:
-    """Check a RunResult of ``method``: adapter saved, every lora_B trained, loss down; return (adapter config, losses)."""
-    from safetensors.torch import load_file
-
-    from ftcourse.runs import RunResult
-
-    expect(isinstance(result, RunResult), f"`result` is a {type(result).__name__}, not what fine_tune returns.",
-           f"result = fine_tune(records, model=P.model, method={method!r}, settings=settings_from_profile(P), run_name=...).")
-    run_dir = Path(result.run_dir)
-    files = {p.name for p in run_dir.iterdir()} if run_dir.is_dir() else set()
-    expect({"adapter_config.json", "adapter_model.safetensors"} <= files, f"{run_dir} holds no saved adapter (found {sorted(files)}).",
-           "fine_tune saves the adapter when training ends; let it finish.")
-    losses = [loss for _, loss in result.losses]
-    expect_saved_adapter(result.method, method, losses, load_file(run_dir / "adapter_model.safetensors"), loss_must_drop)
-    return json.loads((run_dir / "adapter_config.json").read_text()), losses
-
-
 def expect_saved_adapter(used: str, method: str, losses: list, tensors: Mapping[str, Any], loss_must_drop: bool = True) -> None:
     """Fail unless a run of method ``used`` is of ``method``, its ``losses`` went down and every saved lora_B (``tensors``) trained."""
     expect(used == method, f"the run used method {used!r}; the task asks for {method!r}.", f"pass method={method!r}.")
@@ -634,13 +562,6 @@ def expect_saved_adapter(used: str, method: str, losses: list, tensors: Mapping[
     frozen = [n for n, t in tensors.items() if "lora_B" in n and not t.abs().sum()]
     expect(not frozen, f"{len(frozen)} of the saved lora_B matrices are still all zero: those layers never learned.",
            "check that the optimizer updates the adapter (learning rate > 0, steps > 0).")
-
-
-def trained_on(result, records, packing: bool = False, init_text: str | None = None) -> bool:
-    """True when ``result``'s saved run was trained on exactly ``records`` (with fine_tune's other defaults): its fingerprint says so."""
-    from ftcourse.runs import RUN_RECORD
-
-    return record_trained_on(json.loads((Path(result.run_dir) / RUN_RECORD).read_text()), records, packing, init_text)
 
 
 def record_trained_on(record: Mapping[str, Any], records, packing: bool = False, init_text: str | None = None) -> bool:
@@ -654,15 +575,6 @@ def record_trained_on(record: Mapping[str, Any], records, packing: bool = False,
                                                              TrainingSettings(**record["training"]), list(records), packing, init_text)
     except (KeyError, TypeError, ValueError, CourseError):  # not a record fine_tune wrote
         return False
-
-
-def expect_intent_train(result, init_text: str | None = None) -> None:
-    """Fail unless ``result`` was trained on the intent task's training split (of some profile), naming an evaluation split it used."""
-    from ftcourse.runs import RUN_RECORD
-
-    expect((Path(result.run_dir) / RUN_RECORD).is_file(), f"{result.run_dir} holds no {RUN_RECORD}: it was not saved by fine_tune.",
-           "train with ftcourse.train.fine_tune and pass its RunResult.")
-    expect_intent_record(json.loads((Path(result.run_dir) / RUN_RECORD).read_text()), init_text)
 
 
 def expect_intent_record(record: Mapping[str, Any], init_text: str | None = None) -> None:
