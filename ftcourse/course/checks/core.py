@@ -650,7 +650,7 @@ def workspace_path(path: Any) -> str | None:
     from ftcourse import paths
 
     try:
-        return Path(path).resolve().relative_to(paths.project_root()).as_posix()
+        return Path(path).resolve().relative_to(paths.project_root().resolve()).as_posix()
     except (TypeError, ValueError, OSError):
         return None
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ftcourse.course.checks.core import Case, CheckFailed, describe, expect, graded_check, output_of, run_learner
+from ftcourse.course.checks.core import Case, CheckFailed, describe, expect, graded_check, output_of, run_learner, workspace_path
 
 __all__ = ["check_ex10_task1", "check_ex10_task2", "check_ex10_task3"]
 
@@ -111,16 +111,6 @@ def _judge_task1(data: dict, case: Case) -> str:
 # ---------------------------------------------------------------- task 2: an ONNX export answers like PyTorch
 
 
-def _in_workspace(path: Any) -> str | None:
-    """``path`` relative to the project root (the grader's workspace), or None when it is outside."""
-    from ftcourse import paths
-
-    try:
-        return Path(path).resolve().relative_to(paths.project_root().resolve()).as_posix()
-    except (TypeError, ValueError, OSError):
-        return None
-
-
 _PRACTICE_PROMPTS = [[{"role": "user", "content": "My kettle stopped heating. What should I do?"}], "The warranty covers",
                      [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Track order 2231."}]]
 
@@ -131,7 +121,7 @@ def check_ex10_task2(inputs, onnx_dir, max_diff, model, tokenizer, prompts) -> d
     ``max_diff``: max |logit difference| PyTorch vs onnxruntime over every position of ``prompts``."""
     from ftcourse.deploy import ONNX_FILE
 
-    folder = _in_workspace(onnx_dir)
+    folder = workspace_path(onnx_dir)
     return {"onnx": None if folder is None else f"{folder}/{ONNX_FILE}", "max_diff": describe(max_diff), "prompts": describe(prompts)}
 
 
